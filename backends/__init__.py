@@ -1,0 +1,1 @@
+"""The built-in adapters, one module per framework; each imports its framework only when used."""

@@ -1,0 +1,164 @@
+"""PyTorch adapter: nn.Module trees, Lazy* modules, buffers such as BatchNorm's running statistics."""
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
+
+import numpy as np
+
+from unified_params._lazy import lazy
+from unified_params.adapter import Adapter, DeferredHooks, Node, Slot
+from unified_params.errors import ShapeMismatchError
+
+torch = lazy("torch")
+
+SKIPPED_BUFFERS = {"num_batches_tracked"}
+
+
+def _dtype_name(dtype: Any) -> str:
+    return str(dtype).removeprefix("torch.")
+
+
+def _lazy_shape(module: Any, leaf: str) -> tuple[int | None, ...]:
+    """The canonical shape of a not yet materialized parameter, from the module's configuration."""
+    out = getattr(module, "out_features", None) or getattr(module, "out_channels", None)
+    kernel = tuple(getattr(module, "kernel_size", ()))
+    if out is None:
+        return (None,)
+    return (out, None, *kernel) if leaf == "weight" else (out,)
+
+
+def _to_numpy(tensor: Any) -> np.ndarray:
+    tensor = tensor.detach().cpu()
+    if tensor.dtype == torch.bfloat16:
+        import ml_dtypes
+
+        return tensor.view(torch.int16).numpy().view(ml_dtypes.bfloat16).copy()
+    return tensor.numpy().copy()
+
+
+def _to_tensor(value: np.ndarray) -> Any:
+    if value.dtype.name == "bfloat16":
+        return torch.from_numpy(np.require(value.view(np.int16), requirements=["C", "W"])).view(torch.bfloat16)
+    return torch.from_numpy(np.require(value, requirements=["C", "W"]))
+
+
+def _as_input(x: Any) -> Any:
+    return x if isinstance(x, torch.Tensor) else torch.as_tensor(np.asarray(x))
+
+
+class TorchAdapter(Adapter):
+    """Wraps a torch.nn.Module."""
+
+    name = "torch"
+    roots = ("torch",)
+    distribution = "torch"
+    extra = "torch"
+    examples = "unified_params.backends.torch_examples"
+    capabilities: dict[str, str] = {}
+
+    @classmethod
+    def recognizes(cls, model: Any) -> bool:
+        return isinstance(model, torch.nn.Module)
+
+    def tree(self) -> Node:
+        return self._node("", self.model, "")
+
+    def _node(self, key: str, module: Any, prefix: str) -> Node:
+        node = Node(key, module, label=type(module).__name__)
+        uninit = torch.nn.parameter.UninitializedParameter
+        for leaf, p in module._parameters.items():
+            if p is None:
+                continue
+            pending = isinstance(p, torch.nn.parameter.UninitializedTensorMixin)
+            shape = _lazy_shape(module, leaf) if pending else tuple(p.shape)
+            node.slots.append(Slot(leaf, prefix + leaf, p, id(p), shape, _dtype_name(p.dtype),
+                                   trainable=p.requires_grad, initialized=not pending and not isinstance(p, uninit)))
+        for leaf, b in module._buffers.items():
+            if b is None or leaf in SKIPPED_BUFFERS or leaf in module._non_persistent_buffers_set:
+                continue
+            pending = isinstance(b, torch.nn.parameter.UninitializedTensorMixin)
+            shape = (None,) if pending else tuple(b.shape)
+            node.slots.append(Slot(leaf, prefix + leaf, b, id(b), shape, _dtype_name(b.dtype), trainable=False, initialized=not pending))
+        for child_key, child in module._modules.items():
+            if child is not None:
+                node.children.append(self._node(child_key, child, f"{prefix}{child_key}."))
+        return node
+
+    def read(self, slot: Slot) -> np.ndarray:
+        return _to_numpy(slot.ref)
+
+    def write(self, slot: Slot, value: np.ndarray) -> None:
+        with torch.no_grad():
+            slot.ref.copy_(_to_tensor(value))
+
+    def grad(self, slot: Slot) -> np.ndarray | None:
+        g = getattr(slot.ref, "grad", None)
+        return None if g is None else _to_numpy(g)
+
+    @contextlib.contextmanager
+    def _eval(self) -> Iterator[None]:
+        modes = [(m, m.training) for m in self.model.modules()]
+        self.model.eval()
+        try:
+            yield
+        finally:
+            for m, training in modes:
+                m.training = training
+
+    def compute_grads(self, inputs: Sequence[Any], loss: Callable[[Any], Any] | None) -> None:
+        for p in self.model.parameters():
+            p.grad = None
+        with self._eval(), torch.enable_grad():
+            out = self.model(*map(_as_input, inputs))
+            (out.sum() if loss is None else loss(out)).backward()
+
+    def forward(self, inputs: Sequence[Any]) -> np.ndarray:
+        with self._eval(), torch.no_grad():
+            return _to_numpy(self.model(*map(_as_input, inputs)))
+
+    def materialize(self, inputs: Sequence[Any]) -> None:
+        stack: list[tuple[str, Any, tuple]] = []
+        paths = {id(m): name for name, m in self.model.named_modules(remove_duplicate=False)}
+
+        def enter(module: Any, args: tuple) -> None:
+            stack.append((paths.get(id(module), ""), module, tuple(tuple(a.shape) for a in args if hasattr(a, "shape"))))
+
+        def leave(module: Any, args: tuple, out: Any) -> None:
+            stack.pop()
+
+        handles = [h for m in self.model.modules() for h in (m.register_forward_pre_hook(enter), m.register_forward_hook(leave))]
+        try:
+            with self._eval(), torch.no_grad():
+                self.model(*map(_as_input, inputs))
+        except (RuntimeError, ValueError) as e:
+            if not stack:
+                raise ShapeMismatchError(f"the model rejected inputs of shape {[np.shape(x) for x in inputs]}: {e}") from e
+            path, module, shapes = stack[-1]
+            weight = getattr(module, "weight", None)
+            known = f", but its weight has shape {tuple(weight.shape)}" if weight is not None and not isinstance(weight, torch.nn.parameter.UninitializedTensorMixin) else ""
+            raise ShapeMismatchError(
+                f"layer {path or '(root)'!r} ({type(module).__name__}) got input of shape {shapes[0] if shapes else '?'}{known}: {e}. "
+                f"Give inputs that fit the layer, or rebuild the layer for the new size") from e
+        finally:
+            for h in handles:
+                h.remove()
+
+    def watch(self, hooks: DeferredHooks) -> None:
+        handles: dict[int, Any] = {}
+
+        def known(module: Any, args: Any) -> None:
+            if not _has_pending(module):
+                handles.pop(id(module)).remove()
+                hooks.shapes_known()
+
+        for module in self.model.modules():
+            if _has_pending(module) and id(module) not in handles:
+                handles[id(module)] = module.register_forward_pre_hook(known)
+
+
+def _has_pending(module: Any) -> bool:
+    """True while the module holds an UninitializedParameter or UninitializedBuffer."""
+    pending = torch.nn.parameter.UninitializedTensorMixin
+    return any(isinstance(t, pending) for t in (*module._parameters.values(), *module._buffers.values()))

@@ -1,0 +1,69 @@
+"""The documents' examples built with torch.nn, and oracles that read them with PyTorch's own API."""
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from unified_params.conformance.examples import Built
+
+PARAM_TYPE = nn.Parameter
+
+
+def mlp() -> Built:
+    return Built(nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 1)))
+
+
+def _block1() -> nn.Module:
+    return nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 4), nn.ReLU())
+
+
+def _block2() -> nn.Module:
+    net = nn.Sequential()
+    for i in range(4):
+        net.add_module(f"block {i}", _block1())
+    return net
+
+
+def nested() -> Built:
+    return Built(nn.Sequential(_block2(), nn.Linear(4, 1)))
+
+
+def tied() -> Built:
+    shared = nn.Linear(8, 8)
+    return Built(nn.Sequential(nn.Linear(4, 8), nn.ReLU(), shared, nn.ReLU(), shared, nn.ReLU(), nn.Linear(8, 1)))
+
+
+def deferred() -> Built:
+    return Built(nn.Sequential(nn.LazyLinear(256), nn.ReLU(), nn.LazyLinear(10)))
+
+
+def eager() -> Built:
+    return Built(nn.Sequential(nn.Linear(20, 256), nn.ReLU(), nn.Linear(256, 10)))
+
+
+def native_object(pm: Any, name: str) -> Any:
+    path, _, leaf = name.rpartition(".")
+    return getattr(pm.model.get_submodule(path), leaf)
+
+
+def native_value(pm: Any, name: str) -> np.ndarray:
+    return native_object(pm, name).detach().numpy().copy()
+
+
+def native_names(pm: Any) -> list[str]:
+    buffers = [n for n, _ in pm.model.named_buffers() if not n.endswith("num_batches_tracked")]
+    return [n for n, _ in pm.model.named_parameters()] + buffers
+
+
+def native_forward(pm: Any, x: np.ndarray) -> np.ndarray:
+    with torch.no_grad():
+        return pm.model(torch.from_numpy(x)).numpy()
+
+
+def native_grads(pm: Any, x: np.ndarray) -> dict[str, np.ndarray]:
+    pm.model.zero_grad(set_to_none=True)
+    pm.model(torch.from_numpy(x)).sum().backward()
+    return {n: p.grad.numpy().copy() for n, p in pm.model.named_parameters()}

@@ -1,0 +1,131 @@
+"""The adapter interface: what a backend implements so that the core can manage its parameters.
+
+An adapter is a class registered under the entry-point group ``unified_params.backends``. One
+instance wraps one native model. See docs/adapters.md for the contract of each method.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable, Hashable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Protocol
+
+import numpy as np
+
+KNOWN_KINDS = ("weight", "bias", "running_mean", "running_var")
+
+
+@dataclass
+class Slot:
+    """One native parameter or buffer, as the adapter found it in the model.
+
+    `shape` is in canonical layout with None for a dimension not known yet. `storage` is equal
+    for two slots that share one storage (tied). `ref` is the adapter's own handle.
+    """
+
+    leaf: str
+    native_name: str
+    ref: Any
+    storage: Hashable
+    shape: tuple[int | None, ...]
+    dtype: str
+    trainable: bool = True
+    kind: str = ""
+    initialized: bool | None = None
+
+    def __post_init__(self) -> None:
+        if not self.kind:
+            self.kind = self.leaf
+        if self.initialized is None:
+            self.initialized = all(d is not None for d in self.shape)
+
+
+@dataclass
+class Node:
+    """One layer or container: its key in its parent, its children in order, its own slots."""
+
+    key: str
+    native: Any
+    children: list[Node] = field(default_factory=list)
+    slots: list[Slot] = field(default_factory=list)
+    label: str = ""
+
+
+class DeferredHooks(Protocol):
+    """What the core offers an adapter for parameters whose shape becomes known natively."""
+
+    def shapes_known(self) -> None:
+        """Re-discover the model and apply every recorded initializer that can now run."""
+
+    def initial_value(self, storage: Hashable, shape: tuple[int, ...], dtype: str) -> np.ndarray | None:
+        """The value the recorded initializers give the slot with this storage (canonical layout)."""
+
+
+class Adapter:
+    """Base class of every backend adapter; one instance wraps one native model."""
+
+    name: ClassVar[str] = ""
+    roots: ClassVar[tuple[str, ...]] = ()
+    distribution: ClassVar[str] = ""
+    extra: ClassVar[str] = ""
+    examples: ClassVar[str] = ""
+    capabilities: ClassVar[dict[str, str]] = {}
+
+    def __init__(self, model: Any, variables: Any = None) -> None:
+        self.model = model
+
+    @classmethod
+    def recognizes(cls, model: Any) -> bool:
+        """True when model is an object of this framework that the adapter can wrap."""
+        raise NotImplementedError
+
+    @classmethod
+    def framework_version(cls) -> str:
+        """The framework's version, read without importing it."""
+        from importlib.metadata import version
+
+        return version(cls.distribution)
+
+    @property
+    def variables(self) -> Any:
+        """The current variables for stateless frameworks (linen); None elsewhere."""
+        return None
+
+    def tree(self) -> Node:
+        """The model's structure and its slots, discovered anew."""
+        raise NotImplementedError
+
+    def native(self, slot: Slot) -> Any:
+        """The framework's own parameter object behind slot (default: slot.ref)."""
+        return slot.ref
+
+    def read(self, slot: Slot) -> np.ndarray:
+        """A copy of the slot's value in canonical layout."""
+        raise NotImplementedError
+
+    def write(self, slot: Slot, value: np.ndarray) -> None:
+        """Write value (canonical layout, the slot's shape and dtype) into the native storage."""
+        raise NotImplementedError
+
+    def write_many(self, pairs: Sequence[tuple[Slot, np.ndarray]]) -> None:
+        """Write several slots; adapters whose writes rebuild state override this to do it once."""
+        for slot, value in pairs:
+            self.write(slot, value)
+
+    def grad(self, slot: Slot) -> np.ndarray | None:
+        """The slot's gradient in canonical layout, or None when none has been computed."""
+        raise NotImplementedError
+
+    def compute_grads(self, inputs: Sequence[Any], loss: Callable[[Any], Any] | None) -> None:
+        """One forward and backward pass; afterwards grad() returns the gradients."""
+        raise NotImplementedError
+
+    def forward(self, inputs: Sequence[Any]) -> np.ndarray:
+        """The model's output on inputs (numpy or native tensors), in inference mode, as numpy."""
+        raise NotImplementedError
+
+    def materialize(self, inputs: Sequence[Any]) -> None:
+        """Make every shape known from example inputs; raise ShapeMismatchError on a misfit."""
+        raise NotImplementedError
+
+    def watch(self, hooks: DeferredHooks) -> None:
+        """Arrange that the model's own first forward calls hooks when it makes shapes known."""

@@ -1,0 +1,416 @@
+"""The ParamAPI view: one way to access, collect, initialize and inspect a model's parameters."""
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Callable, Hashable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from . import errors
+from .adapter import Adapter, Node
+from .index import Entry, Index
+from .init import Initializer, make_value, validate
+from .rng import fresh_seed
+
+
+@dataclass
+class Record:
+    """An init call waiting for shapes: applied, in call order, to names as their shapes become known."""
+
+    initializer: Any
+    seed: int
+    names: list[str]
+
+
+class Model:
+    """The state shared by a wrapped model and all its views: the adapter, the index, the records."""
+
+    def __init__(self, adapter: Adapter) -> None:
+        self.adapter = adapter
+        self.records: list[Record] = []
+        self._index: Index | None = None
+
+    def index(self, fresh: bool = False) -> Index:
+        """The current index; a model with pending shapes is re-discovered on every call."""
+        if fresh or self._index is None or self._index.pending:
+            self._index = Index(self.adapter.tree())
+        return self._index
+
+    def shapes_known(self) -> None:
+        """Apply every recorded initializer whose parameters now have known shapes."""
+        index = self.index(fresh=True)
+        for record in self.records:
+            ready = [n for n in record.names if n in index.entries and index.entries[n].slot.initialized]
+            if ready:
+                values = [
+                    (index.entries[n].slot, make_value(record.initializer, record.seed, n, index.entries[n].slot.shape, index.entries[n].slot.dtype))
+                    for n in ready
+                ]
+                self.adapter.write_many(values)
+                record.names = [n for n in record.names if n not in ready]
+        self.records = [r for r in self.records if r.names]
+
+    def initial_value(self, storage: Hashable, shape: tuple[int, ...], dtype: str) -> np.ndarray | None:
+        """The value the recorded initializers give one parameter, for adapters that initialize natively."""
+        entry = self.index(fresh=True).by_storage(storage)
+        if entry is None:
+            return None
+        value = None
+        for record in self.records:
+            if entry.first in record.names:
+                value = make_value(record.initializer, record.seed, entry.first, tuple(shape), dtype)
+                record.names.remove(entry.first)
+        self.records = [r for r in self.records if r.names]
+        return value
+
+
+class ParamView:
+    """One parameter: its names, shape and kind, and its value, gradient and native object."""
+
+    __slots__ = ("_api", "_full", "name")
+
+    def __init__(self, api: ParamAPI, entry: Entry) -> None:
+        self._api, self._full, self.name = api, entry.name, api._rel(entry.name)
+
+    def _entry(self) -> Entry:
+        return self._api._model.index().entries[self._full]
+
+    @property
+    def full_name(self) -> str:
+        """The canonical name from the wrapped model's root."""
+        return self._full
+
+    @property
+    def native_name(self) -> str:
+        return self._entry().slot.native_name
+
+    @property
+    def shape(self) -> tuple[int | None, ...]:
+        return self._entry().slot.shape
+
+    @property
+    def dtype(self) -> str:
+        return self._entry().slot.dtype
+
+    @property
+    def kind(self) -> str:
+        return self._entry().slot.kind
+
+    @property
+    def trainable(self) -> bool:
+        return self._entry().slot.trainable
+
+    @property
+    def initialized(self) -> bool:
+        return bool(self._entry().slot.initialized)
+
+    @property
+    def size(self) -> int | None:
+        shape = self.shape
+        return None if None in shape else math.prod(shape)
+
+    @property
+    def tied_with(self) -> list[str]:
+        """The other names that share this parameter's storage."""
+        entry = self._entry()
+        group = self._api._model.index().groups[entry.slot.storage]
+        return [self._api._rel(n) for n in group if n != self._full]
+
+    @property
+    def native(self) -> Any:
+        """The framework's own parameter object."""
+        return self._api._model.adapter.native(self._ready().slot)
+
+    def _ready(self) -> Entry:
+        entry = self._entry()
+        if not entry.slot.initialized:
+            raise errors.deferred(self._full)
+        return entry
+
+    def numpy(self) -> np.ndarray:
+        """A copy of the value, in canonical layout."""
+        return self._api._model.adapter.read(self._ready().slot)
+
+    def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
+        value = self.numpy()
+        return value if dtype is None else value.astype(dtype)
+
+    @property
+    def grad(self) -> np.ndarray | None:
+        """The gradient in canonical layout, or None until one has been computed."""
+        return self._api._model.adapter.grad(self._ready().slot)
+
+    def set(self, value: Any) -> None:
+        """Write a value in canonical layout; the shape must match and the dtype cast be safe."""
+        slot = self._ready().slot
+        array = validate(value, self._full, slot.shape, np.dtype(slot.dtype), "set()", errors.DtypeMismatchError, finite=False)
+        self._api._model.adapter.write(slot, array)
+
+    def update(self, fn: Callable[[np.ndarray], Any]) -> None:
+        """Replace the value with fn(old): fn may return a new array or edit the copy it gets and return it."""
+        old = self.numpy()
+        new = fn(old)
+        self.set(old if new is None else new)
+
+    def __repr__(self) -> str:
+        state = "" if self.initialized else ", deferred"
+        return f"<param {self.name} {self.shape} {self.dtype} {self.kind}{state}>"
+
+
+class ParamAPI:
+    """A model's parameters under canonical names; pm.layer(...) gives a view rooted at a child."""
+
+    def __init__(self, model: Model, prefix: tuple[str, ...] = ()) -> None:
+        self._model = model
+        self._prefix = prefix
+        self._lead = "".join(k + "." for k in prefix)
+
+    @property
+    def backend(self) -> str:
+        return self._model.adapter.name
+
+    @property
+    def model(self) -> Any:
+        """The wrapped native model (for linen: the module)."""
+        return self._model.adapter.model
+
+    @property
+    def variables(self) -> Any:
+        """linen: the current variables, to pass to module.apply; None elsewhere."""
+        return self._model.adapter.variables
+
+    @property
+    def capabilities(self) -> dict[str, str]:
+        """Features this backend cannot do, with the reason."""
+        return dict(self._model.adapter.capabilities)
+
+    def _rel(self, full: str) -> str:
+        return full[len(self._lead):]
+
+    def _entries(self) -> list[Entry]:
+        entries = self._model.index().entries.values()
+        if not self._prefix:
+            return list(entries)
+        n = len(self._prefix)
+        return [e for e in entries if e.path[:n] == self._prefix]
+
+    def _unique(self) -> list[Entry]:
+        """One entry per storage: the first name inside this view."""
+        seen: set = set()
+        out = []
+        for e in self._entries():
+            if e.slot.storage not in seen:
+                seen.add(e.slot.storage)
+                out.append(e)
+        return out
+
+    def names(self) -> list[str]:
+        """Every canonical name, in canonical order (each name of a tied group)."""
+        return [self._rel(e.name) for e in self._entries()]
+
+    def keys(self) -> list[str]:
+        return self.names()
+
+    def __len__(self) -> int:
+        return len(self._entries())
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.names())
+
+    def __contains__(self, name: object) -> bool:
+        return isinstance(name, str) and self._lead + name in self._model.index().entries and name in self.names()
+
+    def items(self) -> list[tuple[str, ParamView]]:
+        return [(self._rel(e.name), ParamView(self, e)) for e in self._entries()]
+
+    def values(self) -> list[ParamView]:
+        return [ParamView(self, e) for e in self._entries()]
+
+    def __getitem__(self, name: str) -> ParamView:
+        """The parameter with this canonical name (relative to the view), or with this native name."""
+        entries = self._model.index().entries
+        entry = entries.get(self._lead + name) if isinstance(name, str) else None
+        if entry is None or entry.path[: len(self._prefix)] != self._prefix:
+            by_native = [e for e in self._entries() if e.slot.native_name == name]
+            if not by_native:
+                raise errors.not_found(str(name), self.names(), self._where())
+            entry = by_native[0]
+        return ParamView(self, entry)
+
+    def _where(self) -> str:
+        return f"layer {'.'.join(self._prefix)!r}" if self._prefix else "the model"
+
+    def _node(self) -> Node:
+        node = self._model.index().root
+        for key in self._prefix:
+            node = next(c for c in node.children if c.key == key)
+        return node
+
+    def layer(self, *keys: int | str) -> ParamAPI:
+        """A view rooted at a child: positions or keys, like rgnet[0][1][0]; names relative to it."""
+        node, path = self._node(), list(self._prefix)
+        for key in keys:
+            if isinstance(key, int) and not isinstance(key, bool):
+                if not -len(node.children) <= key < len(node.children):
+                    raise errors.ParameterNotFoundError(
+                        f"{'.'.join(path) or 'the model'} has {len(node.children)} children; there is no position {key}")
+                node = node.children[key]
+            else:
+                match = [c for c in node.children if c.key == str(key)]
+                if not match:
+                    raise errors.not_found(str(key), [c.key for c in node.children], f"the children of {'.'.join(path) or 'the model'}")
+                node = match[0]
+            path.append(node.key)
+        return ParamAPI(self._model, tuple(path))
+
+    @property
+    def native_layer(self) -> Any:
+        """The framework's own layer this view is rooted at."""
+        return self._node().native
+
+    def summary(self) -> str:
+        """A table: name, native name, shape, dtype, size, trainable, tied with."""
+        from tabulate import tabulate
+
+        rows = []
+        for name, p in self.items():
+            shape = "(" + ", ".join("?" if d is None else str(d) for d in p.shape) + ("," if len(p.shape) == 1 else "") + ")"
+            rows.append([name, p.native_name, shape, p.dtype, p.size if p.size is not None else "?",
+                         "yes" if p.trainable else "no", ", ".join(p.tied_with)])
+        table = tabulate(rows, headers=["name", "native name", "shape", "dtype", "size", "trainable", "tied with"])
+        known = "?" if not self.initialized else f"{self.num_params():,}"
+        return f"{table}\n{self.backend}: {len(rows)} names, {known} parameters"
+
+    def __repr__(self) -> str:
+        state = "" if self.initialized else f", {len(self.pending())} pending"
+        return f"<ParamAPI {self.backend} {self._where()}: {len(self)} parameters{state}>"
+
+    def num_params(self) -> int:
+        """Unique elements: a tied parameter counts once."""
+        unique = self._unique()
+        pending = [self._rel(e.name) for e in unique if not e.slot.initialized]
+        if pending:
+            raise errors.DeferredInitializationError(
+                f"the size of {', '.join(pending)} is not known yet: call pm.materialize(example_input) first")
+        return sum(math.prod(e.slot.shape) for e in unique)
+
+    def _select(self, pattern: str | None, kind: str | tuple[str, ...] | None, trainable: bool | None = None) -> list[Entry]:
+        regex = None
+        if pattern is not None:
+            try:
+                regex = re.compile(pattern)
+            except (re.error, TypeError) as e:
+                raise errors.SelectionError(f"pattern {pattern!r} does not compile: {e}") from e
+        kinds = (kind,) if isinstance(kind, str) else kind
+        return [
+            e for e in self._unique()
+            if (regex is None or regex.fullmatch(self._rel(e.name)))
+            and (kinds is None or e.slot.kind in kinds)
+            and (trainable is None or e.slot.trainable == trainable)
+        ]
+
+    def collect(self, pattern: str | None = None, kind: str | tuple[str, ...] | None = None, trainable: bool | None = None) -> dict[str, ParamView]:
+        """name -> view for the parameters whose canonical name fully matches pattern and whose kind is kind."""
+        return {self._rel(e.name): ParamView(self, e) for e in self._select(pattern, kind, trainable)}
+
+    def init(self, initializer: Initializer | Callable, pattern: str | None = None, kind: str | tuple[str, ...] | None = None, seed: int | None = None) -> ParamAPI:
+        """Initialize the selected parameters: all values made and checked first, then written.
+
+        Parameters whose shape is not known yet get the call recorded; it runs when the shape is known.
+        """
+        if isinstance(initializer, type) and issubclass(initializer, Initializer):
+            initializer = initializer()
+        if not callable(initializer) and not isinstance(initializer, Initializer):
+            raise errors.InitializerError(f"{initializer!r} is not an initializer: pass up.init.Normal(...) or a function (shape, dtype, rng, name) -> array")
+        selected = self._select(pattern, kind)
+        if not selected:
+            what = " and ".join(x for x in (pattern is not None and f"pattern {pattern!r}", kind is not None and f"kind {kind!r}") if x)
+            raise errors.SelectionError(f"{what or 'the selection'} matches no parameter in {self._where()}; names are: {', '.join(self.names()[:12])}")
+        seed = fresh_seed() if seed is None else int(seed)
+        ready = [e for e in selected if e.slot.initialized]
+        values = [(e.slot, make_value(initializer, seed, e.name, e.slot.shape, e.slot.dtype)) for e in ready]
+        self._model.adapter.write_many(values)
+        pending = [e.name for e in selected if not e.slot.initialized]
+        if pending:
+            self._model.records.append(Record(initializer, seed, pending))
+        return self
+
+    def tied(self) -> list[list[str]]:
+        """Groups of names that share one storage, each in canonical order."""
+        index = self._model.index()
+        inside = {e.name for e in self._entries()}
+        groups = []
+        for names in index.groups.values():
+            names = [self._rel(n) for n in names if n in inside]
+            if len(names) > 1:
+                groups.append(names)
+        return groups
+
+    @property
+    def initialized(self) -> bool:
+        """True when every parameter's shape is known and its storage exists."""
+        return all(e.slot.initialized for e in self._entries())
+
+    def pending(self) -> list[str]:
+        """Names whose shape is not known yet."""
+        return [self._rel(e.name) for e in self._entries() if not e.slot.initialized]
+
+    def materialize(self, *example_inputs: Any) -> ParamAPI:
+        """Infer every shape from example inputs, apply the recorded initializers, return self."""
+        reason = self.capabilities.get("deferred")
+        if reason and not self.initialized:
+            raise errors.UnsupportedError(f"{self.backend} cannot materialize deferred parameters: {reason}")
+        self._model.adapter.materialize(list(example_inputs))
+        self._model.shapes_known()
+        return self
+
+    def forward(self, *inputs: Any) -> np.ndarray:
+        """The whole model's output on inputs, in inference mode, as numpy."""
+        return self._model.adapter.forward(list(inputs))
+
+    def grads(self, *inputs: Any, loss: Callable[[Any], Any] | None = None) -> dict[str, np.ndarray]:
+        """One forward and backward pass (loss = sum of outputs unless given): name -> gradient."""
+        if not self.initialized:
+            raise errors.deferred(self.pending()[0])
+        adapter = self._model.adapter
+        adapter.compute_grads(list(inputs), loss)
+        out = {}
+        for e in self._unique():
+            if e.slot.trainable:
+                g = adapter.grad(e.slot)
+                if g is not None:
+                    out[self._rel(e.name)] = g
+        return out
+
+    def state_dict(self) -> dict[str, np.ndarray]:
+        """name -> numpy copy, canonical layout, one entry per tied group."""
+        unique = self._unique()
+        pending = [self._rel(e.name) for e in unique if not e.slot.initialized]
+        if pending:
+            raise errors.DeferredInitializationError(
+                f"{', '.join(pending)} not initialized yet: call pm.materialize(example_input) before state_dict()")
+        read = self._model.adapter.read
+        return {self._rel(e.name): read(e.slot) for e in unique}
+
+    def load_state_dict(self, state: dict[str, Any], strict: bool = True, cast: bool = False) -> ParamAPI:
+        """Check every name, shape and dtype first, then write; raise listing every misfit."""
+        from .state import load_state
+
+        load_state(self, state, strict=strict, cast=cast)
+        return self
+
+    def save(self, path: str, metadata: dict[str, str] | None = None) -> None:
+        """Write a safetensors checkpoint (canonical names and layout) atomically."""
+        from .state import save
+
+        save(self, path, metadata)
+
+    def load(self, path: str, strict: bool = True, cast: bool = False) -> ParamAPI:
+        """Load a safetensors checkpoint; nothing is written unless every entry fits."""
+        from .state import load
+
+        load(self, path, strict=strict, cast=cast)
+        return self

@@ -1,0 +1,44 @@
+"""The documents' examples E1-E13: what each backend's examples module must build, and the shared inputs."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+EXAMPLES: dict[str, str] = {
+    "E1": "MLP Dense(4->8), ReLU, Dense(8->1) on X (2, 4): output shape (2, 1)",
+    "E2": "parameters of one layer: pm.layer(2) has weight (1, 8) and bias (1,), float32",
+    "E3": "one parameter: p.native is the framework's parameter object, p.grad is None before backward",
+    "E4": "all parameters: 0.weight 0.bias 2.weight 2.bias with shapes (8,4) (8,) (1,8) (1,)",
+    "E5": "access by name: pm['2.bias'] equals the native value",
+    "E6": "nested blocks rgnet: 18 parameters, pm.layer(0, 1, 0)['bias'] is rgnet[0][1][0].bias",
+    "E7": "built-in init: Normal/zeros, constant 1, Xavier on layer 0 and 42 on layer 2; same seed, same bits",
+    "E8": "custom init U(-10, 10) zeroed where abs < 5; then w += 1 and w[0, 0] = 42 seen natively",
+    "E9": "collect by regex '.*weight': exactly the weights, in order",
+    "E10": "tied layer: pm.tied(), writes seen through both names, summed grads, counted once",
+    "E11": "deferred init: shapes (256, None) before data, recorded custom init runs once per weight after",
+    "E12": "avoiding deferral: input sizes given, initialized at once; an explicit init overwrites",
+    "E13": "exercises: mismatched input size, a different input size after materializing: clear error, nothing changed",
+}
+
+REQUIRED_BUILDERS = ("mlp", "nested", "tied", "deferred", "eager")
+REQUIRED_ORACLES = ("native_object", "native_value", "native_names", "native_forward", "native_grads")
+
+
+@dataclass
+class Built:
+    """A model built by a backend's examples module: the native model and, for linen, its variables."""
+
+    model: Any
+    variables: Any = None
+
+
+def mlp_input() -> np.ndarray:
+    """X of shape (2, 4) for E1-E10 and E13."""
+    return np.random.default_rng(1).uniform(size=(2, 4)).astype(np.float32)
+
+
+def deferred_input(width: int = 20) -> np.ndarray:
+    """X of shape (2, width) for the deferred examples E11-E13."""
+    return np.random.default_rng(2).uniform(size=(2, width)).astype(np.float32)

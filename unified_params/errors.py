@@ -1,0 +1,78 @@
+"""The error family: every error derives from UnifiedParamsError and the builtin a user would catch."""
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+
+class UnifiedParamsError(Exception):
+    """Base of every error raised by unified_params."""
+
+
+class ParameterNotFoundError(UnifiedParamsError, KeyError):
+    """A name that does not exist; the message lists the closest names."""
+
+    def __str__(self) -> str:  # KeyError would repr() the message
+        return str(self.args[0]) if self.args else ""
+
+
+class SelectionError(UnifiedParamsError, ValueError):
+    """A pattern that does not compile, or a selection for init that matches nothing."""
+
+
+class InitializerError(UnifiedParamsError, ValueError):
+    """An initializer raised or produced a wrong shape, an unsafe dtype, NaN or inf."""
+
+
+class ShapeMismatchError(UnifiedParamsError, ValueError):
+    """Shapes that do not fit: set, load_state_dict, transfer or materialize."""
+
+
+class DtypeMismatchError(UnifiedParamsError, ValueError):
+    """A value whose dtype cannot be written without an unsafe cast."""
+
+
+class CheckpointError(UnifiedParamsError, ValueError):
+    """A checkpoint file that is truncated, corrupt, or not a unified_params checkpoint."""
+
+
+class DeferredInitializationError(UnifiedParamsError, RuntimeError):
+    """Reading or writing a parameter whose shape is not known yet."""
+
+
+class UnsupportedModelError(UnifiedParamsError, TypeError):
+    """wrap() of an object that no adapter recognises."""
+
+
+class BackendNotInstalledError(UnifiedParamsError, ImportError):
+    """The model's framework, or a requested backend, is not installed."""
+
+
+class UnsupportedError(UnifiedParamsError, NotImplementedError):
+    """A backend cannot do what was asked; its capabilities say why."""
+
+
+def closest(name: str, candidates: Iterable[str], n: int = 5) -> list[str]:
+    """The candidates most similar to name, best first."""
+    import difflib
+
+    candidates = list(candidates)
+    found = difflib.get_close_matches(name, candidates, n=n, cutoff=0.3)
+    if not found:
+        found = [c for c in candidates if name in c or c in name][:n]
+    return found
+
+
+def not_found(name: str, candidates: Iterable[str], where: str = "the model") -> ParameterNotFoundError:
+    """A ParameterNotFoundError for name that suggests the closest existing names."""
+    candidates = list(candidates)
+    near = closest(name, candidates)
+    hint = f"closest: {', '.join(near)}" if near else f"names are: {', '.join(candidates[:10])}"
+    return ParameterNotFoundError(f"no parameter named {name!r} in {where}; {hint}")
+
+
+def deferred(name: str) -> DeferredInitializationError:
+    """The error for touching a parameter whose shape is not known yet."""
+    return DeferredInitializationError(
+        f"parameter {name!r} is not initialized yet (its shape is not known): call "
+        f"pm.materialize(example_input) or run the model once on data first"
+    )

@@ -1,0 +1,260 @@
+"""Initializers: the built-ins, and the adapter that validates custom ones.
+
+Every initializer is a function of (shape, dtype, seed, canonical name), so the same call gives
+bitwise-identical canonical values on every backend. Fan-in and fan-out come from the canonical
+layout, as in PyTorch: weight (out, in, *kernel).
+"""
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from . import rng as _rng
+from .errors import InitializerError
+
+__all__ = [
+    "Initializer", "Zeros", "Ones", "Constant", "Normal", "Uniform", "XavierUniform", "XavierNormal",
+    "KaimingUniform", "KaimingNormal", "TruncatedNormal", "Orthogonal", "make_value",
+]
+
+CustomInit = Callable[[tuple, np.dtype, np.random.Generator, str], Any]
+
+
+def _work_dtype(dtype: np.dtype) -> np.dtype:
+    """numpy draws float32 and float64 directly; narrower floats are drawn in float32 and cast."""
+    return dtype if dtype in (np.float32, np.float64) else np.dtype(np.float32)
+
+
+def fans(shape: tuple[int, ...], name: str = "") -> tuple[int, int]:
+    """(fan_in, fan_out) of a canonical-layout shape (out, in, *kernel)."""
+    if len(shape) < 2:
+        raise InitializerError(
+            f"cannot compute fan-in/fan-out of {name or 'a parameter'} with shape {shape}: it needs at "
+            f"least 2 dimensions; select weights only, e.g. kind='weight'"
+        )
+    receptive = math.prod(shape[2:])
+    return shape[1] * receptive, shape[0] * receptive
+
+
+class Initializer:
+    """Base of the built-ins: fill(out, seed, name) writes the values in place, chunk by chunk."""
+
+    def fill(self, out: np.ndarray, seed: int, name: str) -> None:
+        raise NotImplementedError
+
+    def __call__(self, shape: tuple, dtype: Any, rng: np.random.Generator | None = None, name: str = "") -> np.ndarray:
+        """The custom-initializer signature, so built-ins compose with user code."""
+        out = np.empty(shape, dtype)
+        self.fill(out, int(rng.integers(2**63)) if rng is not None else 0, name)
+        return out
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in vars(self).items())
+        return f"{type(self).__name__}({args})"
+
+
+class Constant(Initializer):
+    """Every element equal to value."""
+
+    def __init__(self, value: float = 0.0) -> None:
+        self.value = value
+
+    def fill(self, out: np.ndarray, seed: int, name: str) -> None:
+        out[...] = self.value
+
+
+class Zeros(Constant):
+    """All zeros."""
+
+    def __init__(self) -> None:
+        super().__init__(0.0)
+
+
+class Ones(Constant):
+    """All ones."""
+
+    def __init__(self) -> None:
+        super().__init__(1.0)
+
+
+class Normal(Initializer):
+    """Normal(mean, std), drawn per chunk."""
+
+    def __init__(self, mean: float = 0.0, std: float = 0.01) -> None:
+        self.mean, self.std = mean, std
+
+    def _std(self, shape: tuple, name: str) -> float:
+        return self.std
+
+    def fill(self, out: np.ndarray, seed: int, name: str) -> None:
+        mean, std, work = self.mean, self._std(out.shape, name), _work_dtype(out.dtype)
+
+        def chunk(g: np.random.Generator, c: np.ndarray) -> None:
+            z = c if c.dtype == work else np.empty(c.shape, work)
+            g.standard_normal(dtype=work, out=z)
+            z *= std
+            if mean:
+                z += mean
+            if z is not c:
+                c[...] = z
+
+        _rng.fill_chunks(out, seed, name, chunk)
+
+
+class Uniform(Initializer):
+    """Uniform on [low, high), drawn per chunk."""
+
+    def __init__(self, low: float = -0.07, high: float = 0.07) -> None:
+        self.low, self.high = low, high
+
+    def _bounds(self, shape: tuple, name: str) -> tuple[float, float]:
+        return self.low, self.high
+
+    def fill(self, out: np.ndarray, seed: int, name: str) -> None:
+        low, high = self._bounds(out.shape, name)
+        work = _work_dtype(out.dtype)
+
+        def chunk(g: np.random.Generator, c: np.ndarray) -> None:
+            u = c if c.dtype == work else np.empty(c.shape, work)
+            g.random(dtype=work, out=u)
+            u *= high - low
+            u += low
+            if u is not c:
+                c[...] = u
+
+        _rng.fill_chunks(out, seed, name, chunk)
+
+
+class XavierUniform(Uniform):
+    """Glorot uniform: U(-b, b), b = gain * sqrt(6 / (fan_in + fan_out))."""
+
+    def __init__(self, gain: float = 1.0) -> None:
+        self.gain = gain
+
+    def _bounds(self, shape: tuple, name: str) -> tuple[float, float]:
+        fan_in, fan_out = fans(shape, name)
+        b = self.gain * math.sqrt(6.0 / (fan_in + fan_out))
+        return -b, b
+
+
+class XavierNormal(Normal):
+    """Glorot normal: N(0, gain * sqrt(2 / (fan_in + fan_out)))."""
+
+    def __init__(self, gain: float = 1.0) -> None:
+        self.gain, self.mean = gain, 0.0
+
+    def _std(self, shape: tuple, name: str) -> float:
+        fan_in, fan_out = fans(shape, name)
+        return self.gain * math.sqrt(2.0 / (fan_in + fan_out))
+
+
+def _kaiming_std(a: float, mode: str, nonlinearity: str, shape: tuple, name: str) -> float:
+    fan_in, fan_out = fans(shape, name)
+    fan = fan_in if mode == "fan_in" else fan_out
+    gains = {"linear": 1.0, "sigmoid": 1.0, "tanh": 5.0 / 3, "relu": math.sqrt(2.0),
+             "leaky_relu": math.sqrt(2.0 / (1 + a * a)), "selu": 0.75}
+    if nonlinearity not in gains:
+        raise InitializerError(f"unknown nonlinearity {nonlinearity!r}; one of {sorted(gains)}")
+    return gains[nonlinearity] / math.sqrt(fan)
+
+
+class KaimingUniform(Uniform):
+    """He uniform, as torch.nn.init.kaiming_uniform_: U(-b, b), b = gain * sqrt(3 / fan)."""
+
+    def __init__(self, a: float = 0.0, mode: str = "fan_in", nonlinearity: str = "leaky_relu") -> None:
+        self.a, self.mode, self.nonlinearity = a, mode, nonlinearity
+
+    def _bounds(self, shape: tuple, name: str) -> tuple[float, float]:
+        b = math.sqrt(3.0) * _kaiming_std(self.a, self.mode, self.nonlinearity, shape, name)
+        return -b, b
+
+
+class KaimingNormal(Normal):
+    """He normal, as torch.nn.init.kaiming_normal_: N(0, gain / sqrt(fan))."""
+
+    def __init__(self, a: float = 0.0, mode: str = "fan_in", nonlinearity: str = "leaky_relu") -> None:
+        self.a, self.mode, self.nonlinearity, self.mean = a, mode, nonlinearity, 0.0
+
+    def _std(self, shape: tuple, name: str) -> float:
+        return _kaiming_std(self.a, self.mode, self.nonlinearity, shape, name)
+
+
+class TruncatedNormal(Initializer):
+    """Normal(mean, std) redrawn outside [a, b] (default mean -/+ 2 std), per chunk."""
+
+    def __init__(self, mean: float = 0.0, std: float = 1.0, a: float | None = None, b: float | None = None) -> None:
+        self.mean, self.std = mean, std
+        self.a = mean - 2 * std if a is None else a
+        self.b = mean + 2 * std if b is None else b
+
+    def fill(self, out: np.ndarray, seed: int, name: str) -> None:
+        mean, std, lo, hi = self.mean, self.std, self.a, self.b
+        work = _work_dtype(out.dtype)
+
+        def chunk(g: np.random.Generator, c: np.ndarray) -> None:
+            z = g.standard_normal(c.size, dtype=work) * work.type(std) + work.type(mean)
+            bad = np.flatnonzero((z < lo) | (z > hi))
+            while bad.size:
+                z[bad] = g.standard_normal(bad.size, dtype=work) * work.type(std) + work.type(mean)
+                bad = bad[(z[bad] < lo) | (z[bad] > hi)]
+            c[...] = z.reshape(c.shape)
+
+        _rng.fill_chunks(out, seed, name, chunk)
+
+
+class Orthogonal(Initializer):
+    """A (semi-)orthogonal matrix over (out, prod(rest)), as torch.nn.init.orthogonal_."""
+
+    def __init__(self, gain: float = 1.0) -> None:
+        self.gain = gain
+
+    def fill(self, out: np.ndarray, seed: int, name: str) -> None:
+        if out.ndim < 2:
+            raise InitializerError(f"Orthogonal needs at least 2 dimensions; {name} has shape {out.shape}")
+        rows, cols = out.shape[0], out.size // out.shape[0]
+        flat = _rng.generator(seed, name).standard_normal((rows, cols))
+        if rows < cols:
+            flat = flat.T
+        q, r = np.linalg.qr(flat)
+        q *= np.sign(np.diag(r))
+        if rows < cols:
+            q = q.T
+        out[...] = (self.gain * q).reshape(out.shape)
+
+
+def make_value(initializer: Initializer | CustomInit, seed: int, name: str, shape: tuple[int, ...], dtype: str) -> np.ndarray:
+    """The value initializer gives parameter name: validated shape, a safe dtype, all finite."""
+    dtype_ = np.dtype(dtype)
+    try:
+        if isinstance(initializer, Initializer):
+            out = np.empty(shape, dtype_)
+            initializer.fill(out, seed, name)
+            return out
+        result = initializer(tuple(shape), dtype_, _rng.generator(seed, name), name)
+    except InitializerError:
+        raise
+    except Exception as e:
+        raise InitializerError(f"initializer {initializer!r} raised on parameter {name!r}: {type(e).__name__}: {e}") from e
+    return validate(result, name, shape, dtype_, f"initializer {getattr(initializer, '__name__', initializer)!r}", InitializerError)
+
+
+def validate(value: Any, name: str, shape: tuple[int, ...], dtype: np.dtype, source: str, error: type[Exception], finite: bool = True) -> np.ndarray:
+    """value as an array of exactly shape and dtype; raise error if the shape differs, the cast is unsafe or (finite) a value is NaN or inf."""
+    from .errors import ShapeMismatchError
+
+    try:
+        array = np.asarray(value)
+    except Exception as e:
+        raise error(f"{source} gave {type(value).__name__} for parameter {name!r}, not an array: {e}") from e
+    if array.shape != tuple(shape):
+        cls = error if error is InitializerError else ShapeMismatchError
+        raise cls(f"{source} gave shape {array.shape} for parameter {name!r}, which has shape {tuple(shape)}")
+    if not np.can_cast(array.dtype, dtype, casting="same_kind"):
+        raise error(f"{source} gave dtype {array.dtype} for parameter {name!r} ({dtype}): casting would be unsafe; convert it explicitly")
+    if finite and array.dtype.kind in "fc" and not np.isfinite(array).all():
+        bad = int(array.size - np.isfinite(array).sum())
+        raise error(f"{source} gave {bad} NaN or inf value(s) for parameter {name!r}")
+    return np.ascontiguousarray(array, dtype=dtype)
