@@ -63,7 +63,10 @@ def find(model: Any, backend: str | None = None) -> type[Adapter]:
         return cls
     roots = _roots(model)
     for name in names():
-        cls = adapter_class(name)
+        try:
+            cls = adapter_class(name)
+        except Exception:
+            continue
         if roots & set(cls.roots) and cls.recognizes(model):
             return cls
     supported = "torch.nn.Module, mxnet.gluon.Block, keras.Layer/keras.Model, flax.linen.Module (with variables), flax.nnx.Module"

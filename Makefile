@@ -1,0 +1,34 @@
+# make demo: set up .venv (once) and run `unified-params compare`.
+# make test: set up .venv (once) and run the whole test suite on every backend (none may be skipped).
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-stamp
+KERAS_OTHER_BACKENDS := jax torch
+
+.PHONY: demo test bench conformance clean
+
+$(STAMP): pyproject.toml constraints.txt Makefile
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --disable-pip-version-check -c constraints.txt -e ".[torch,keras,flax,test]"
+	# mxnet 1.9.1 declares numpy<2, which would downgrade numpy: install it alone (see backends/mxnet_import.py).
+	$(PY) -m pip install -q --disable-pip-version-check --no-deps -c constraints.txt mxnet==1.9.1
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(VENV)/bin/unified-params compare
+
+test: $(STAMP)
+	UNIFIED_PARAMS_REQUIRE_ALL=1 $(PY) -m pytest -q tests
+	for kb in $(KERAS_OTHER_BACKENDS); do \
+	  KERAS_BACKEND=$$kb UNIFIED_PARAMS_REQUIRE_ALL=1 $(PY) -m pytest -q --pyargs unified_params.conformance --backend keras || exit 1; \
+	done
+
+conformance: $(STAMP)
+	$(VENV)/bin/unified-params conformance
+
+bench: $(STAMP)
+	$(PY) benchmarks/run.py
+
+clean:
+	rm -rf $(VENV) build *.egg-info

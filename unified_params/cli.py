@@ -1,0 +1,101 @@
+"""The `unified-params` command: backends, conformance, compare."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+Table = tuple[str, list[str], list[list[Any]]]
+
+
+def _render(tables: list[Table], fmt: str) -> None:
+    if fmt == "json":
+        print(json.dumps([{"title": t, "headers": h, "rows": r} for t, h, r in tables], indent=1, default=str))
+        return
+    if fmt == "markdown":
+        from tabulate import tabulate
+
+        for title, headers, rows in tables:
+            print(f"### {title}\n\n{tabulate(rows, headers=headers, tablefmt='github')}\n")
+        return
+    from rich.console import Console
+    from rich.table import Table as RichTable
+
+    console = Console(width=None if sys.stdout.isatty() else 200)
+    for title, headers, rows in tables:
+        table = RichTable(title=title, title_justify="left", show_lines=False)
+        for h in headers:
+            table.add_column(str(h), overflow="fold")
+        for row in rows:
+            table.add_row(*(_style(c) for c in row))
+        console.print(table)
+
+
+def _style(cell: Any) -> str:
+    text = str(cell)
+    colors = {"pass": "green", "fail": "bold red", "not supported": "yellow", "not installed": "red"}
+    return f"[{colors[text]}]{text}[/]" if text in colors else text.replace("[", "\\[")
+
+
+def cmd_backends(args: argparse.Namespace) -> int:
+    from .registry import backends
+
+    rows = [[b.name, b.version or "-", "yes" if b.importable else "no", b.reason or "",
+             "; ".join(f"{k}: {v}" for k, v in b.capabilities.items()) or "all"] for b in backends()]
+    _render([("Registered backends", ["backend", "framework version", "importable", "why not", "not supported"], rows)], args.format)
+    return 0
+
+
+def cmd_conformance(args: argparse.Namespace) -> int:
+    from .conformance.matrix import execute_all, matrix, runs
+    from .conformance.examples import EXAMPLES
+    from .registry import names
+
+    all_runs = execute_all(runs(args.backend or names()), jobs=args.jobs)
+    features, cells, notes = matrix(all_runs)
+    labels = [r.label for r in all_runs]
+    rows = [[f, EXAMPLES.get(f, "")[:60], *[cells[f].get(label, "not run") for label in labels]] for f in features]
+    tables: list[Table] = [("Conformance: feature x backend", ["feature", "what", *labels], rows)]
+    if notes:
+        tables.append(("Notes", ["where", "reason"], [[k, v] for k, v in notes.items()]))
+    _render(tables, args.format)
+    failed = any(v in ("fail", "not installed", "not run") for c in cells.values() for v in c.values()) or not features
+    return 1 if failed else 0
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from .registry import backends
+    from .sidebyside import run_all, tables
+
+    usable = [b.name for b in backends() if b.importable and (not args.backend or b.name in args.backend)]
+    results = run_all(usable, jobs=args.jobs)
+    _render(tables(results), args.format)
+    if args.plot:
+        from .plot import plot_initializers
+
+        plot_initializers(args.plot, usable)
+        print(f"wrote {args.plot}")
+    return 1 if any("error" in r for r in results) else 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="unified-params", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    for name, fn, help_ in (("backends", cmd_backends, "list adapters and framework versions"),
+                            ("conformance", cmd_conformance, "run the conformance suite and print the feature x backend matrix"),
+                            ("compare", cmd_compare, "run the documents' examples on every backend, side by side")):
+        p = sub.add_parser(name, help=help_)
+        p.set_defaults(fn=fn)
+        p.add_argument("--format", choices=("table", "json", "markdown"), default="table")
+        if name != "backends":
+            p.add_argument("--backend", action="append", help="only this backend (repeatable)")
+            p.add_argument("--jobs", type=int, default=2, help="backends run in parallel")
+        if name == "compare":
+            p.add_argument("--plot", metavar="FILE.png", help="draw initializer histograms per backend")
+    args = parser.parse_args(argv)
+    return args.fn(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
