@@ -93,6 +93,23 @@ class TorchAdapter(Adapter):
         with torch.no_grad():
             slot.ref.copy_(_to_tensor(value))
 
+    def _numpy_view(self, slot: Slot) -> np.ndarray | None:
+        t = slot.ref.detach()
+        if t.device.type != "cpu" or t.dtype == torch.bfloat16 or not t.is_contiguous():
+            return None
+        return t.numpy()
+
+    def view(self, slot: Slot) -> np.ndarray:
+        view = self._numpy_view(slot)
+        return self.read(slot) if view is None else view
+
+    def fill(self, slot: Slot, fn: Callable[[np.ndarray], None]) -> None:
+        view = self._numpy_view(slot)
+        if view is None:
+            super().fill(slot, fn)
+        else:
+            fn(view)
+
     def grad(self, slot: Slot) -> np.ndarray | None:
         g = getattr(slot.ref, "grad", None)
         return None if g is None else _to_numpy(g)

@@ -106,6 +106,18 @@ class Adapter:
         """Write value (canonical layout, the slot's shape and dtype) into the native storage."""
         raise NotImplementedError
 
+    def view(self, slot: Slot) -> np.ndarray:
+        """The value in canonical layout without a copy where the framework allows (read-only use)."""
+        return self.read(slot)
+
+    def fill(self, slot: Slot, fn: Callable[[np.ndarray], None]) -> None:
+        """Let fn write the value in place: into native memory where possible, else through one scratch array."""
+        from .dtypes import resolve
+
+        out = np.empty(slot.shape, resolve(slot.dtype))
+        fn(out)
+        self.write(slot, out)
+
     def write_many(self, pairs: Sequence[tuple[Slot, np.ndarray]]) -> None:
         """Write several slots; adapters whose writes rebuild state override this to do it once."""
         for slot, value in pairs:

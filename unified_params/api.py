@@ -11,6 +11,7 @@ import numpy as np
 
 from . import errors
 from .adapter import Adapter, Node
+from .dtypes import resolve
 from .index import Entry, Index
 from .init import Initializer, make_value, validate
 from .rng import fresh_seed
@@ -146,7 +147,7 @@ class ParamView:
     def set(self, value: Any) -> None:
         """Write a value in canonical layout; the shape must match and the dtype cast be safe."""
         slot = self._ready().slot
-        array = validate(value, self._full, slot.shape, np.dtype(slot.dtype), "set()", errors.DtypeMismatchError, finite=False)
+        array = validate(value, self._full, slot.shape, resolve(slot.dtype), "set()", errors.DtypeMismatchError, finite=False)
         self._api._model.adapter.write(slot, array)
 
     def update(self, fn: Callable[[np.ndarray], Any]) -> None:
@@ -331,8 +332,14 @@ class ParamAPI:
             raise errors.SelectionError(f"{what or 'the selection'} matches no parameter in {self._where()}; names are: {', '.join(self.names()[:12])}")
         seed = fresh_seed() if seed is None else int(seed)
         ready = [e for e in selected if e.slot.initialized]
-        values = [(e.slot, make_value(initializer, seed, e.name, e.slot.shape, e.slot.dtype)) for e in ready]
-        self._model.adapter.write_many(values)
+        if isinstance(initializer, Initializer):
+            for e in ready:
+                initializer.check(e.slot.shape, e.name)
+            for e in ready:
+                self._model.adapter.fill(e.slot, lambda out, name=e.name: initializer.fill(out, seed, name))
+        else:
+            values = [(e.slot, make_value(initializer, seed, e.name, e.slot.shape, e.slot.dtype)) for e in ready]
+            self._model.adapter.write_many(values)
         pending = [e.name for e in selected if not e.slot.initialized]
         if pending:
             self._model.records.append(Record(initializer, seed, pending))
@@ -385,15 +392,18 @@ class ParamAPI:
                     out[self._rel(e.name)] = g
         return out
 
-    def state_dict(self) -> dict[str, np.ndarray]:
-        """name -> numpy copy, canonical layout, one entry per tied group."""
+    def _ready_unique(self) -> list[Entry]:
         unique = self._unique()
         pending = [self._rel(e.name) for e in unique if not e.slot.initialized]
         if pending:
             raise errors.DeferredInitializationError(
-                f"{', '.join(pending)} not initialized yet: call pm.materialize(example_input) before state_dict()")
+                f"{', '.join(pending)} not initialized yet: call pm.materialize(example_input) first")
+        return unique
+
+    def state_dict(self) -> dict[str, np.ndarray]:
+        """name -> numpy copy, canonical layout, one entry per tied group."""
         read = self._model.adapter.read
-        return {self._rel(e.name): read(e.slot) for e in unique}
+        return {self._rel(e.name): read(e.slot) for e in self._ready_unique()}
 
     def load_state_dict(self, state: dict[str, Any], strict: bool = True, cast: bool = False) -> ParamAPI:
         """Check every name, shape and dtype first, then write; raise listing every misfit."""

@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from . import rng as _rng
+from .dtypes import resolve
 from .errors import InitializerError
 
 __all__ = [
@@ -45,6 +46,9 @@ class Initializer:
     def fill(self, out: np.ndarray, seed: int, name: str) -> None:
         raise NotImplementedError
 
+    def check(self, shape: tuple[int, ...], name: str) -> None:
+        """Raise InitializerError before anything is written if this initializer cannot fill shape."""
+
     def __call__(self, shape: tuple, dtype: Any, rng: np.random.Generator | None = None, name: str = "") -> np.ndarray:
         """The custom-initializer signature, so built-ins compose with user code."""
         out = np.empty(shape, dtype)
@@ -60,6 +64,8 @@ class Constant(Initializer):
     """Every element equal to value."""
 
     def __init__(self, value: float = 0.0) -> None:
+        if not np.isfinite(value).all():
+            raise InitializerError(f"Constant({value!r}): the value must be finite")
         self.value = value
 
     def fill(self, out: np.ndarray, seed: int, name: str) -> None:
@@ -128,7 +134,14 @@ class Uniform(Initializer):
         _rng.fill_chunks(out, seed, name, chunk)
 
 
-class XavierUniform(Uniform):
+class _FanBased:
+    """Mixin: fan-in and fan-out need at least 2 dimensions; say so before writing anything."""
+
+    def check(self, shape: tuple[int, ...], name: str) -> None:
+        fans(shape, name)
+
+
+class XavierUniform(_FanBased, Uniform):
     """Glorot uniform: U(-b, b), b = gain * sqrt(6 / (fan_in + fan_out))."""
 
     def __init__(self, gain: float = 1.0) -> None:
@@ -140,7 +153,7 @@ class XavierUniform(Uniform):
         return -b, b
 
 
-class XavierNormal(Normal):
+class XavierNormal(_FanBased, Normal):
     """Glorot normal: N(0, gain * sqrt(2 / (fan_in + fan_out)))."""
 
     def __init__(self, gain: float = 1.0) -> None:
@@ -161,7 +174,7 @@ def _kaiming_std(a: float, mode: str, nonlinearity: str, shape: tuple, name: str
     return gains[nonlinearity] / math.sqrt(fan)
 
 
-class KaimingUniform(Uniform):
+class KaimingUniform(_FanBased, Uniform):
     """He uniform, as torch.nn.init.kaiming_uniform_: U(-b, b), b = gain * sqrt(3 / fan)."""
 
     def __init__(self, a: float = 0.0, mode: str = "fan_in", nonlinearity: str = "leaky_relu") -> None:
@@ -172,7 +185,7 @@ class KaimingUniform(Uniform):
         return -b, b
 
 
-class KaimingNormal(Normal):
+class KaimingNormal(_FanBased, Normal):
     """He normal, as torch.nn.init.kaiming_normal_: N(0, gain / sqrt(fan))."""
 
     def __init__(self, a: float = 0.0, mode: str = "fan_in", nonlinearity: str = "leaky_relu") -> None:
@@ -211,9 +224,11 @@ class Orthogonal(Initializer):
     def __init__(self, gain: float = 1.0) -> None:
         self.gain = gain
 
+    def check(self, shape: tuple[int, ...], name: str) -> None:
+        if len(shape) < 2:
+            raise InitializerError(f"Orthogonal needs at least 2 dimensions; {name} has shape {shape}: select weights only, e.g. kind='weight'")
+
     def fill(self, out: np.ndarray, seed: int, name: str) -> None:
-        if out.ndim < 2:
-            raise InitializerError(f"Orthogonal needs at least 2 dimensions; {name} has shape {out.shape}")
         rows, cols = out.shape[0], out.size // out.shape[0]
         flat = _rng.generator(seed, name).standard_normal((rows, cols))
         if rows < cols:
@@ -227,7 +242,7 @@ class Orthogonal(Initializer):
 
 def make_value(initializer: Initializer | CustomInit, seed: int, name: str, shape: tuple[int, ...], dtype: str) -> np.ndarray:
     """The value initializer gives parameter name: validated shape, a safe dtype, all finite."""
-    dtype_ = np.dtype(dtype)
+    dtype_ = resolve(dtype)
     try:
         if isinstance(initializer, Initializer):
             out = np.empty(shape, dtype_)

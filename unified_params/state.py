@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from . import errors
+from .dtypes import resolve
 
 if TYPE_CHECKING:
     from .api import ParamAPI
@@ -51,7 +52,7 @@ def load_state(pm: ParamAPI, state: dict[str, Any], strict: bool = True, cast: b
         if array.shape != tuple(slot.shape):
             mismatched.append(f"{name}: checkpoint {array.shape} vs model {tuple(slot.shape)}")
             continue
-        target = np.dtype(slot.dtype)
+        target = resolve(slot.dtype)
         if array.dtype != target and not (cast and np.can_cast(array.dtype, target, "same_kind")):
             dtypes.append(f"{name}: checkpoint {array.dtype} vs model {target}")
             continue
@@ -129,7 +130,8 @@ def transfer(src: Any, dst: Any, strict: bool = True) -> ParamAPI:
 
     src_pm = src if isinstance(src, ParamAPI) else wrap(src)
     dst_pm = dst if isinstance(dst, ParamAPI) else wrap(dst)
-    dst_pm.load_state_dict(src_pm.state_dict(), strict=strict)
+    view = src_pm._model.adapter.view
+    dst_pm.load_state_dict({src_pm._rel(e.name): view(e.slot) for e in src_pm._ready_unique()}, strict=strict)
     return dst_pm
 
 
