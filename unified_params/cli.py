@@ -54,7 +54,7 @@ def cmd_conformance(args: argparse.Namespace) -> int:
 
     all_runs = execute_all(runs(args.backend or names()), jobs=args.jobs)
     features, cells, notes = matrix(all_runs)
-    labels = [r.label for r in all_runs]
+    labels = [r.label for r in all_runs if r.label != "cross"]
     rows = [[f, EXAMPLES.get(f, "")[:60], *[cells[f].get(label, "not run") for label in labels]] for f in features]
     tables: list[Table] = [("Conformance: feature x backend", ["feature", "what", *labels], rows)]
     if notes:

@@ -19,21 +19,24 @@ class Run:
     """One pytest process: a backend label, its environment, and what it reported."""
 
     label: str
-    backend: str
+    args: list[str]
     env: dict[str, str]
     rows: list[dict] = field(default_factory=list)
     returncode: int = 0
     output: str = ""
 
 
-def runs(backends: list[str]) -> list[Run]:
-    """One run per backend; keras once per Keras backend, since Keras picks it at import."""
+def runs(backends: list[str], cross: bool = True) -> list[Run]:
+    """One run per backend (keras once per Keras backend, since Keras picks it at import), then one cross run."""
     out = []
     for name in backends:
+        args = ["--backend", name, "-m", "not cross"]
         if name == "keras":
-            out += [Run(f"keras[{kb}]", name, {"KERAS_BACKEND": kb}) for kb in KERAS_BACKENDS]
+            out += [Run(f"keras[{kb}]", args, {"KERAS_BACKEND": kb}) for kb in KERAS_BACKENDS]
         else:
-            out.append(Run(name, name, {}))
+            out.append(Run(name, args, {}))
+    if cross and len(backends) > 1:
+        out.append(Run("cross", ["-m", "cross", *[a for b in backends for a in ("--backend", b)]], {}))
     return out
 
 
@@ -42,7 +45,7 @@ def execute(run: Run, extra: list[str] | None = None) -> Run:
     with tempfile.TemporaryDirectory() as tmp:
         report = os.path.join(tmp, "report.json")
         cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--pyargs", "unified_params.conformance",
-               "--backend", run.backend, "--up-report", report, *(extra or [])]
+               *run.args, "--up-report", report, *(extra or [])]
         proc = subprocess.run(cmd, env={**os.environ, **run.env}, capture_output=True, text=True, cwd=tmp)
         run.returncode, run.output = proc.returncode, proc.stdout + proc.stderr
         if os.path.exists(report):
@@ -72,7 +75,8 @@ def matrix(all_runs: list[Run]) -> tuple[list[str], dict[str, dict[str, str]], d
             tail = run.output.strip().splitlines()[-1] if run.output.strip() else f"exit {run.returncode}"
             notes[run.label] = f"suite did not run: {tail}"
         for row in run.rows:
-            key = f"{row['feature']}/{run.label}"
+            label = row["backend"]
+            key = f"{row['feature']}/{label}"
             if row["outcome"] == "failed":
                 verdict = "fail"
                 notes[key] = f"{row['test']}: {row['reason']}"
@@ -81,8 +85,8 @@ def matrix(all_runs: list[Run]) -> tuple[list[str], dict[str, dict[str, str]], d
                 notes.setdefault(key, row["reason"])
             else:
                 verdict = "pass"
-            seen.setdefault(row["feature"], {}).setdefault(run.label, set()).add(verdict)
-    order = [f"E{i}" for i in range(1, 14)]
+            seen.setdefault(row["feature"], {}).setdefault(label, set()).add(verdict)
+    order = [f"E{i}" for i in range(1, 14)] + ["errors", "state"]
     features = sorted(seen, key=lambda f: (order.index(f) if f in order else len(order), f))
     cells = {f: {label: _cell(v) for label, v in seen[f].items()} for f in features}
     return features, cells, notes

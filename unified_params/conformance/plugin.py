@@ -29,6 +29,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "feature(id): the conformance feature (E1-E13, errors, state, ...) a test checks")
     config.addinivalue_line("markers", "requires(*capabilities): adapter capabilities the test needs")
+    config.addinivalue_line("markers", "cross: a cross-framework test (needs every backend in one process)")
 
 
 def _selected(config: pytest.Config) -> list[str]:
@@ -38,22 +39,31 @@ def _selected(config: pytest.Config) -> list[str]:
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    selected = _selected(metafunc.config)
     if "backend" in metafunc.fixturenames:
-        metafunc.parametrize("backend", _selected(metafunc.config), scope="session")
+        metafunc.parametrize("backend", selected, scope="session")
+    if "pair" in metafunc.fixturenames:
+        pairs = [(a, b) for a in selected for b in selected if a != b]
+        metafunc.parametrize("pair", pairs, ids=[f"{a}->{b}" for a, b in pairs], scope="session")
+
+
+def require_backend(name: str) -> Any:
+    """The adapter class for name; skipped when its framework is missing, unless all are required."""
+    from unified_params.registry import adapter_class, installed
+
+    cls = adapter_class(name)
+    reason = installed(cls)
+    if reason:
+        if os.environ.get(REQUIRE_ALL) == "1":
+            pytest.fail(f"{REQUIRE_ALL}=1 but backend {name!r} is not usable: {reason}")
+        pytest.skip(f"not installed: {reason}")
+    return cls
 
 
 @pytest.fixture(scope="session")
 def adapter_cls(backend: str) -> Any:
-    """The adapter class for backend; skipped when its framework is missing, unless all are required."""
-    from unified_params.registry import adapter_class, installed
-
-    cls = adapter_class(backend)
-    reason = installed(cls)
-    if reason:
-        if os.environ.get(REQUIRE_ALL) == "1":
-            pytest.fail(f"{REQUIRE_ALL}=1 but backend {backend!r} is not usable: {reason}")
-        pytest.skip(f"not installed: {reason}")
-    return cls
+    """The adapter class for backend."""
+    return require_backend(backend)
 
 
 @pytest.fixture(scope="session")
@@ -87,17 +97,18 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
         return
     rows = []
     for report in _RESULTS:
-        item_feature = dict(report.user_properties).get("feature")
-        backend = dict(report.user_properties).get("backend")
-        if not item_feature or not backend:
+        props = dict(report.user_properties)
+        item_feature = props.get("feature")
+        if not item_feature or not (props.get("backend") or props.get("pair")):
             continue
         reason = ""
         if report.skipped and isinstance(report.longrepr, tuple):
             reason = str(report.longrepr[2]).removeprefix("Skipped: ")
         elif report.failed:
             reason = (report.longreprtext or "").strip().splitlines()[-1][:300] if report.longreprtext else "failed"
-        rows.append({"test": report.nodeid, "feature": item_feature, "backend": backend_label(backend),
-                     "outcome": report.outcome, "reason": reason})
+        for backend in ([props["backend"]] if props.get("backend") else props["pair"]):
+            rows.append({"test": report.nodeid, "feature": item_feature, "backend": backend_label(backend),
+                         "outcome": report.outcome, "reason": reason})
     with open(path, "w") as f:
         json.dump(rows, f)
 
@@ -108,5 +119,6 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
     if marker is not None:
         item.user_properties.append(("feature", marker.args[0]))
     callspec = getattr(item, "callspec", None)
-    if callspec is not None and "backend" in callspec.params:
-        item.user_properties.append(("backend", callspec.params["backend"]))
+    for key in ("backend", "pair"):
+        if callspec is not None and key in callspec.params:
+            item.user_properties.append((key, callspec.params[key]))

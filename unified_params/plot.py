@@ -1,0 +1,76 @@
+"""`compare --plot`: per built-in initializer, the value histogram on each backend, beside each framework's default."""
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import subprocess
+import sys
+from typing import Any
+
+import numpy as np
+
+INITIALIZERS = {
+    "Normal(0, 0.05)": ("Normal", {"mean": 0.0, "std": 0.05}),
+    "Uniform(-0.1, 0.1)": ("Uniform", {"low": -0.1, "high": 0.1}),
+    "XavierUniform": ("XavierUniform", {}),
+    "XavierNormal": ("XavierNormal", {}),
+    "KaimingUniform": ("KaimingUniform", {}),
+    "KaimingNormal": ("KaimingNormal", {}),
+    "TruncatedNormal(0, 0.05)": ("TruncatedNormal", {"std": 0.05}),
+    "Orthogonal": ("Orthogonal", {}),
+}
+DEFAULT = "framework default"
+
+
+def samples(name: str, seed: int = 0) -> dict[str, list[float]]:
+    """The first layer's weight values of the eager example on backend name: native default, then each initializer."""
+    import unified_params as up
+    from unified_params.registry import adapter_class
+
+    ex = importlib.import_module(adapter_class(name).examples)
+    built = ex.eager()
+    pm = up.wrap(built.model, built.variables)
+    out = {DEFAULT: pm["0.weight"].numpy().ravel().tolist()}
+    for label, (cls, kwargs) in INITIALIZERS.items():
+        pm.init(getattr(up.init, cls)(**kwargs), pattern=r"0\.weight", seed=seed)
+        out[label] = pm["0.weight"].numpy().ravel().tolist()
+    return out
+
+
+def plot_initializers(path: str, backends: list[str]) -> None:
+    """Draw a grid: one row per initializer (and the native default), one column per backend."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    data: dict[str, dict[str, Any]] = {}
+    for name in backends:
+        proc = subprocess.run([sys.executable, "-m", "unified_params.plot", name], capture_output=True, text=True, env=dict(os.environ))
+        if proc.returncode == 0:
+            data[name] = json.loads(proc.stdout.strip().splitlines()[-1])
+    rows = [DEFAULT, *INITIALIZERS]
+    fig, axes = plt.subplots(len(rows), len(data), figsize=(2.6 * len(data), 1.6 * len(rows)), squeeze=False)
+    for j, name in enumerate(data):
+        for i, label in enumerate(rows):
+            ax = axes[i][j]
+            values = np.asarray(data[name][label])
+            same = label != DEFAULT and all(np.array_equal(values, np.asarray(data[o][label])) for o in data)
+            ax.hist(values, bins=50, color="tab:gray" if label == DEFAULT else "tab:blue")
+            ax.set_yticks([])
+            ax.tick_params(labelsize=6)
+            if i == 0:
+                ax.set_title(name, fontsize=9)
+            if j == 0:
+                ax.set_ylabel(label, fontsize=7)
+            if label != DEFAULT:
+                ax.text(0.98, 0.9, "identical" if same else "differs", transform=ax.transAxes, ha="right", fontsize=6,
+                        color="tab:green" if same else "tab:red")
+    fig.suptitle("First-layer weight (256, 20):\neach framework's default, then unified_params initializers, seed 0", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
+if __name__ == "__main__":
+    print(json.dumps(samples(sys.argv[1])))
