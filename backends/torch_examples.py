@@ -67,3 +67,33 @@ def native_grads(pm: Any, x: np.ndarray) -> dict[str, np.ndarray]:
     pm.model.zero_grad(set_to_none=True)
     pm.model(torch.from_numpy(x)).sum().backward()
     return {n: p.grad.numpy().copy() for n, p in pm.model.named_parameters()}
+
+
+GRAD_BEFORE_BACKWARD = "None (param.grad)"
+
+
+class Zoo(nn.Module):
+    """Conv, batch norm, pooling, embedding, layer norm and dense: the cross-framework model (see docs/adapters.md)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3)
+        self.bn = nn.BatchNorm2d(4, eps=1e-5)
+        self.embed = nn.Embedding(10, 4)
+        self.norm = nn.LayerNorm(4, eps=1e-5)
+        self.head = nn.Linear(4, 2)
+
+    def forward(self, image: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
+        h = nn.functional.avg_pool2d(torch.relu(self.bn(self.conv(image))), 2).mean(dim=(2, 3))
+        return self.head(self.norm(h + self.embed(tokens).mean(dim=1)))
+
+
+def zoo() -> Built:
+    return Built(Zoo())
+
+
+def zoo_input() -> tuple[np.ndarray, np.ndarray]:
+    """(image NCHW float32 (2, 3, 8, 8), tokens int32 (2, 5)): channels-first, as PyTorch expects."""
+    from unified_params.conformance.examples import zoo_image, zoo_tokens
+
+    return zoo_image().transpose(0, 3, 1, 2).copy(), zoo_tokens()

@@ -122,8 +122,8 @@ class ParamView:
 
     @property
     def native(self) -> Any:
-        """The framework's own parameter object."""
-        return self._api._model.adapter.native(self._ready().slot)
+        """The framework's own parameter object (it may exist before its shape is known)."""
+        return self._api._model.adapter.native(self._entry().slot)
 
     def _ready(self) -> Entry:
         entry = self._entry()

@@ -42,3 +42,13 @@ def mlp_input() -> np.ndarray:
 def deferred_input(width: int = 20) -> np.ndarray:
     """X of shape (2, width) for the deferred examples E11-E13."""
     return np.random.default_rng(2).uniform(size=(2, width)).astype(np.float32)
+
+
+def zoo_image() -> np.ndarray:
+    """The zoo model's image, channels-last (2, 8, 8, 3); channels-first frameworks transpose it to (2, 3, 8, 8)."""
+    return np.random.default_rng(3).uniform(-1, 1, size=(2, 8, 8, 3)).astype(np.float32)
+
+
+def zoo_tokens() -> np.ndarray:
+    """The zoo model's token ids (2, 5), int32."""
+    return np.random.default_rng(4).integers(0, 10, size=(2, 5)).astype(np.int32)

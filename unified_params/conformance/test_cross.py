@@ -30,16 +30,17 @@ def build(name: str, kind: str) -> up.ParamAPI:
     return up.wrap(built.model, built.variables)
 
 
-def model_input(pm: up.ParamAPI, kind: str) -> Any:
-    """The kind's input in the layout this framework expects (channels-last where it is native)."""
-    ex = examples(pm.backend)
+def model_input(pm: up.ParamAPI, kind: str) -> tuple:
+    """The kind's inputs in the layout this framework expects (channels-last where it is native)."""
     if kind == "zoo":
-        return ex.zoo_input()
-    return np.random.default_rng(5).uniform(-1, 1, size=(3, 4)).astype(np.float32)
+        return tuple(examples(pm.backend).zoo_input())
+    return (np.random.default_rng(5).uniform(-1, 1, size=(3, 4)).astype(np.float32),)
 
 
 def seeded(pm: up.ParamAPI, seed: int = 3) -> up.ParamAPI:
     pm.init(up.init.Uniform(-0.5, 0.5), seed=seed)
+    if pm.collect(kind="running_var"):
+        pm.init(up.init.Uniform(0.5, 1.5), kind="running_var", seed=seed)
     return pm
 
 
@@ -58,8 +59,8 @@ def test_same_seed_bitwise(pair: tuple[str, str], kind: str) -> None:
 def test_outputs_and_grads_agree(pair: tuple[str, str], kind: str) -> None:
     a, b = (seeded(build(n, kind)) for n in pair)
     xa, xb = model_input(a, kind), model_input(b, kind)
-    np.testing.assert_allclose(a.forward(xa), b.forward(xb), rtol=1e-5, atol=1e-6)
-    ga, gb = a.grads(xa), b.grads(xb)
+    np.testing.assert_allclose(a.forward(*xa), b.forward(*xb), rtol=1e-5, atol=1e-6)
+    ga, gb = a.grads(*xa), b.grads(*xb)
     assert set(ga) == set(gb)
     for name in ga:
         np.testing.assert_allclose(ga[name], gb[name], rtol=1e-4, atol=1e-5, err_msg=name)
@@ -74,7 +75,7 @@ def test_transfer(pair: tuple[str, str], kind: str) -> None:
     assert up.transfer(src, dst) is dst
     for name, value in src.state_dict().items():
         np.testing.assert_array_equal(examples(pair[1]).native_value(dst, name), value, err_msg=name)
-    np.testing.assert_allclose(dst.forward(model_input(dst, kind)), src.forward(model_input(src, kind)), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(dst.forward(*model_input(dst, kind)), src.forward(*model_input(src, kind)), rtol=1e-5, atol=1e-6)
 
 
 @pytest.mark.feature("cross: checkpoints")

@@ -1,0 +1,374 @@
+"""The MXNet Gluon adapter: `mxnet.gluon.Block` and `HybridBlock`, hybridized or not, on MXNet 1.9.1.
+
+Canonical names follow Gluon's structural names (`Block._children` keys, as `save_parameters`
+writes them) with `gamma`/`beta` read as `weight`/`bias`. Gluon already stores dense `(out, in)`
+and conv `(out, in, *k)`, so the layout is canonical. Deferred parameters (a 0 or -1 dimension)
+get their recorded initializers through a Gluon `Initializer` that Gluon itself calls when it
+finishes the deferred init, whether the first forward is the user's or `materialize`'s.
+"""
+from __future__ import annotations
+
+import re
+import sys
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from types import ModuleType
+from typing import Any
+
+import numpy as np
+
+from unified_params import errors
+from unified_params._lazy import LazyModule
+from unified_params.adapter import Adapter, DeferredHooks, Node, Slot
+from unified_params.backends.mxnet_import import import_mxnet
+
+_LEAVES = {"gamma": "weight", "beta": "bias"}
+_HOOKS = "_unified_params_hooks"
+_PARAM_STATE = ("_data", "_grad", "_deferred_init", "_shape", "_dtype", "_ctx_list", "_ctx_map", "_var")
+_BLOCK_STATE = ("_cached_graph", "_cached_op", "_cached_op_args", "_in_format", "_out_format")
+_state = threading.local()
+
+
+class _MXNetModule(LazyModule):
+    """The mxnet module, imported on first use through the numpy-2 shim."""
+
+    def _load(self) -> ModuleType:
+        module = self.__dict__["_module"]
+        if module is None:
+            module = self.__dict__["_module"] = import_mxnet()
+        return module
+
+
+mx: Any = _MXNetModule("mxnet")
+
+
+def _known(param: Any) -> tuple[int | None, ...]:
+    """Gluon's shape with its unknown dimensions (0, or -1 in numpy-shape mode) as None."""
+    return tuple(None if d in (0, -1) else int(d) for d in (param.shape or ()))
+
+
+def _own_params(block: Any) -> list[tuple[str, Any]]:
+    """(leaf, Parameter) for the block's own parameters: registered attributes, then any others of its dict."""
+    own = [(_LEAVES.get(attr, attr), p) for attr, p in block._reg_params.items()]
+    seen = {id(p) for _, p in own}
+    prefix = block.params.prefix
+    for name, p in block.params.items():
+        if id(p) not in seen:
+            leaf = name[len(prefix):] if prefix and name.startswith(prefix) else name
+            own.append((_LEAVES.get(leaf, leaf), p))
+    return own
+
+
+def _walk(block: Any, path: tuple[str, ...] = ()) -> Iterator[tuple[tuple[str, ...], Any]]:
+    """(path, block) for the block and its descendants in container order; a shared block once per use."""
+    yield path, block
+    for key, child in block._children.items():
+        yield from _walk(child, (*path, key))
+
+
+def _unique_params(model: Any) -> list[Any]:
+    seen: dict[int, Any] = {}
+    for _, block in _walk(model):
+        for _, p in _own_params(block):
+            seen.setdefault(id(p), p)
+    return list(seen.values())
+
+
+@contextmanager
+def _bridge_paused() -> Iterator[None]:
+    """Inside materialize Gluon initializes natively; the core applies its records after success, so a failure consumes none."""
+    depth = getattr(_state, "paused", 0)
+    _state.paused = depth + 1
+    try:
+        yield
+    finally:
+        _state.paused = depth
+
+
+def _bridge_initializer(original: Any, param: Any) -> Any:
+    """A Gluon Initializer giving param the value the recorded unified_params initializers give, else original's."""
+    hooks = param.__dict__.get(_HOOKS, [])
+
+    class RecordedInit(mx.init.Initializer):
+        def _init_weight(self, desc: Any, arr: Any) -> None:
+            value = None
+            for h in hooks:
+                v = h.initial_value(id(param), tuple(arr.shape), np.dtype(arr.dtype).name)
+                value = v if v is not None else value
+            if value is None:
+                mx.init.create(original)._init_weight(desc, arr)
+            else:
+                arr[:] = np.ascontiguousarray(value)
+
+    return RecordedInit()
+
+
+def _install_bridge() -> None:
+    """Wrap Parameter._finish_deferred_init once, so watched parameters get their recorded values."""
+    Parameter = mx.gluon.Parameter
+    if getattr(Parameter._finish_deferred_init, "_unified_params", False):
+        return
+    finish = Parameter._finish_deferred_init
+
+    def _finish_deferred_init(self: Any) -> None:
+        if self.__dict__.get(_HOOKS) and self._deferred_init and not getattr(_state, "paused", 0):
+            init, ctx, default_init, data = self._deferred_init
+            if data is None:
+                self._deferred_init = (_bridge_initializer(init, self), ctx, default_init, data)
+        finish(self)
+
+    _finish_deferred_init._unified_params = True  # type: ignore[attr-defined]
+    _finish_deferred_init.__doc__ = finish.__doc__
+    Parameter._finish_deferred_init = _finish_deferred_init
+
+
+class _Snapshot:
+    """Every attribute Gluon changes while it materializes, to put back after a failed attempt."""
+
+    def __init__(self, params: list[Any], blocks: list[Any]) -> None:
+        self.items = [(o, {a: o.__dict__[a] for a in names if a in o.__dict__})
+                      for objs, names in ((params, _PARAM_STATE), (blocks, _BLOCK_STATE)) for o in objs]
+
+    def restore(self) -> None:
+        for obj, attrs in self.items:
+            obj.__dict__.update(attrs)
+
+
+class MXNetAdapter(Adapter):
+    """unified_params adapter for MXNet Gluon blocks."""
+
+    name = "mxnet"
+    roots = ("mxnet",)
+    distribution = "mxnet"
+    extra = "mxnet"
+    examples = "unified_params.backends.mxnet_examples"
+    capabilities: dict[str, str] = {}
+
+    def __init__(self, model: Any, variables: Any = None) -> None:
+        super().__init__(model, variables)
+        self._hooks: list[DeferredHooks] = []
+
+    @classmethod
+    def recognizes(cls, model: Any) -> bool:
+        """True for any mxnet.gluon.Block (MXNet is already imported when such an object exists)."""
+        module = sys.modules.get("mxnet")
+        return module is not None and isinstance(model, module.gluon.Block)
+
+    def tree(self) -> Node:
+        """Blocks as nodes keyed by their Gluon child names; each block's own parameters as slots."""
+        return self._node("", self.model)
+
+    def _node(self, key: str, block: Any) -> Node:
+        own = _own_params(block)
+        for _, p in own:
+            self._attach(p)
+        slots = [self._slot(leaf, p) for leaf, p in own]
+        children = [self._node(k, c) for k, c in block._children.items()]
+        return Node(key=key, native=block, children=children, slots=slots, label=type(block).__name__)
+
+    @staticmethod
+    def _slot(leaf: str, param: Any) -> Slot:
+        return Slot(
+            leaf=leaf,
+            native_name=param.name,
+            ref=param,
+            storage=id(param),
+            shape=_known(param),
+            dtype=np.dtype(param.dtype).name,
+            trainable=param.grad_req != "null",
+            initialized=param._data is not None,
+        )
+
+    def native(self, slot: Slot) -> Any:
+        """The gluon.Parameter behind the slot."""
+        return slot.ref
+
+    def read(self, slot: Slot) -> np.ndarray:
+        """A numpy copy of the parameter (its first context's copy)."""
+        return slot.ref.list_data()[0].asnumpy()
+
+    def write(self, slot: Slot, value: np.ndarray) -> None:
+        """set_data: written in place into every context's array, so existing data() handles see it."""
+        param = slot.ref
+        like = param.list_data()[0]
+        array = np.ascontiguousarray(value, dtype=np.dtype(param.dtype))
+        if isinstance(like, mx.np.ndarray):
+            param.set_data(mx.np.array(array, dtype=array.dtype, ctx=like.ctx))
+        else:
+            param.set_data(mx.nd.array(array, ctx=like.context, dtype=array.dtype))
+
+    def grad(self, slot: Slot) -> np.ndarray | None:
+        """The gradient once a backward pass wrote one; Gluon's buffers start as zeros.
+
+        Backward marks the data `_fresh_grad` until a Trainer step clears it; a buffer that is not
+        all zeros was written too (e.g. before that step), while zero_grad() makes it None again.
+        """
+        param = slot.ref
+        if param.grad_req == "null" or param._grad is None:
+            return None
+        grads = [g.asnumpy() for g in param.list_grad()]
+        if not any(d._fresh_grad for d in param.list_data()) and not any(g.any() for g in grads):
+            return None
+        return grads[0] if len(grads) == 1 else np.sum(grads, axis=0)
+
+    def compute_grads(self, inputs: Sequence[Any], loss: Callable[[Any], Any] | None) -> None:
+        """autograd.record (predict mode, like forward) + backward of loss(output), default the sum of outputs."""
+        args = self._inputs(inputs)
+        with mx.autograd.record(train_mode=False):
+            out = self.model(*args)
+            value = loss(out) if loss is not None else sum(o.sum() for o in _outputs(out))
+        value.backward()
+
+    def forward(self, inputs: Sequence[Any]) -> np.ndarray:
+        """The model's output as numpy, in predict mode and outside autograd recording."""
+        args = self._inputs(inputs)
+        with mx.autograd.pause(train_mode=False):
+            try:
+                out = self.model(*args)
+            except RuntimeError as e:
+                if "has not been initialized" not in str(e):
+                    raise
+                raise errors.DeferredInitializationError(
+                    f"the MXNet model has parameters that were never initialized: call "
+                    f"pm.materialize(example_input) or net.initialize() first ({e})") from e
+        outs = [o.asnumpy() for o in _outputs(out)]
+        return outs[0] if len(outs) == 1 else tuple(outs)  # type: ignore[return-value]
+
+    def materialize(self, inputs: Sequence[Any]) -> None:
+        """Initialize what was never initialized, then one checked forward; on any misfit, undo it all."""
+        params = _unique_params(self.model)
+        blocks = list({id(b): b for _, b in _walk(self.model)}.values())
+        paths: dict[int, str] = {}
+        for path, block in _walk(self.model):
+            paths.setdefault(id(block), ".".join(path))
+        active = {id(b): b._active for b in blocks if isinstance(b, mx.gluon.HybridBlock)}
+        snapshot = _Snapshot(params, blocks)
+        current: list[str] = []
+        handles = [b.register_forward_pre_hook(_checker(paths[id(b)], current))
+                   for b in blocks if b._reg_params]
+        try:
+            with _bridge_paused(), mx.autograd.pause(train_mode=False):
+                for b in blocks:
+                    if id(b) in active:
+                        b._active = False
+                for p in params:
+                    if p._data is None and not p._deferred_init:
+                        p.initialize()
+                self.model(*self._inputs(inputs))
+        except errors.ShapeMismatchError:
+            snapshot.restore()
+            raise
+        except (mx.base.MXNetError, ValueError, AssertionError) as e:
+            snapshot.restore()
+            if "shape" not in str(e).lower():
+                raise
+            where = f"layer {current[-1]!r}" if current else "the model"
+            raise errors.ShapeMismatchError(
+                f"{where}: MXNet cannot infer shapes from inputs of shape "
+                f"{[tuple(np.shape(x)) for x in inputs]}: {_first_line(e)}") from e
+        except BaseException:
+            snapshot.restore()
+            raise
+        finally:
+            for h in handles:
+                h.detach()
+            for b in blocks:
+                if id(b) in active:
+                    b._active = active[id(b)]
+
+    def watch(self, hooks: DeferredHooks) -> None:
+        """Gluon's own deferred init (first forward, or initialize with known shapes) asks hooks for values."""
+        if all(h is not hooks for h in self._hooks):
+            self._hooks.append(hooks)
+        _install_bridge()
+        for p in _unique_params(self.model):
+            self._attach(p)
+
+    def _attach(self, param: Any) -> None:
+        """Give param this adapter's hooks (also parameters of layers added after wrap, found by tree())."""
+        if self._hooks:
+            mine = param.__dict__.setdefault(_HOOKS, [])
+            mine.extend(h for h in self._hooks if all(h is not m for m in mine))
+
+    def _inputs(self, inputs: Sequence[Any]) -> list[Any]:
+        """Native arrays on the model's context; numpy floats cast to the model's float dtype."""
+        params = _unique_params(self.model)
+        ready = [p for p in params if p._data is not None]
+        ctx = ready[0].list_ctx()[0] if ready else mx.context.current_context()
+        floats = [np.dtype(p.dtype) for p in params if np.dtype(p.dtype).kind == "f"]
+        out = []
+        for x in inputs:
+            if isinstance(x, mx.nd.NDArray):
+                out.append(x)
+                continue
+            a = np.asarray(x)
+            if a.dtype.kind == "f" and floats and a.dtype != floats[0]:
+                a = a.astype(floats[0])
+            if mx.util.is_np_array():
+                out.append(mx.np.array(a, dtype=a.dtype, ctx=ctx))
+            else:
+                out.append(mx.nd.array(a, ctx=ctx, dtype=a.dtype))
+        return out
+
+
+def _outputs(out: Any) -> list[Any]:
+    return list(out) if isinstance(out, (list, tuple)) else [out]
+
+
+def _first_line(e: BaseException) -> str:
+    lines = [ln.strip() for ln in str(e).splitlines() if ln.strip() and not ln.startswith("Stack trace")]
+    return re.sub(r"\s+", " ", " ".join(lines[:2]))[:400]
+
+
+def _checker(path: str, current: list[str]) -> Callable[[Any, Any], None]:
+    """A forward pre-hook that compares the layer's known parameter shapes with those its input implies."""
+
+    def check(block: Any, args: Any) -> None:
+        if not all(isinstance(a, mx.nd.NDArray) for a in args):
+            return
+        current.append(path)
+        implied = _implied_shapes(block, args)
+        for attr, param in block._reg_params.items():
+            need = implied.get(attr)
+            have = param.shape
+            if not need or not have or len(need) != len(have):
+                continue
+            for k, (h, n) in enumerate(zip(have, need)):
+                if h not in (0, -1) and n not in (0, -1) and h != n:
+                    shapes = ", ".join(str(tuple(a.shape)) for a in args)
+                    raise errors.ShapeMismatchError(
+                        f"layer {path!r} ({type(block).__name__}): its {_LEAVES.get(attr, attr)} "
+                        f"{param.name} has shape {tuple(have)} but an input of shape {shapes} needs "
+                        f"{tuple(need)}: expected size {h}, got {n} (dimension {k}); give inputs of the "
+                        f"size the layer was built for, or build a new model for the new size")
+
+    return check
+
+
+def _implied_shapes(block: Any, args: Any) -> dict[str, tuple[int, ...]]:
+    """The shapes MXNet's own shape inference gives the block's parameters for these inputs alone."""
+    if not isinstance(block, mx.gluon.HybridBlock) or not args:
+        return {}
+    sym = mx.sym
+    np_mode = mx.util.is_np_array()
+
+    def var(name: str) -> Any:
+        v = sym.var(name)
+        return v.as_np_ndarray() if np_mode else v
+
+    try:
+        with mx.name.NameManager(), mx.attribute.AttrScope():
+            data = [var(f"data{i}") for i in range(len(args))]
+            names = {k: f"__unified_params_{k}" for k in block._reg_params}
+            out = block.hybrid_forward(sym, *data, **{k: var(v) for k, v in names.items()})
+            outs = [o.as_nd_ndarray() if np_mode else o for o in _outputs(out)]
+            group = sym.Group(outs)
+            given = {f"data{i}": tuple(a.shape) for i, a in enumerate(args)}
+            arg_shapes, _, aux_shapes = group.infer_shape_partial(**given)
+    except Exception:
+        return {}
+    if arg_shapes is None:
+        return {}
+    found = dict(zip(group.list_arguments() + group.list_auxiliary_states(), list(arg_shapes) + list(aux_shapes or [])))
+    return {k: tuple(found[v]) for k, v in names.items() if found.get(v)}
