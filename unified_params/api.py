@@ -222,7 +222,8 @@ class ParamAPI:
         return iter(self.names())
 
     def __contains__(self, name: object) -> bool:
-        return isinstance(name, str) and self._lead + name in self._model.index().entries and name in self.names()
+        entry = self._model.index().entries.get(self._lead + name) if isinstance(name, str) else None
+        return entry is not None and entry.path[: len(self._prefix)] == self._prefix
 
     def items(self) -> list[tuple[str, ParamView]]:
         return [(self._rel(e.name), ParamView(self, e)) for e in self._entries()]

@@ -20,13 +20,14 @@ def _render(tables: list[Table], fmt: str) -> None:
             print(f"### {title}\n\n{tabulate(rows, headers=headers, tablefmt='github')}\n")
         return
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table as RichTable
 
     console = Console(width=None if sys.stdout.isatty() else 200)
     for title, headers, rows in tables:
         table = RichTable(title=title, title_justify="left", show_lines=False)
         for h in headers:
-            table.add_column(str(h), overflow="fold")
+            table.add_column(escape(str(h)), overflow="fold")
         for row in rows:
             table.add_row(*(_style(c) for c in row))
         console.print(table)
@@ -35,7 +36,9 @@ def _render(tables: list[Table], fmt: str) -> None:
 def _style(cell: Any) -> str:
     text = str(cell)
     colors = {"pass": "green", "fail": "bold red", "not supported": "yellow", "not installed": "red"}
-    return f"[{colors[text]}]{text}[/]" if text in colors else text.replace("[", "\\[")
+    from rich.markup import escape
+
+    return f"[{colors[text]}]{text}[/]" if text in colors else escape(text)
 
 
 def cmd_backends(args: argparse.Namespace) -> int:
@@ -49,18 +52,19 @@ def cmd_backends(args: argparse.Namespace) -> int:
 
 def cmd_conformance(args: argparse.Namespace) -> int:
     from .conformance.matrix import execute_all, matrix, runs
-    from .conformance.examples import EXAMPLES
+    from .conformance.examples import FEATURES
     from .registry import names
 
     all_runs = execute_all(runs(args.backend or names()), jobs=args.jobs)
     features, cells, notes = matrix(all_runs)
     labels = [r.label for r in all_runs if r.label != "cross"]
-    rows = [[f, EXAMPLES.get(f, "")[:60], *[cells[f].get(label, "not run") for label in labels]] for f in features]
+    rows = [[f, FEATURES.get(f, ""), *[cells[f].get(label, "-") for label in labels]] for f in features]
     tables: list[Table] = [("Conformance: feature x backend", ["feature", "what", *labels], rows)]
     if notes:
         tables.append(("Notes", ["where", "reason"], [[k, v] for k, v in notes.items()]))
     _render(tables, args.format)
-    failed = any(v in ("fail", "not installed", "not run") for c in cells.values() for v in c.values()) or not features
+    silent = [r.label for r in all_runs if not r.rows]
+    failed = bool(silent) or not features or any(v in ("fail", "not installed") for c in cells.values() for v in c.values())
     return 1 if failed else 0
 
 

@@ -6,8 +6,10 @@ from dataclasses import dataclass
 
 from .adapter import KNOWN_KINDS, Node, Slot
 
+_RANK = {leaf: i for i, leaf in enumerate(KNOWN_KINDS)}
 
-@dataclass
+
+@dataclass(slots=True)
 class Entry:
     """One canonical name: where it sits and the slot behind it."""
 
@@ -18,30 +20,36 @@ class Entry:
 
 
 def _slot_order(slot: Slot) -> tuple[int, str]:
-    return (KNOWN_KINDS.index(slot.leaf) if slot.leaf in KNOWN_KINDS else len(KNOWN_KINDS), slot.leaf)
+    return (_RANK.get(slot.leaf, len(KNOWN_KINDS)), slot.leaf)
 
 
 class Index:
-    """The model's parameters by canonical name, in canonical order, with tied groups."""
+    """The model's parameters by canonical name, in canonical order, with tied groups.
+
+    Slots are snapshots taken by the adapter's tree(), so `pending` (names whose shape is not known)
+    is computed once here.
+    """
 
     def __init__(self, root: Node) -> None:
         self.root = root
         self.entries: dict[str, Entry] = {}
         self.groups: dict[Hashable, list[str]] = {}
-        self._walk(root, ())
+        self._walk(root, (), "")
+        self.pending: list[str] = [n for n, e in self.entries.items() if not e.slot.initialized]
 
-    def _walk(self, node: Node, path: tuple[str, ...]) -> None:
-        for slot in sorted(node.slots, key=_slot_order):
-            name = ".".join((*path, slot.leaf))
-            group = self.groups.setdefault(slot.storage, [])
+    def _walk(self, node: Node, path: tuple[str, ...], prefix: str) -> None:
+        slots = node.slots if len(node.slots) < 2 else sorted(node.slots, key=_slot_order)
+        entries, groups = self.entries, self.groups
+        for slot in slots:
+            name = prefix + slot.leaf
+            group = groups.get(slot.storage)
+            if group is None:
+                group = groups[slot.storage] = []
             group.append(name)
-            self.entries[name] = Entry(name, path, slot, group[0])
+            entries[name] = Entry(name, path, slot, group[0])
         for child in node.children:
-            self._walk(child, (*path, child.key))
-
-    @property
-    def pending(self) -> list[str]:
-        return [n for n, e in self.entries.items() if not e.slot.initialized]
+            key = child.key
+            self._walk(child, (*path, key), f"{prefix}{key}.")
 
     def by_storage(self, storage: Hashable) -> Entry | None:
         names = self.groups.get(storage)

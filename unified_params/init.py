@@ -87,7 +87,7 @@ class Ones(Constant):
 
 
 class Normal(Initializer):
-    """Normal(mean, std), drawn per chunk."""
+    """Normal(mean, std), drawn per chunk (Box-Muller from the chunk's raw bits, see rng.normal)."""
 
     def __init__(self, mean: float = 0.0, std: float = 0.01) -> None:
         self.mean, self.std = mean, std
@@ -100,10 +100,7 @@ class Normal(Initializer):
 
         def chunk(g: np.random.Generator, c: np.ndarray) -> None:
             z = c if c.dtype == work else np.empty(c.shape, work)
-            g.standard_normal(dtype=work, out=z)
-            z *= std
-            if mean:
-                z += mean
+            _rng.normal(g, z, mean, std)
             if z is not c:
                 c[...] = z
 
@@ -125,9 +122,7 @@ class Uniform(Initializer):
 
         def chunk(g: np.random.Generator, c: np.ndarray) -> None:
             u = c if c.dtype == work else np.empty(c.shape, work)
-            g.random(dtype=work, out=u)
-            u *= high - low
-            u += low
+            _rng.uniform(g, u, low, high)
             if u is not c:
                 c[...] = u
 
@@ -208,11 +203,14 @@ class TruncatedNormal(Initializer):
         work = _work_dtype(out.dtype)
 
         def chunk(g: np.random.Generator, c: np.ndarray) -> None:
-            z = g.standard_normal(c.size, dtype=work) * work.type(std) + work.type(mean)
+            z = np.empty(c.size, work)
+            _rng.normal(g, z, mean, std)
             bad = np.flatnonzero((z < lo) | (z > hi))
             while bad.size:
-                z[bad] = g.standard_normal(bad.size, dtype=work) * work.type(std) + work.type(mean)
-                bad = bad[(z[bad] < lo) | (z[bad] > hi)]
+                redraw = np.empty(bad.size, work)
+                _rng.normal(g, redraw, mean, std)
+                z[bad] = redraw
+                bad = bad[(redraw < lo) | (redraw > hi)]
             c[...] = z.reshape(c.shape)
 
         _rng.fill_chunks(out, seed, name, chunk)

@@ -22,6 +22,16 @@ EXAMPLES: dict[str, str] = {
     "E13": "exercises: mismatched input size, a different input size after materializing: clear error, nothing changed",
 }
 
+FEATURES: dict[str, str] = {
+    **EXAMPLES,
+    "errors": "bad input: the named error, a message that says what to do, the model unchanged",
+    "state": "state_dict / load_state_dict / save / load / transfer / compare on one backend",
+    "cross: same seed, same bits": "the same init and seed give bitwise-equal state on both backends of each pair",
+    "cross: outputs and gradients": "outputs (rtol 1e-5) and gradients (rtol 1e-4) agree for each pair",
+    "cross: transfer": "up.transfer reproduces every value natively and the outputs, for each ordered pair",
+    "cross: checkpoints": "a file saved on one backend loads bitwise on the other, for each ordered pair",
+}
+
 REQUIRED_BUILDERS = ("mlp", "nested", "tied", "deferred", "eager")
 REQUIRED_ORACLES = ("native_object", "native_value", "native_names", "native_forward", "native_grads")
 
