@@ -1,0 +1,408 @@
+"""Helpers shared by the linen and NNX adapters: leaf names, layouts, numpy conversion, linen structure, error locating."""
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from unified_params._lazy import lazy
+from unified_params.adapter import Node, Slot
+from unified_params.errors import ShapeMismatchError
+from unified_params.layout import from_canonical, shape_to_canonical, to_canonical
+
+jax = lazy("jax")
+jnp = lazy("jax.numpy")
+linen = lazy("flax.linen")
+flax_meta = lazy("flax.core.meta")
+
+PARAM_LEAVES = {"kernel": "weight", "scale": "weight", "embedding": "weight", "bias": "bias"}
+STAT_LEAVES = {"mean": "running_mean", "var": "running_var"}
+SKIPPED_COLLECTIONS = {"intermediates", "perturbations", "losses", "cache"}
+STATS_COLLECTION = "batch_stats"
+
+
+def canonical_leaf(native: str, stats: bool) -> str:
+    """The canonical leaf for a native variable name: kernel/scale/embedding -> weight, mean/var -> running_*."""
+    if stats:
+        return STAT_LEAVES.get(native, native)
+    return PARAM_LEAVES.get(native, native)
+
+
+def kernel_layout(native: str, ndim: int, owner: Any) -> str:
+    """The native layout of a variable: dense kernels are (in, out), conv kernels (*k, in, out)."""
+    if native != "kernel" or ndim < 2:
+        return ""
+    if ndim == 2:
+        return "dense_in_out"
+    kind = type(owner).__name__ if owner is not None else ""
+    if owner is None or "Conv" in kind:
+        return "channels_last"
+    return ""
+
+
+def to_numpy(value: Any) -> np.ndarray:
+    """A numpy copy of a jax array (or anything array-like)."""
+    return np.array(value, copy=True)
+
+
+def canonical_copy(value: Any, layout: str) -> np.ndarray:
+    """A contiguous numpy copy of a natively laid out array, in canonical layout."""
+    return np.ascontiguousarray(to_canonical(np.asarray(value), layout))
+
+
+def native_array(value: np.ndarray, layout: str, dtype: Any) -> Any:
+    """A jax array in native layout and the given dtype from a canonical numpy value."""
+    return jnp.asarray(np.ascontiguousarray(from_canonical(np.asarray(value), layout)), dtype=dtype)
+
+
+def dtype_name(dtype: Any) -> str:
+    """The numpy dtype name (float32, bfloat16, ...) of a jax or numpy dtype."""
+    return np.dtype(dtype).name
+
+
+def as_input(x: Any) -> Any:
+    """Numpy arrays and lists become jax arrays; jax arrays and other arguments pass unchanged."""
+    if isinstance(x, (np.ndarray, np.generic, list)):
+        return jnp.asarray(x)
+    return x
+
+
+def output_numpy(out: Any) -> Any:
+    """The model's output as numpy (a pytree of numpy arrays when the output is not one array)."""
+    if isinstance(out, (tuple, list, dict)):
+        return jax.tree_util.tree_map(to_numpy, out)
+    return to_numpy(out)
+
+
+def sum_outputs(out: Any) -> Any:
+    """The default loss: the sum of every output element."""
+    return sum(jnp.sum(leaf) for leaf in jax.tree_util.tree_leaves(out))
+
+
+def unbox(value: Any) -> Any:
+    """The array inside flax's AxisMetadata boxes (nn.Partitioned, ...), or value itself."""
+    return value.unbox() if isinstance(value, flax_meta.AxisMetadata) else value
+
+
+def rebox(old: Any, new: Any) -> Any:
+    """new in the same AxisMetadata box as old, if old was boxed."""
+    return old.replace_boxed(new) if isinstance(old, flax_meta.AxisMetadata) else new
+
+
+def get_path(tree: Mapping | None, path: Sequence[str]) -> Any:
+    """The value at path in a nested mapping, or None when a key is missing."""
+    node: Any = tree
+    for key in path:
+        if not isinstance(node, Mapping) or key not in node:
+            return None
+        node = node[key]
+    return node
+
+
+def set_path(tree: Mapping, path: Sequence[str], value: Any) -> dict:
+    """A new nested dict with value at path; dicts along the path are copied, the rest shared."""
+    new = dict(tree)
+    if len(path) == 1:
+        new[path[0]] = value
+    else:
+        new[path[0]] = set_path(tree[path[0]], path[1:], value)
+    return new
+
+
+def flatten(tree: Mapping, prefix: tuple[str, ...] = ()) -> Iterator[tuple[tuple[str, ...], Any]]:
+    """(path, leaf) for every non-mapping value of a nested mapping, in mapping order."""
+    for key, value in tree.items():
+        if isinstance(value, Mapping):
+            yield from flatten(value, (*prefix, key))
+        else:
+            yield (*prefix, key), value
+
+
+def walk(node: Node, path: tuple[str, ...] = ()) -> Iterator[tuple[str, Node]]:
+    """(canonical dotted layer path, node) for every node, parents first."""
+    yield ".".join(path), node
+    for child in node.children:
+        yield from walk(child, (*path, child.key))
+
+
+def unique_leaves(slots: list[Slot]) -> list[Slot]:
+    """Slots whose canonical leaf repeats in one layer keep their native name instead."""
+    seen: set[str] = set()
+    for slot in slots:
+        if slot.leaf in seen:
+            slot.leaf = slot.native_name.rsplit("/", 1)[-1]
+            slot.kind = slot.leaf
+        seen.add(slot.leaf)
+    return slots
+
+
+# ---- linen structure ---------------------------------------------------------------------------
+
+@dataclass
+class LinenLeaf:
+    """One linen variable as found in the module and its variables: what a Slot is made from."""
+
+    collection: str
+    path: tuple[str, ...]
+    value: Any
+    native_shape: tuple[int | None, ...]
+    dtype: str
+    layout: str
+    owner: Any
+
+    @property
+    def name(self) -> str:
+        return self.path[-1]
+
+    @property
+    def native_name(self) -> str:
+        return "/".join((self.collection, *self.path))
+
+
+def _param_dtype(module: Any) -> str:
+    return dtype_name(getattr(module, "param_dtype", None) or np.float32)
+
+
+def deferred_leaves(module: Any) -> list[tuple[str, str, tuple[int | None, ...]]]:
+    """(collection, name, native shape with None where the input decides) for an uninitialized linen layer."""
+    out: list[tuple[str, str, tuple[int | None, ...]]] = []
+    if isinstance(module, linen.Dense):
+        out.append(("params", "kernel", (None, module.features)))
+        if module.use_bias:
+            out.append(("params", "bias", (module.features,)))
+    elif isinstance(module, (linen.Conv, linen.ConvTranspose)):
+        k = module.kernel_size
+        k = (k,) if isinstance(k, int) else tuple(k)
+        out.append(("params", "kernel", (*k, None, module.features)))
+        if module.use_bias:
+            out.append(("params", "bias", (module.features,)))
+    elif isinstance(module, linen.Embed):
+        out.append(("params", "embedding", (module.num_embeddings, module.features)))
+    elif isinstance(module, (linen.BatchNorm, linen.LayerNorm, linen.GroupNorm, linen.RMSNorm)):
+        if getattr(module, "use_scale", True):
+            out.append(("params", "scale", (None,)))
+        if getattr(module, "use_bias", False):
+            out.append(("params", "bias", (None,)))
+        if isinstance(module, linen.BatchNorm):
+            out += [(STATS_COLLECTION, "mean", (None,)), (STATS_COLLECTION, "var", (None,))]
+    return out
+
+
+def _shape_of(value: Any) -> tuple[int, ...]:
+    return tuple(np.shape(unbox(value)))
+
+
+def _dtype_of(value: Any) -> str:
+    inner = unbox(value)
+    return dtype_name(getattr(inner, "dtype", None) or np.asarray(inner).dtype)
+
+
+class LinenTree:
+    """Discovers a linen module's structure: Sequential positions, setup/field children, compact children from variables.
+
+    `variables` is the variables tree (leaves may be any object `values` maps to an array, e.g. nnx
+    Variables), or None while nothing is initialized; `make_slot` turns each LinenLeaf into a Slot.
+    `layers` maps a native scope path to the canonical dotted path of its first node.
+    """
+
+    def __init__(self, module: Any, variables: Mapping | None, make_slot: Callable[[LinenLeaf], Slot],
+                 values: Callable[[Any], Any] = unbox) -> None:
+        self.module = module
+        self.variables = variables
+        self.make_slot = make_slot
+        self.values = values
+        self.layers: dict[tuple[str, ...], str] = {}
+        self.collections = [c for c in (variables or {}) if c not in SKIPPED_COLLECTIONS]
+        self.collections.sort(key=lambda c: (c != "params", c != STATS_COLLECTION))
+
+    def build(self, key: str = "") -> Node:
+        """The Node tree of the whole module."""
+        return self._module_node(key, self.module, self._bind(), (), ())
+
+    def _bind(self) -> Any:
+        tree = {} if self.variables is None else jax.tree_util.tree_map(self.values, dict(self.variables),
+                                                                         is_leaf=lambda x: not isinstance(x, Mapping))
+        try:
+            return self.module.bind(tree)
+        except Exception:
+            return None
+
+    @staticmethod
+    def _children(module: Any, bound: Any) -> list[tuple[str, Any, Any]]:
+        """(key, the user's layer object, its bound copy or None) for each child in container order."""
+        if bound is not None:
+            try:
+                bound._try_setup()
+            except Exception:
+                bound = None
+        if isinstance(module, linen.Sequential):
+            layers = bound.layers if bound is not None else module.layers
+            return [(str(i), mine, layer) for i, (mine, layer) in enumerate(zip(module.layers, layers))]
+        if bound is None:
+            return []
+        return [(name, child, child) for name, child in bound._state.children.items() if isinstance(child, linen.Module)]
+
+    def _module_node(self, key: str, module: Any, bound: Any, path: tuple[str, ...], canon: tuple[str, ...]) -> Node:
+        node = Node(key, module, label=type(module).__name__)
+        self.layers.setdefault(path, ".".join(canon))
+        covered: set[str] = set()
+        for position, (child_key, native, child) in enumerate(self._children(module, bound)):
+            if not isinstance(child, linen.Module):
+                node.children.append(Node(child_key, native, label=getattr(native, "__name__", type(native).__name__)))
+                continue
+            scope = getattr(child, "scope", None)
+            child_path = tuple(scope.path) if scope is not None else (*path, child.name or f"layers_{position}")
+            if child_path[: len(path)] == path and len(child_path) == len(path) + 1:
+                covered.add(child_path[-1])
+            node.children.append(self._module_node(child_key, native, child if scope is not None else None,
+                                                   child_path, (*canon, child_key)))
+        if self.variables is None:
+            node.slots = unique_leaves([self._deferred_slot(module, path, col, name, shape)
+                                        for col, name, shape in deferred_leaves(module)])
+            return node
+        node.slots = self._own_slots(path, module)
+        for name in self._subtree_keys(path):
+            if name not in covered:
+                node.children.append(self._vars_node(name, (*path, name), (*canon, name)))
+        return node
+
+    def _subtree_keys(self, path: tuple[str, ...]) -> list[str]:
+        keys: list[str] = []
+        for col in self.collections:
+            sub = get_path(self.variables[col], path)
+            if isinstance(sub, Mapping):
+                keys += [k for k, v in sub.items() if isinstance(v, Mapping) and k not in keys]
+        return keys
+
+    def _own_slots(self, path: tuple[str, ...], owner: Any) -> list[Slot]:
+        slots = []
+        for col in self.collections:
+            sub = get_path(self.variables[col], path)
+            if not isinstance(sub, Mapping):
+                continue
+            for name, raw in sub.items():
+                if isinstance(raw, Mapping):
+                    continue
+                value = self.values(raw)
+                shape = _shape_of(value)
+                leaf = LinenLeaf(col, (*path, name), raw, shape, _dtype_of(value),
+                                 kernel_layout(name, len(shape), owner), owner)
+                slots.append(self.make_slot(leaf))
+        return unique_leaves(slots)
+
+    def _vars_node(self, key: str, path: tuple[str, ...], canon: tuple[str, ...]) -> Node:
+        node = Node(key, None, label="")
+        self.layers.setdefault(path, ".".join(canon))
+        node.slots = self._own_slots(path, None)
+        for name in self._subtree_keys(path):
+            node.children.append(self._vars_node(name, (*path, name), (*canon, name)))
+        return node
+
+    def _deferred_slot(self, module: Any, path: tuple[str, ...], col: str, name: str,
+                       shape: tuple[int | None, ...]) -> Slot:
+        leaf = LinenLeaf(col, (*path, name), None, shape, _param_dtype(module),
+                         kernel_layout(name, len(shape), module), module)
+        return self.make_slot(leaf)
+
+
+def linen_slot_fields(leaf: LinenLeaf) -> dict[str, Any]:
+    """The Slot fields every linen-shaped variable shares: canonical leaf, shape, dtype, trainable."""
+    stats = leaf.collection == STATS_COLLECTION
+    return {
+        "leaf": canonical_leaf(leaf.name, stats),
+        "shape": shape_to_canonical(leaf.native_shape, leaf.layout),
+        "dtype": leaf.dtype,
+        "trainable": leaf.collection == "params",
+        "initialized": leaf.value is not None,
+    }
+
+
+# ---- errors --------------------------------------------------------------------------------------
+
+def _frames(exc: BaseException) -> Iterator[Any]:
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        tb = exc.__traceback__
+        while tb is not None:
+            yield tb.tb_frame
+            tb = tb.tb_next
+        exc = exc.__cause__ or exc.__context__
+
+
+def _first_array_arg(frame: Any) -> tuple[int, ...] | None:
+    code = frame.f_code
+    names = list(code.co_varnames[1: code.co_argcount])
+    if code.co_flags & 0x04:
+        names.append(code.co_varnames[code.co_argcount + code.co_kwonlyargcount])
+    for name in names:
+        value = frame.f_locals.get(name)
+        for item in value if isinstance(value, tuple) else (value,):
+            shape = getattr(item, "shape", None)
+            if shape is not None and not isinstance(item, type):
+                return tuple(shape)
+    return None
+
+
+def failing_layer(exc: BaseException, layer_name: Callable[[Any], str | None]) -> tuple[str, Any, tuple[int, ...] | None] | None:
+    """(canonical layer name, module, shape of its input) of the innermost layer the exception passed through."""
+    found = None
+    for frame in _frames(exc):
+        obj = frame.f_locals.get("self")
+        if obj is None:
+            continue
+        try:
+            name = layer_name(obj)
+        except Exception:
+            name = None
+        if name is not None:
+            found = (name, obj, _first_array_arg(frame))
+    return found
+
+
+def input_weight_size(node: Node | None) -> int | None:
+    """The input size a layer's weight expects (canonical dimension 1), if known."""
+    for slot in node.slots if node is not None else ():
+        if slot.leaf == "weight" and len(slot.shape) >= 2 and slot.shape[1] is not None:
+            return slot.shape[1]
+    return None
+
+
+def mismatch_from_failure(exc: BaseException, inputs: Sequence[Any], layer_name: Callable[[Any], str | None],
+                          nodes: Mapping[str, Node]) -> ShapeMismatchError:
+    """A ShapeMismatchError naming the layer that rejected the inputs, with both sizes when they can be read."""
+    shapes = [tuple(np.shape(x)) for x in inputs if hasattr(x, "shape")]
+    where = failing_layer(exc, layer_name)
+    if where is None:
+        return ShapeMismatchError(f"the model rejected inputs of shape {shapes}: {exc}")
+    name, module, got = where
+    expected = input_weight_size(nodes.get(name))
+    sizes = ""
+    if expected is not None and got:
+        sizes = f": it expects input size {expected} but got {got[-1]} (input shape {got})"
+    elif got:
+        sizes = f" (its input has shape {got})"
+    return ShapeMismatchError(
+        f"layer {name or '(root)'!r} ({type(module).__name__}) does not fit inputs of shape {shapes}{sizes}. "
+        f"{type(exc).__name__}: {str(exc).rstrip('. ')}. Give inputs that fit the layer, or rebuild the layer for the new size")
+
+
+def compare_shapes(known: Node, probe: Node, inputs: Sequence[Any]) -> ShapeMismatchError | None:
+    """The first parameter whose known dimensions differ from those the inputs give, as an error; else None."""
+    probed = {(layer, slot.leaf): slot.shape for layer, node in walk(probe) for slot in node.slots}
+    shapes = [tuple(np.shape(x)) for x in inputs if hasattr(x, "shape")]
+    for layer, node in walk(known):
+        for slot in node.slots:
+            new = probed.get((layer, slot.leaf))
+            if new is None or len(new) != len(slot.shape):
+                continue
+            for dim, (a, b) in enumerate(zip(slot.shape, new)):
+                if a is not None and b is not None and a != b:
+                    what = "input size" if (slot.leaf == "weight" and dim == 1) else f"dimension {dim} of its {slot.leaf}"
+                    return ShapeMismatchError(
+                        f"layer {layer or '(root)'!r}: its {slot.leaf} has shape {slot.shape}, but inputs of shape {shapes} "
+                        f"need {new}: {what} is {a}, the inputs give {b}. Give inputs of the size the layer was built for, "
+                        f"or rebuild the layer for the new size; nothing was changed")
+    return None

@@ -1,0 +1,214 @@
+"""Flax linen adapter: a stateless module plus the variables tree the wrapper holds and replaces on every write.
+
+Canonical names: a Sequential's `layers_N` is its position `N` (parameter-free layers such as
+`nn.relu` count), other submodules keep their names; `kernel`, `scale` and `embedding` are `weight`
+(dense kernels `(in, out)` and conv kernels `(*k, in, out)` are shown in PyTorch's layout), the
+`batch_stats` collection's `mean`/`var` are `running_mean`/`running_var`. A module used twice in a
+Sequential has one entry in the variables and a name at each position, tied to the first.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from unified_params._lazy import lazy
+from unified_params.adapter import Adapter, DeferredHooks, Node, Slot
+from unified_params.errors import DeferredInitializationError
+
+from ._jax import (
+    LinenLeaf,
+    LinenTree,
+    as_input,
+    canonical_copy,
+    compare_shapes,
+    flatten,
+    get_path,
+    linen_slot_fields,
+    mismatch_from_failure,
+    native_array,
+    output_numpy,
+    rebox,
+    set_path,
+    sum_outputs,
+    to_numpy,
+    unbox,
+    walk,
+)
+
+jax = lazy("jax")
+linen = lazy("flax.linen")
+frozen_dict = lazy("flax.core.frozen_dict")
+
+SEED = 0
+
+
+@dataclass(frozen=True)
+class LinenRef:
+    """Where a slot lives in the variables tree, and its native layout."""
+
+    path: tuple[str, ...]
+    layout: str
+
+
+def _rngs() -> dict[str, Any]:
+    key = jax.random.PRNGKey(SEED)
+    return {"params": key, "dropout": jax.random.fold_in(key, 1)}
+
+
+def _set_arg(args: tuple, kwargs: dict, position: int, name: str, value: Any) -> tuple[tuple, dict]:
+    if len(args) > position:
+        return (*args[:position], value, *args[position + 1:]), kwargs
+    return args, {**kwargs, name: value}
+
+
+INFERENCE = {"BatchNorm": "use_running_average", "Dropout": "deterministic"}
+
+
+def _inference(next_fun: Callable, args: tuple, kwargs: dict, context: Any) -> Any:
+    """Interceptor that runs BatchNorm on running statistics and Dropout deterministically.
+
+    The flag goes in the call unless the module set it as a field (Flax refuses both): then the
+    field of this apply's bound copy is set for the call.
+    """
+    module = context.module
+    kind = "BatchNorm" if isinstance(module, linen.BatchNorm) else "Dropout" if isinstance(module, linen.Dropout) else None
+    if context.method_name != "__call__" or kind is None:
+        return next_fun(*args, **kwargs)
+    flag = INFERENCE[kind]
+    old = getattr(module, flag)
+    if old is None:
+        args, kwargs = _set_arg(args, kwargs, 1, flag, True)
+        return next_fun(*args, **kwargs)
+    object.__setattr__(module, flag, True)
+    try:
+        return next_fun(*args, **kwargs)
+    finally:
+        object.__setattr__(module, flag, old)
+
+
+class FlaxAdapter(Adapter):
+    """Wraps a flax.linen Module and its variables (None until materialized)."""
+
+    name = "flax"
+    roots = ("flax",)
+    distribution = "flax"
+    extra = "flax"
+    examples = "unified_params.backends.flax_examples"
+    capabilities: dict[str, str] = {
+        "native_materialize": "linen modules are stateless: module.init returns new variables the wrapper "
+                              "cannot see; call pm.materialize(x), then pm.variables holds them",
+        "native_grad": "JAX keeps no gradient on parameters (jax.grad returns them); use pm.grads(x)",
+    }
+
+    def __init__(self, model: Any, variables: Any = None) -> None:
+        self.model = model
+        self._variables: dict | None = None if variables is None else frozen_dict.unfreeze(variables)
+        self._grads: dict[tuple[str, ...], np.ndarray] = {}
+        self._layers: dict[tuple[str, ...], str] = {}
+
+    @classmethod
+    def recognizes(cls, model: Any) -> bool:
+        return isinstance(model, linen.Module)
+
+    @property
+    def variables(self) -> dict | None:
+        """The current variables tree, to pass to module.apply; None until materialized."""
+        return self._variables
+
+    def _tree(self, variables: Mapping | None) -> tuple[Node, dict[tuple[str, ...], str]]:
+        builder = LinenTree(self.model, variables, self._slot)
+        return builder.build(), builder.layers
+
+    def tree(self) -> Node:
+        root, self._layers = self._tree(self._variables)
+        return root
+
+    @staticmethod
+    def _slot(leaf: LinenLeaf) -> Slot:
+        path = (leaf.collection, *leaf.path)
+        return Slot(native_name=leaf.native_name, ref=LinenRef(path, leaf.layout), storage=path, **linen_slot_fields(leaf))
+
+    def native(self, slot: Slot) -> Any:
+        """The leaf of the current variables tree (a jax.Array, or its AxisMetadata box)."""
+        return get_path(self._variables, slot.ref.path)
+
+    def read(self, slot: Slot) -> np.ndarray:
+        return canonical_copy(to_numpy(unbox(get_path(self._variables, slot.ref.path))), slot.ref.layout)
+
+    def write(self, slot: Slot, value: np.ndarray) -> None:
+        self.write_many([(slot, value)])
+
+    def write_many(self, pairs: Sequence[tuple[Slot, np.ndarray]]) -> None:
+        """Build one new variables tree holding every value; the old tree is left as it was."""
+        if not pairs:
+            return
+        new = self._variables
+        for slot, value in pairs:
+            old = get_path(new, slot.ref.path)
+            new = set_path(new, slot.ref.path, rebox(old, native_array(value, slot.ref.layout, unbox(old).dtype)))
+        self._variables = new
+
+    def grad(self, slot: Slot) -> np.ndarray | None:
+        g = self._grads.get(slot.ref.path)
+        return None if g is None else canonical_copy(g, slot.ref.layout)
+
+    def compute_grads(self, inputs: Sequence[Any], loss: Callable[[Any], Any] | None) -> None:
+        """jax.grad of loss(output) w.r.t. the params collection, in inference mode like forward (as every backend)."""
+        variables = self._require_variables()
+        others = {k: v for k, v in variables.items() if k != "params"}
+        mutable = list(others) or False
+        xs = [as_input(x) for x in inputs]
+
+        def objective(params: Any) -> Any:
+            out = self.model.apply({**others, "params": params}, *xs, rngs=_rngs(), mutable=mutable)
+            if mutable:
+                out = out[0]
+            return sum_outputs(out) if loss is None else loss(out)
+
+        with linen.intercept_methods(_inference):
+            grads = jax.grad(objective)(variables["params"])
+        self._grads = {("params", *path): to_numpy(unbox(g))
+                       for path, g in flatten(grads) if g is not None}
+
+    def _require_variables(self) -> dict:
+        if self._variables is None:
+            raise DeferredInitializationError(
+                "the linen module has no variables yet: call pm.materialize(example_input), or wrap it with "
+                "the variables module.init returned")
+        return self._variables
+
+    def forward(self, inputs: Sequence[Any]) -> Any:
+        variables = self._require_variables()
+        with linen.intercept_methods(_inference):
+            out = self.model.apply(variables, *[as_input(x) for x in inputs])
+        return output_numpy(out)
+
+    def _layer_name(self, obj: Any) -> str | None:
+        scope = getattr(obj, "scope", None) if isinstance(obj, linen.Module) else None
+        if scope is None:
+            return None
+        path = tuple(scope.path)
+        while path not in self._layers and path:
+            path = path[:-1]
+        return self._layers.get(path)
+
+    def materialize(self, inputs: Sequence[Any]) -> None:
+        xs = [as_input(x) for x in inputs]
+        known, self._layers = self._tree(self._variables)
+        try:
+            shapes = jax.eval_shape(lambda: self.model.init(_rngs(), *xs))
+        except Exception as e:
+            raise mismatch_from_failure(e, inputs, self._layer_name, dict(walk(known))) from e
+        probe, _ = self._tree(frozen_dict.unfreeze(shapes))
+        error = compare_shapes(known, probe, inputs)
+        if error is not None:
+            raise error
+        if self._variables is None:
+            self._variables = frozen_dict.unfreeze(self.model.init(_rngs(), *xs))
+            self._grads = {}
+
+    def watch(self, hooks: DeferredHooks) -> None:
+        """Nothing to watch: the user's own module.init makes variables the wrapper never sees."""

@@ -1,0 +1,344 @@
+"""Flax NNX adapter: stateful modules whose Variables are written in place.
+
+Names follow the graph: an `nnx.Sequential`'s `layers.N` is position `N`, other attributes keep
+their names (`nnx.List`/`nnx.Dict` attributes add their own level, like torch's ModuleList).
+`nnx.Param` is trainable, `nnx.BatchStat` is not; RNG state, caches and intermediates are not
+parameters. A Variable reached twice (a module used at two positions) is one storage: its names
+are tied. Deferred shapes come from `nnx.bridge.ToNNX` lazy modules, which wrap a linen module
+and get their variables from `bridge.lazy_init(model, x)` or `pm.materialize(x)`.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from unified_params._lazy import lazy
+from unified_params.adapter import Adapter, DeferredHooks, Node, Slot
+from unified_params.errors import DeferredInitializationError
+from unified_params.layout import shape_to_canonical
+
+from ._jax import (
+    LinenLeaf,
+    LinenTree,
+    as_input,
+    canonical_copy,
+    canonical_leaf,
+    compare_shapes,
+    dtype_name,
+    kernel_layout,
+    linen_slot_fields,
+    mismatch_from_failure,
+    native_array,
+    output_numpy,
+    sum_outputs,
+    to_numpy,
+    unique_leaves,
+    walk,
+)
+
+jax = lazy("jax")
+nnx = lazy("flax.nnx")
+bridge = lazy("flax.nnx.bridge")
+variablelib = lazy("flax.nnx.variablelib")
+
+PRIVATE = ("_pytree__", "to_nnx__")
+
+
+@dataclass(frozen=True)
+class NNXRef:
+    """The Variable behind a slot (None while its ToNNX module is not initialized) and its native layout."""
+
+    var: Any
+    layout: str
+
+
+def _get(var: Any) -> Any:
+    return var.get_value() if hasattr(var, "get_value") else var.value
+
+
+def _set(var: Any, value: Any) -> None:
+    if hasattr(var, "set_value"):
+        var.set_value(value)
+    else:
+        var.value = value
+
+
+def _is_slot(var: Any) -> bool:
+    """Params, batch statistics and user Variable types; RNG state, caches and intermediates are not parameters."""
+    skipped = (nnx.RngState, nnx.Intermediate, nnx.Cache)
+    return isinstance(var, nnx.Variable) and not isinstance(var, skipped)
+
+
+def _nnx_types(*names: str) -> tuple[type, ...]:
+    """The nnx classes of these names that this Flax version has (nnx.List and nnx.Dict are recent)."""
+    return tuple(getattr(nnx, n) for n in names if hasattr(nnx, n))
+
+
+def _sequences() -> tuple[type, ...]:
+    return (*_nnx_types("List"), list, tuple)
+
+
+def _mappings() -> tuple[type, ...]:
+    return (*_nnx_types("Dict"), Mapping)
+
+
+def _has_data(value: Any, seen: frozenset[int] = frozenset()) -> bool:
+    """True for modules, Variables, other graph nodes (except RNG streams) and containers holding any."""
+    if isinstance(value, (nnx.Rngs, nnx.RngStream)) or id(value) in seen:
+        return False
+    if isinstance(value, (nnx.Module, nnx.Variable)):
+        return True
+    seen = seen | {id(value)}
+    if isinstance(value, _sequences()):
+        return any(_has_data(v, seen) for v in value)
+    if isinstance(value, _mappings()):
+        return any(_has_data(v, seen) for v in value.values())
+    if isinstance(value, _nnx_types("Pytree", "Object")):
+        return any(_has_data(v, seen) for _, v in _attributes(value))
+    return False
+
+
+def _attributes(obj: Any) -> Iterator[tuple[str, Any]]:
+    """A module's attributes in definition order (NNX's own traversal sorts them)."""
+    for name, value in vars(obj).items():
+        if not name.startswith(PRIVATE):
+            yield name, value
+
+
+def _tonnx_variables(module: Any) -> dict[str, dict] | None:
+    """A ToNNX module's Variables as a linen variables tree (collection first), or None before lazy_init."""
+    tree: dict[str, dict] = {}
+
+    def add(path: tuple[str, ...], value: Any) -> None:
+        if isinstance(value, nnx.Variable):
+            node = tree.setdefault(variablelib.variable_name_from_type(type(value)), {})
+            for key in path[:-1]:
+                node = node.setdefault(key, {})
+            node[path[-1]] = value
+        elif isinstance(value, Mapping):
+            for k, v in value.items():
+                add((*path, str(k)), v)
+
+    for name, value in _attributes(module):
+        add((name,), value)
+    return tree or None
+
+
+def _lazy_modules(model: Any) -> list[Any]:
+    """Every ToNNX module in the graph whose variables are not created yet."""
+    return [m for _, m in nnx.iter_graph(model) if isinstance(m, bridge.ToNNX) and _tonnx_variables(m) is None]
+
+
+def _first_paths(model: Any) -> dict[int, str]:
+    """NNX's own name of each Variable: its path where the graph traversal first meets it."""
+    return {id(v): "/".join(map(str, path)) for path, v in nnx.iter_graph(model) if isinstance(v, nnx.Variable)}
+
+
+class _Tree:
+    """Builds the Node tree of an NNX graph, with ToNNX modules described through their linen module."""
+
+    def __init__(self, model: Any) -> None:
+        self.paths = _first_paths(model)
+        self.layers: dict[int, str] = {}
+        self.active: set[int] = set()
+        self.root = self.node("", model, (), ())
+
+    def node(self, key: str, obj: Any, path: tuple, canon: tuple[str, ...]) -> Node:
+        if isinstance(obj, nnx.Module):
+            self.layers.setdefault(id(obj), ".".join(canon))
+        if isinstance(obj, bridge.ToNNX):
+            return self.tonnx(key, obj, path, canon)
+        node = Node(key, obj, label=type(obj).__name__)
+        if id(obj) in self.active:
+            return node
+        self.active.add(id(obj))
+        if isinstance(obj, nnx.Sequential):
+            items = [(str(i), layer, (*path, "layers", i)) for i, layer in enumerate(obj.layers)]
+            positional = True
+        elif isinstance(obj, _sequences()):
+            items = [(str(i), v, (*path, i)) for i, v in enumerate(obj)]
+            positional = True
+        elif isinstance(obj, _mappings()):
+            items = [(str(k), v, (*path, k)) for k, v in obj.items()]
+            positional = False
+        else:
+            items = [(k, v, (*path, k)) for k, v in _attributes(obj)]
+            positional = False
+        for child_key, value, child_path in items:
+            if isinstance(value, nnx.Variable):
+                if _is_slot(value):
+                    node.slots.append(self.slot(child_key, value, obj, child_path))
+            elif isinstance(value, (nnx.Rngs, nnx.RngStream)):
+                continue
+            elif _has_data(value):
+                node.children.append(self.node(child_key, value, child_path, (*canon, child_key)))
+            elif positional:
+                node.children.append(Node(child_key, value, label=getattr(value, "__name__", type(value).__name__)))
+        self.active.discard(id(obj))
+        node.slots = unique_leaves(node.slots)
+        return node
+
+    def slot(self, name: str, var: Any, owner: Any, path: tuple) -> Slot:
+        value = _get(var)
+        shape = tuple(np.shape(value))
+        layout = kernel_layout(name, len(shape), owner)
+        stats = isinstance(var, nnx.BatchStat)
+        return Slot(canonical_leaf(name, stats), self.paths.get(id(var), "/".join(map(str, path))), NNXRef(var, layout),
+                    id(var), shape_to_canonical(shape, layout), dtype_name(value.dtype), trainable=isinstance(var, nnx.Param))
+
+    def tonnx(self, key: str, obj: Any, path: tuple, canon: tuple[str, ...]) -> Node:
+        prefix = "/".join(map(str, path))
+
+        def make_slot(leaf: LinenLeaf) -> Slot:
+            var = leaf.value
+            fallback = "/".join(p for p in (prefix, *leaf.path) if p)
+            if var is None:
+                return Slot(native_name=fallback, ref=NNXRef(None, leaf.layout), storage=(id(obj), leaf.collection, *leaf.path),
+                            **linen_slot_fields(leaf))
+            return Slot(native_name=self.paths.get(id(var), fallback), ref=NNXRef(var, leaf.layout), storage=id(var),
+                        **linen_slot_fields(leaf))
+
+        builder = LinenTree(obj.to_nnx__module, _tonnx_variables(obj), make_slot, values=_get)
+        node = builder.build(key)
+        node.native, node.label = obj, type(obj).__name__
+        return node
+
+
+def _swap_class(obj: Any, cls: type) -> None:
+    object.__setattr__(obj, "__class__", cls)
+
+
+class NNXAdapter(Adapter):
+    """Wraps a flax.nnx Module (including nnx.bridge lazy modules)."""
+
+    name = "nnx"
+    roots = ("flax",)
+    distribution = "flax"
+    extra = "flax"
+    examples = "unified_params.backends.nnx_examples"
+    capabilities: dict[str, str] = {
+        "native_grad": "JAX keeps no gradient on parameters (nnx.grad returns them); use pm.grads(x)",
+    }
+
+    def __init__(self, model: Any, variables: Any = None) -> None:
+        self.model = model
+        self._grads: dict[int, np.ndarray] = {}
+        self._hooks: DeferredHooks | None = None
+
+    @classmethod
+    def recognizes(cls, model: Any) -> bool:
+        return isinstance(model, nnx.Module)
+
+    def tree(self) -> Node:
+        return _Tree(self.model).root
+
+    def native(self, slot: Slot) -> Any:
+        """The nnx.Variable (nnx.Param, nnx.BatchStat, ...) itself."""
+        return slot.ref.var
+
+    def read(self, slot: Slot) -> np.ndarray:
+        return canonical_copy(to_numpy(_get(slot.ref.var)), slot.ref.layout)
+
+    def write(self, slot: Slot, value: np.ndarray) -> None:
+        var = slot.ref.var
+        _set(var, native_array(value, slot.ref.layout, _get(var).dtype))
+
+    def grad(self, slot: Slot) -> np.ndarray | None:
+        g = self._grads.get(id(slot.ref.var))
+        return None if g is None else canonical_copy(g, slot.ref.layout)
+
+    def compute_grads(self, inputs: Sequence[Any], loss: Callable[[Any], Any] | None) -> None:
+        """nnx.grad of an eval-mode clone, in inference mode like forward (as every backend); the model stays as it is."""
+        xs = [as_input(x) for x in inputs]
+
+        def objective(model: Any) -> Any:
+            out = model(*xs)
+            return sum_outputs(out) if loss is None else loss(out)
+
+        probe = nnx.clone(self.model)
+        probe.eval()
+        grads = nnx.grad(objective)(probe)
+        by_path = {path: v for path, v in nnx.iter_graph(self.model) if isinstance(v, nnx.Variable)}
+        self._grads = {}
+        for path, g in nnx.to_flat_state(grads):
+            var = by_path.get(tuple(path))
+            if var is not None:
+                self._grads[id(var)] = to_numpy(_get(g) if isinstance(g, nnx.Variable) else g)
+
+    def forward(self, inputs: Sequence[Any]) -> Any:
+        """The output of an eval-mode clone: Dropout off, BatchNorm on running statistics, the model untouched."""
+        if _lazy_modules(self.model):
+            raise DeferredInitializationError(
+                "ToNNX modules have no variables yet: call pm.materialize(example_input) or nnx.bridge.lazy_init(model, x)")
+        probe = nnx.clone(self.model)
+        probe.eval()
+        return output_numpy(probe(*[as_input(x) for x in inputs]))
+
+    def materialize(self, inputs: Sequence[Any]) -> None:
+        """Run a clone (lazy_init when ToNNX modules wait for shapes), check shapes, then adopt its new variables."""
+        xs = [as_input(x) for x in inputs]
+        known = self.tree()
+        probe = nnx.clone(self.model)
+        pending = bool(_lazy_modules(probe))
+        probe_tree = _Tree(probe)
+        try:
+            if pending:
+                bridge.lazy_init(probe, *xs)
+            else:
+                probe.eval()
+                probe(*xs)
+        except Exception as e:
+            raise mismatch_from_failure(e, inputs, lambda obj: probe_tree.layers.get(id(obj)), dict(walk(known))) from e
+        error = compare_shapes(known, _Tree(probe).root, inputs)
+        if error is not None:
+            raise error
+        if pending:
+            self._adopt(probe)
+
+    def _adopt(self, probe: Any) -> None:
+        """Move the variables lazy_init created in the probe's ToNNX modules into the model's."""
+        created = {path: m for path, m in nnx.iter_graph(probe) if isinstance(m, bridge.ToNNX)}
+        for path, module in nnx.iter_graph(self.model):
+            if isinstance(module, bridge.ToNNX) and _tonnx_variables(module) is None and path in created:
+                for name, value in _attributes(created[path]):
+                    setattr(module, name, value)
+        _release(self.model, skip=self._hooks)
+
+    def watch(self, hooks: DeferredHooks) -> None:
+        """Make the model's own first `bridge.lazy_init(model, x)` apply the recorded initializers.
+
+        The root's class is swapped for a subclass whose `__call__` reports once every ToNNX module
+        has its variables, then the original class is put back.
+        """
+        if not _lazy_modules(self.model):
+            return
+        self._hooks = hooks
+        model, cls = self.model, type(self.model)
+        if "_up_hooks" in vars(cls):
+            cls._up_hooks.append(hooks)
+            return
+
+        def __call__(this: Any, *args: Any, **kwargs: Any) -> Any:
+            out = cls.__call__(this, *args, **kwargs)
+            if this is model and not _lazy_modules(model):
+                _release(model)
+            return out
+
+        namespace = {"__call__": __call__, "__module__": cls.__module__, "__qualname__": cls.__qualname__,
+                     "_up_hooks": [hooks], "_up_base": cls}
+        _swap_class(model, type(cls.__name__, (cls,), namespace))
+
+
+def _release(model: Any, skip: Any = None) -> None:
+    """Put back the model's own class and tell every other watcher that shapes are known."""
+    cls = type(model)
+    hooks = vars(cls).get("_up_hooks")
+    if hooks is None:
+        return
+    _swap_class(model, cls._up_base)
+    for h in hooks:
+        if h is not skip:
+            h.shapes_known()
