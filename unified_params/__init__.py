@@ -25,7 +25,7 @@ from .errors import (
 __version__ = "0.1.0"
 
 _LAZY = {
-    "wrap": "wrap", "backends": "registry", "BackendInfo": "registry", "transfer": "state", "compare": "state",
+    "wrap": "wrapping", "backends": "registry", "BackendInfo": "registry", "transfer": "state", "compare": "state",
     "Comparison": "state", "ParamAPI": "api", "ParamView": "api", "init": None,
 }
 

@@ -49,8 +49,18 @@ def require(cls: type[Adapter]) -> None:
         raise BackendNotInstalledError(f"backend {cls.name!r}: {reason}")
 
 
-def _roots(model: Any) -> set[str]:
-    return {c.__module__.split(".")[0] for c in type(model).__mro__ if c.__module__}
+def _roots(model: Any) -> list[str]:
+    """Top-level modules of the model's type and its bases, most specific first."""
+    return list(dict.fromkeys(c.__module__.split(".")[0] for c in type(model).__mro__ if c.__module__))
+
+
+def _recognizes(cls: type[Adapter], model: Any) -> bool:
+    """cls.recognizes(model), with a framework that fails to import reported as BackendNotInstalledError."""
+    try:
+        return bool(cls.recognizes(model))
+    except ImportError as e:
+        raise BackendNotInstalledError(
+            f"backend {cls.name!r} cannot import its framework ({e}): pip install 'unified-params[{cls.extra}]'") from e
 
 
 def find(model: Any, backend: str | None = None) -> type[Adapter]:
@@ -58,16 +68,21 @@ def find(model: Any, backend: str | None = None) -> type[Adapter]:
     if backend is not None:
         cls = adapter_class(backend)
         require(cls)
-        if not cls.recognizes(model):
+        if not _recognizes(cls, model):
             raise UnsupportedModelError(f"backend {backend!r} does not recognise {type(model).__module__}.{type(model).__qualname__}")
         return cls
     roots = _roots(model)
+    candidates = []
     for name in names():
         try:
             cls = adapter_class(name)
         except Exception:
             continue
-        if roots & set(cls.roots) and cls.recognizes(model):
+        ranks = [roots.index(r) for r in cls.roots if r in roots]
+        if ranks:
+            candidates.append((min(ranks), cls))
+    for _, cls in sorted(candidates, key=lambda c: c[0]):
+        if _recognizes(cls, model):
             return cls
     supported = "torch.nn.Module, mxnet.gluon.Block, keras.Layer/keras.Model, flax.linen.Module (with variables), flax.nnx.Module"
     raise UnsupportedModelError(

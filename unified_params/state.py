@@ -3,14 +3,16 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 import tempfile
+import zlib
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from . import errors
-from .dtypes import resolve
+from .dtypes import can_cast, overflowed, resolve
 
 if TYPE_CHECKING:
     from .api import ParamAPI
@@ -33,19 +35,24 @@ def load_state(pm: ParamAPI, state: dict[str, Any], strict: bool = True, cast: b
     entries = {pm._rel(e.name): e for e in pm._unique()}
     aliases = {pm._rel(e.name): pm._rel(e.first) for e in pm._entries() if e.name != e.first}
     given: dict[str, Any] = {}
-    unexpected = []
+    unexpected, tied = [], []
     for name, value in state.items():
         target = name if name in entries else aliases.get(name)
         if target is None or target not in entries:
             unexpected.append(name)
         elif target not in given or name == target:
             given[target] = value
+        if target is not None and target != name:
+            tied.append((name, target))
+    for name, target in tied:
+        if not np.array_equal(_as_array(state[name]), _as_array(given[target])):
+            unexpected.append(f"{name} (tied to {target} in this model, but the state holds another value)")
     missing = [n for n in entries if n not in given]
     pending = [n for n in given if not entries[n].slot.initialized]
     if pending:
         raise errors.DeferredInitializationError(
             f"cannot load {', '.join(pending)}: shape not known yet; call pm.materialize(example_input) first")
-    mismatched, dtypes, values = [], [], []
+    mismatched, dtypes, overflow, values = [], [], [], []
     for name, value in given.items():
         slot = entries[name].slot
         array = _as_array(value)
@@ -53,10 +60,15 @@ def load_state(pm: ParamAPI, state: dict[str, Any], strict: bool = True, cast: b
             mismatched.append(f"{name}: checkpoint {array.shape} vs model {tuple(slot.shape)}")
             continue
         target = resolve(slot.dtype)
-        if array.dtype != target and not (cast and np.can_cast(array.dtype, target, "same_kind")):
+        if array.dtype != target and not (cast and can_cast(array.dtype, target)):
             dtypes.append(f"{name}: checkpoint {array.dtype} vs model {target}")
             continue
-        values.append((slot, np.ascontiguousarray(array, dtype=target)))
+        with np.errstate(over="ignore", invalid="ignore"):
+            converted = np.ascontiguousarray(array, dtype=target)
+        if converted.dtype != array.dtype and overflowed(array, converted):
+            overflow.append(f"{name}: {overflowed(array, converted)} value(s) of {array.dtype} overflow {target}")
+            continue
+        values.append((slot, converted))
     problems = []
     if strict and missing:
         problems.append(f"missing: {', '.join(missing)}")
@@ -66,11 +78,13 @@ def load_state(pm: ParamAPI, state: dict[str, Any], strict: bool = True, cast: b
         problems.append(f"shape mismatch: {'; '.join(mismatched)}")
     if dtypes:
         problems.append(f"dtype mismatch: {'; '.join(dtypes)} (pass cast=True to convert)")
+    if overflow:
+        problems.append(f"cast would overflow: {'; '.join(overflow)}")
     if problems:
         text = "state does not fit the model, nothing was written; " + " | ".join(problems)
         if mismatched:
             raise errors.ShapeMismatchError(text)
-        if dtypes:
+        if dtypes or overflow:
             raise errors.DtypeMismatchError(text)
         raise errors.ParameterNotFoundError(text)
     pm._model.adapter.write_many(values)
@@ -82,19 +96,54 @@ def save(pm: ParamAPI, path: str | os.PathLike, metadata: dict[str, str] | None 
 
     state = {k: np.ascontiguousarray(v) for k, v in pm.state_dict().items()}
     meta = {"format": FORMAT, "format_version": FORMAT_VERSION, "backend": pm.backend, "layout": "canonical",
-            "tied": json.dumps(pm.tied()), "order": json.dumps(list(state))}
+            "tied": json.dumps(pm.tied()), "order": json.dumps(list(state)),
+            "crc32": json.dumps({k: _crc32(v) for k, v in state.items()})}
     meta.update(metadata or {})
     path = os.fspath(path)
     folder = os.path.dirname(os.path.abspath(path))
+    mode = _file_mode(path)
     fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".safetensors", dir=folder)
     os.close(fd)
     try:
         save_file(state, tmp, metadata=meta)
+        os.chmod(tmp, mode)
+        with open(tmp, "rb") as f:
+            os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+    _fsync_folder(folder)
+
+
+def _crc32(array: np.ndarray) -> int:
+    """CRC-32 of an array's bytes (C order), stored per tensor so that load() detects corrupt data."""
+    return zlib.crc32(np.ascontiguousarray(array).reshape(-1).view(np.uint8))
+
+
+def _file_mode(path: str) -> int:
+    """The permissions a checkpoint gets: those of the file it replaces, else 0o666 minus the umask (as open() gives)."""
+    try:
+        return stat.S_IMODE(os.stat(path).st_mode)
+    except OSError:
+        mask = os.umask(0o077)
+        os.umask(mask)
+        return 0o666 & ~mask
+
+
+def _fsync_folder(folder: str) -> None:
+    """Make the rename durable where the platform allows syncing a folder."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
 
 
 def read(path: str | os.PathLike) -> tuple[dict[str, np.ndarray], dict[str, str]]:
@@ -113,9 +162,29 @@ def read(path: str | os.PathLike) -> tuple[dict[str, np.ndarray], dict[str, str]
     return tensors, metadata
 
 
+def verify(path: str | os.PathLike, tensors: dict[str, np.ndarray], metadata: dict[str, str]) -> None:
+    """Raise CheckpointError unless the file's layout, format version and checksums are ones load() can trust."""
+    where = repr(os.fspath(path))
+    if metadata.get("layout", "canonical") != "canonical":
+        raise errors.CheckpointError(f"{where} holds {metadata['layout']!r} layout, not canonical: it was not written by pm.save()")
+    version = metadata.get("format_version", FORMAT_VERSION) if metadata.get("format") == FORMAT else FORMAT_VERSION
+    if not version.isdigit() or int(version) > int(FORMAT_VERSION):
+        raise errors.CheckpointError(f"{where} has format version {version!r}; this unified_params reads up to {FORMAT_VERSION}: upgrade it")
+    if "crc32" not in metadata:
+        return
+    try:
+        sums = json.loads(metadata["crc32"])
+        bad = [k for k, v in sums.items() if k not in tensors or _crc32(tensors[k]) != int(v)]
+    except (ValueError, TypeError, AttributeError) as e:
+        raise errors.CheckpointError(f"{where} has an unreadable checksum table: {e}") from e
+    if bad:
+        raise errors.CheckpointError(f"{where} is corrupt: the data of {', '.join(bad)} does not match its checksum")
+
+
 def load(pm: ParamAPI, path: str | os.PathLike, strict: bool = True, cast: bool = False) -> None:
     """Load a checkpoint written by save() (or any safetensors file with canonical names)."""
     tensors, metadata = read(path)
+    verify(path, tensors, metadata)
     try:
         load_state(pm, tensors, strict=strict, cast=cast)
     except errors.UnifiedParamsError as e:
@@ -126,7 +195,7 @@ def load(pm: ParamAPI, path: str | os.PathLike, strict: bool = True, cast: bool 
 def transfer(src: Any, dst: Any, strict: bool = True) -> ParamAPI:
     """Copy every parameter of src into dst by canonical name (across frameworks); returns dst's view."""
     from .api import ParamAPI
-    from .wrap import wrap
+    from .wrapping import wrap
 
     src_pm = src if isinstance(src, ParamAPI) else wrap(src)
     dst_pm = dst if isinstance(dst, ParamAPI) else wrap(dst)
@@ -160,7 +229,7 @@ class Comparison:
 def compare(a: Any, b: Any, rtol: float = 1e-5, atol: float = 1e-8) -> Comparison:
     """Compare two models (or views, or state dicts) by canonical name."""
     from .api import ParamAPI
-    from .wrap import wrap
+    from .wrapping import wrap
 
     def state(x: Any) -> dict[str, np.ndarray]:
         if isinstance(x, dict):

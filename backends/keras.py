@@ -1,0 +1,500 @@
+"""Keras 3 adapter: Sequential, functional and subclassed models on any Keras backend (tensorflow, jax, torch).
+
+Canonical child keys: a Sequential's children by position in ``model.layers`` (its auto-generated
+InputLayer is not a child), a functional model's by position among its non-input layers, a
+subclassed layer's by attribute name (a list or dict attribute of layers becomes a container
+keyed ``attr.i`` / ``attr.key``, as torch's ModuleList and ModuleDict do). Unbuilt layers get
+slots synthesized from their configuration (Dense, Conv*, Conv*Transpose, BatchNormalization,
+LayerNormalization, GroupNormalization); other unbuilt layers show their parameters once built.
+"""
+from __future__ import annotations
+
+import contextlib
+import functools
+import re
+import sys
+import warnings
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from unified_params._lazy import lazy
+from unified_params.adapter import Adapter, DeferredHooks, Node, Slot
+from unified_params.errors import ShapeMismatchError, deferred
+from unified_params.layout import from_canonical, shape_to_canonical, to_canonical
+
+keras = lazy("keras")
+
+LEAVES = {
+    "kernel": "weight", "gamma": "weight", "scale": "weight", "embeddings": "weight",
+    "bias": "bias", "beta": "bias", "moving_mean": "running_mean", "moving_variance": "running_var",
+}
+AUTO_NAME = re.compile(r"variable(_\d+)?")
+INPUT_SPEC_ERROR = re.compile(
+    r"of layer '(?P<layer>[^']+)' is incompatible with the layer: expected axis (?P<axis>-?\d+) of input shape "
+    r"to have value (?P<expected>\d+), but received input with shape (?P<shape>\([^)]*\))")
+SHAPE_SPEC_ERROR = re.compile(
+    r"of layer '(?P<layer>[^']+)' is incompatible with the layer: expected shape=(?P<expected>\([^)]*\)), "
+    r"found shape=(?P<shape>\([^)]*\))")
+LAYER_IN_MESSAGE = re.compile(r"layer '([^']+)'")
+
+
+@dataclass(eq=False)
+class Ref:
+    """A slot's handle: the Keras variable (None while its layer is unbuilt), its layer and native layout."""
+
+    variable: Any
+    layer: Any
+    name: str
+    layout: str
+
+
+def _backend() -> str:
+    return keras.backend.backend()
+
+
+def _to_numpy(value: Any) -> np.ndarray:
+    return np.array(keras.ops.convert_to_numpy(value), copy=True)
+
+
+def _layout(layer: Any, variable_name: str, ndim: int) -> tuple[str, str]:
+    """The canonical leaf and the native layout of a variable of layer."""
+    leaf = LEAVES.get(variable_name, variable_name)
+    if variable_name != "kernel":
+        return leaf, ""
+    if isinstance(layer, keras.layers.EinsumDense) or ndim < 2:
+        return "kernel", ""
+    return leaf, "dense_in_out" if ndim == 2 else "channels_last"
+
+
+def _pending_variables(layer: Any) -> list[tuple[str, tuple[int | None, ...], bool]]:
+    """(name, native shape, trainable) of the variables an unbuilt layer will create, from its configuration."""
+    L = keras.layers
+    out: list[tuple[str, tuple[int | None, ...], bool]] = []
+    if isinstance(layer, L.Dense) and not isinstance(layer, L.EinsumDense):
+        out.append(("kernel", (None, layer.units), True))
+        if layer.use_bias:
+            out.append(("bias", (layer.units,), True))
+    elif isinstance(layer, (L.Conv1D, L.Conv2D, L.Conv3D, L.Conv1DTranspose, L.Conv2DTranspose, L.Conv3DTranspose)):
+        transpose = isinstance(layer, (L.Conv1DTranspose, L.Conv2DTranspose, L.Conv3DTranspose))
+        channels = (layer.filters, None) if transpose else (None, layer.filters)
+        out.append(("kernel", (*layer.kernel_size, *channels), True))
+        if layer.use_bias:
+            out.append(("bias", (layer.filters,), True))
+    elif isinstance(layer, (L.BatchNormalization, L.LayerNormalization, L.GroupNormalization)):
+        if getattr(layer, "scale", False):
+            out.append(("gamma", (None,), True))
+        if getattr(layer, "center", False):
+            out.append(("beta", (None,), True))
+        if isinstance(layer, L.BatchNormalization):
+            out += [("moving_mean", (None,), False), ("moving_variance", (None,), False)]
+    return out
+
+
+def _attribute_items(layer: Any) -> list[tuple[str, Any]]:
+    """The layer's attributes, including the sublayers the torch backend keeps in nn.Module._modules."""
+    attrs = vars(layer)
+    items = [(k, v) for k, v in attrs.items() if k not in ("_layers", "_modules", "_functional", "_tracker")]
+    modules = attrs.get("_modules")
+    if isinstance(modules, Mapping):
+        items += list(modules.items())
+    return sorted(items, key=lambda kv: kv[0].startswith("_"))
+
+
+def _is_layer(value: Any) -> bool:
+    return isinstance(value, keras.Layer) and not isinstance(value, keras.metrics.Metric)
+
+
+def _layer_keys(layer: Any) -> dict[int, tuple[str, ...]]:
+    """id(sublayer) -> its attribute path: (attr,) or (attr, index/key) for lists and dicts of layers."""
+    keys: dict[int, tuple[str, ...]] = {}
+    for name, value in _attribute_items(layer):
+        if _is_layer(value):
+            keys.setdefault(id(value), (name,))
+        elif isinstance(value, (list, tuple)):
+            for i, item in enumerate(value):
+                if _is_layer(item):
+                    keys.setdefault(id(item), (name, str(i)))
+        elif isinstance(value, Mapping):
+            for k, item in value.items():
+                if _is_layer(item):
+                    keys.setdefault(id(item), (name, str(k)))
+    return keys
+
+
+def _variable_keys(layer: Any) -> dict[int, str]:
+    """id(variable) -> the attribute that holds it, for naming auto-named variables."""
+    return {id(v): k for k, v in _attribute_items(layer) if isinstance(v, keras.Variable)}
+
+
+def _children(layer: Any) -> list[tuple[str, Any]]:
+    """(key, child) in container order; a child is a layer or a (native container, [(key, layer)]) pair."""
+    if isinstance(layer, keras.Sequential):
+        return [(str(i), child) for i, child in enumerate(layer.layers)]
+    from keras.src.models.functional import Functional
+
+    if isinstance(layer, Functional):
+        inner = [c for c in layer.layers if not isinstance(c, keras.layers.InputLayer)]
+        return [(str(i), child) for i, child in enumerate(inner)]
+    keys = _layer_keys(layer)
+    out: list[tuple[str, Any]] = []
+    groups: dict[str, list[tuple[str, Any]]] = {}
+    for child in layer._flatten_layers(include_self=False, recursive=False):
+        path = keys.get(id(child), (child.name,))
+        if len(path) == 1:
+            out.append((path[0], child))
+        elif path[0] in groups:
+            groups[path[0]].append((path[1], child))
+        else:
+            groups[path[0]] = [(path[1], child)]
+            out.append((path[0], (getattr(layer, path[0], None), groups[path[0]])))
+    return out
+
+
+def _own_variables(layer: Any) -> list[Any]:
+    seen: set[int] = set()
+    out = []
+    for v in [*layer._trainable_variables, *layer._non_trainable_variables]:
+        if id(v) not in seen:
+            seen.add(id(v))
+            out.append(v)
+    return out
+
+
+class KerasAdapter(Adapter):
+    """Wraps a keras.Layer or keras.Model (Sequential, functional or subclassed) on any Keras backend."""
+
+    name = "keras"
+    roots = ("keras",)
+    distribution = "keras"
+    extra = "keras"
+    examples = "unified_params.backends.keras_examples"
+    capabilities: dict[str, str] = {
+        "native_grad": "Keras variables hold no gradient: gradients come from the backend's autodiff "
+                       "(tf.GradientTape, jax.grad, torch.autograd); use pm.grads(x)",
+    }
+
+    def __init__(self, model: Any, variables: Any = None) -> None:
+        super().__init__(model, variables)
+        self._grads: dict[int, tuple[Any, np.ndarray]] = {}
+        self._hooks: DeferredHooks | None = None
+        self._depth = 0
+        self._changed = False
+        self._quiet = False
+
+    @classmethod
+    def recognizes(cls, model: Any) -> bool:
+        return isinstance(model, keras.Layer)
+
+    def tree(self) -> Node:
+        return self._node("", self.model, (self.model.name,))
+
+    def _node(self, key: str, layer: Any, scope: tuple[str, ...]) -> Node:
+        node = Node(key, layer, slots=self._slots(layer, scope), label=type(layer).__name__)
+        for child_key, child in _children(layer):
+            if isinstance(child, tuple):
+                native, members = child
+                node.children.append(Node(child_key, native, label=type(native).__name__, children=[
+                    self._node(k, c, (*scope, c.name)) for k, c in members]))
+            else:
+                node.children.append(self._node(child_key, child, (*scope, child.name)))
+        return node
+
+    def _slots(self, layer: Any, scope: tuple[str, ...]) -> list[Slot]:
+        slots: list[Slot] = []
+        taken: set[str] = set()
+        attrs = _variable_keys(layer)
+        for v in _own_variables(layer):
+            name = v.name
+            if AUTO_NAME.fullmatch(name) and id(v) in attrs:
+                name = attrs[id(v)]
+            leaf, layout = _layout(layer, name, len(v.shape))
+            if leaf in taken:
+                leaf = name if name not in taken else f"{name}_{len(taken)}"
+            taken.add(leaf)
+            slots.append(Slot(leaf, v.path, Ref(v, layer, name, layout), id(v),
+                              shape_to_canonical(tuple(v.shape), layout), str(v.dtype), trainable=bool(v.trainable)))
+        if not layer.built:
+            existing = {v.name for v in _own_variables(layer)}
+            for name, shape, trainable in _pending_variables(layer):
+                leaf, layout = _layout(layer, name, len(shape))
+                if name in existing or leaf in taken:
+                    continue
+                taken.add(leaf)
+                slots.append(Slot(leaf, "/".join((*scope, name)), Ref(None, layer, name, layout), ("deferred", id(layer), name),
+                                  shape_to_canonical(shape, layout), str(layer.variable_dtype),
+                                  trainable=trainable and bool(layer.trainable), initialized=False))
+        return slots
+
+    def native(self, slot: Slot) -> Any:
+        return slot.ref.variable
+
+    def _variable(self, slot: Slot) -> Any:
+        variable = slot.ref.variable
+        if variable is None:
+            raise deferred(slot.native_name)
+        return variable
+
+    def read(self, slot: Slot) -> np.ndarray:
+        return np.ascontiguousarray(to_canonical(_to_numpy(self._variable(slot).value), slot.ref.layout))
+
+    def write(self, slot: Slot, value: np.ndarray) -> None:
+        self._variable(slot).assign(np.ascontiguousarray(from_canonical(np.asarray(value), slot.ref.layout)))
+
+    def grad(self, slot: Slot) -> np.ndarray | None:
+        found = self._grads.get(id(slot.ref.variable))
+        if found is None or found[0] is not slot.ref.variable:
+            return None
+        return np.ascontiguousarray(to_canonical(found[1], slot.ref.layout))
+
+    def compute_grads(self, inputs: Sequence[Any], loss: Callable[[Any], Any] | None) -> None:
+        variables = list(self.model.trainable_variables)
+        objective = loss or _sum_outputs
+        backend = _backend()
+        if backend == "tensorflow":
+            import tensorflow as tf
+
+            with tf.GradientTape() as tape:
+                value = objective(self._call(inputs))
+            grads = [g if g is None else tf.convert_to_tensor(g) for g in tape.gradient(value, variables)]
+        elif backend == "jax":
+            import jax
+
+            options = {"training": False} if self.model._call_has_training_arg else {}
+
+            def f(trainable: list[Any], fixed: list[Any], *xs: Any) -> Any:
+                out, _ = self.model.stateless_call(trainable, fixed, *xs, **options)
+                return objective(out)
+
+            fixed = [v.value for v in self.model.non_trainable_variables]
+            grads = jax.jit(jax.grad(f))([v.value for v in variables], fixed, *inputs)
+        elif backend == "torch":
+            import torch
+
+            with torch.enable_grad():
+                value = objective(self._call(inputs))
+                grads = torch.autograd.grad(value, [v.value for v in variables], allow_unused=True)
+        else:
+            raise NotImplementedError(f"pm.grads() is not implemented for the Keras backend {backend!r}")
+        self._grads = {id(v): (v, _to_numpy(g)) for v, g in zip(variables, grads) if g is not None}
+
+    def _call(self, inputs: Sequence[Any]) -> Any:
+        return self.model(*inputs, training=False)
+
+    def forward(self, inputs: Sequence[Any]) -> np.ndarray:
+        out = self._call(inputs)
+        return keras.tree.map_structure(_to_numpy, out) if not keras.ops.is_tensor(out) else _to_numpy(out)
+
+    def materialize(self, inputs: Sequence[Any]) -> None:
+        layers = self.model._flatten_layers(include_self=True, recursive=True)
+        if not inputs:
+            unbuilt = [layer.name for layer in layers if not layer.built]
+            if unbuilt:
+                raise ShapeMismatchError(
+                    f"Keras infers shapes from data: pass example inputs to pm.materialize(x) "
+                    f"(layers not built yet: {', '.join(unbuilt)})")
+            return
+        snapshot = _Snapshot([*layers, *(layer._tracker for layer in layers)])
+        self._quiet = True
+        try:
+            self._call(inputs)
+        except Exception as e:
+            snapshot.restore()
+            if not _is_shape_error(e):
+                raise
+            raise self._mismatch(inputs, e) from e
+        finally:
+            self._quiet = False
+            self._changed = False
+
+    def _mismatch(self, inputs: Sequence[Any], error: Exception) -> ShapeMismatchError:
+        """A ShapeMismatchError that names the failing layer by canonical path and both sizes."""
+        paths: dict[str, str] = {}
+
+        def walk(node: Node, path: tuple[str, ...]) -> None:
+            if isinstance(node.native, keras.Layer):
+                paths.setdefault(node.native.name, ".".join(path))
+            for child in node.children:
+                walk(child, (*path, child.key))
+
+        walk(self.tree(), ())
+        message = str(error)
+        shapes = [tuple(np.shape(x)) for x in inputs]
+        found = INPUT_SPEC_ERROR.search(message)
+        if found:
+            name, axis, expected = found["layer"], int(found["axis"]), int(found["expected"])
+            got = _parse_shape(found["shape"])
+            return _size_error(_describe(paths.get(name), name), axis, expected, got)
+        found = SHAPE_SPEC_ERROR.search(message)
+        if found:
+            want, got = _parse_shape(found["expected"]), _parse_shape(found["shape"])
+            axis = next((i for i, (w, g) in enumerate(zip(want, got)) if w is not None and w != g), None)
+            if axis is not None and len(want) == len(got):
+                return _size_error(_describe(paths.get(found["layer"]), found["layer"]), axis - len(got), want[axis], got)
+        named = LAYER_IN_MESSAGE.search(message)
+        where = _describe(paths.get(named[1]), named[1]) if named else "(unknown)"
+        first = next((line.strip() for line in message.splitlines() if "incompatible" in line or "shape" in line), message.strip())
+        return ShapeMismatchError(
+            f"the model rejected inputs of shape {shapes} at layer {where}: {first}; the model is unchanged")
+
+    def watch(self, hooks: DeferredHooks) -> None:
+        self._hooks = hooks
+        for layer in self.model._flatten_layers(include_self=True, recursive=True):
+            if not layer.built:
+                self._watch_build(layer)
+
+    def _watch_build(self, layer: Any) -> None:
+        original = vars(layer).get("build")
+        if original is None or getattr(original, "_unified_params", None) is self:
+            return
+        adapter = self
+
+        @functools.wraps(original)
+        def build(*args: Any, **kwargs: Any) -> None:
+            adapter._depth += 1
+            try:
+                original(*args, **kwargs)
+            finally:
+                adapter._depth -= 1
+            if layer.built and vars(layer).get("build") is build:
+                object.__setattr__(layer, "build", original)
+            adapter._changed = True
+            adapter._notify(layer)
+
+        build._unified_params = self  # type: ignore[attr-defined]
+        object.__setattr__(layer, "build", build)
+
+    def _notify(self, layer: Any) -> None:
+        """Tell the core that shapes became known, once the outermost build is done and variables hold values.
+
+        Inside a StatelessScope (symbolic builds by predict/fit) variables get their values when the
+        scope exits: their initializers are bridged to the recorded ones instead.
+        """
+        from keras.src.backend.common.stateless_scope import in_stateless_scope
+
+        if self._quiet or self._hooks is None:
+            return
+        if in_stateless_scope():
+            for sub in layer._flatten_layers(include_self=True, recursive=True):
+                for variable in _own_variables(sub):
+                    self._bridge(sub, variable)
+            return
+        if self._depth or not self._changed:
+            return
+        self._changed = False
+        with _eager():
+            self._hooks.shapes_known()
+
+    def _bridge(self, layer: Any, variable: Any) -> None:
+        """Make a variable created in a StatelessScope take the recorded initializers' value when Keras initializes it."""
+        from keras.src.backend.common.stateless_scope import in_stateless_scope
+
+        native = getattr(variable, "_initializer", None)
+        if native is None or getattr(variable, "_value", True) is not None or getattr(native, "_unified_params", None):
+            return
+        hooks = self._hooks
+        _, layout = _layout(layer, variable.name, len(variable.shape))
+
+        def initializer(shape: tuple, dtype: Any = None, **kwargs: Any) -> Any:
+            if not in_stateless_scope() and hooks is not None:
+                canonical = shape_to_canonical(tuple(shape), layout)
+                try:
+                    value = hooks.initial_value(id(variable), canonical, str(variable.dtype))
+                except Exception as e:  # Keras is initializing a batch of variables: a raise would leave some empty
+                    warnings.warn(f"{variable.path}: the recorded initializer failed ({e}); Keras's own initializer was used")
+                    value = None
+                if value is not None:
+                    return np.ascontiguousarray(from_canonical(np.asarray(value), layout))
+            return native(shape, dtype=dtype, **kwargs)
+
+        initializer._unified_params = True  # type: ignore[attr-defined]
+        variable._initializer = initializer
+
+
+def _eager() -> Any:
+    """Writes from inside a tf.function trace go to the variables at once (tf.init_scope), as Keras initializes them."""
+    if _backend() == "tensorflow":
+        import tensorflow as tf
+
+        if not tf.executing_eagerly():
+            return tf.init_scope()
+    return contextlib.nullcontext()
+
+
+def _describe(path: str | None, name: str) -> str:
+    if path == "":
+        return f"'' (the model's input, Keras model {name!r})"
+    return f"{path!r} (Keras layer {name!r})" if path is not None else f"{name!r}"
+
+
+def _parse_shape(text: str) -> tuple[int | None, ...]:
+    return tuple(None if d.strip() == "None" else int(d) for d in text.strip("()").split(",") if d.strip())
+
+
+def _size_error(where: str, axis: int, expected: int, got: tuple[int | None, ...]) -> ShapeMismatchError:
+    return ShapeMismatchError(
+        f"layer {where} expects input size {expected} on axis {axis} but got size {got[axis]} "
+        f"(input shape {got}); the model is unchanged. Give inputs of size {expected}, "
+        f"or build a new model for size {got[axis]}")
+
+
+def _sum_outputs(out: Any) -> Any:
+    parts = [keras.ops.sum(o) for o in keras.tree.flatten(out)]
+    return functools.reduce(lambda a, b: a + b, parts)
+
+
+def _is_shape_error(error: Exception) -> bool:
+    if isinstance(error, (ValueError, TypeError, RuntimeError)):
+        return True
+    tf = sys.modules.get("tensorflow")
+    return tf is not None and isinstance(error, tf.errors.OpError)
+
+
+class _Snapshot:
+    """The attribute state of Keras objects, to undo a build that failed half-way (materialize)."""
+
+    def __init__(self, objects: Sequence[Any]) -> None:
+        self._saved: list[tuple[Any, dict[str, Any], list[tuple[Any, Any]]]] = []
+        for obj in {id(o): o for o in objects}.values():
+            state = dict(vars(obj))
+            contents: list[tuple[Any, Any]] = []
+            for value in state.values():
+                _save_contents(value, contents, depth=2)
+            self._saved.append((obj, state, contents))
+
+    def restore(self) -> None:
+        """Put every attribute and every container's contents back as they were."""
+        for obj, state, contents in self._saved:
+            attrs = vars(obj)
+            attrs.clear()
+            attrs.update(state)
+            for container, saved in contents:
+                if isinstance(container, list):
+                    list.__delitem__(container, slice(None))
+                    list.extend(container, saved)
+                elif isinstance(container, dict):
+                    dict.clear(container)
+                    dict.update(container, saved)
+                else:
+                    set.clear(container)
+                    set.update(container, saved)
+
+
+def _save_contents(value: Any, out: list[tuple[Any, Any]], depth: int) -> None:
+    if depth == 0 or type(value).__module__.startswith("tensorflow"):
+        return
+    if isinstance(value, list):
+        out.append((value, list(value)))
+        items = list(value)
+    elif isinstance(value, dict):
+        out.append((value, dict(value)))
+        items = list(value.values())
+    elif isinstance(value, set):
+        out.append((value, set(value)))
+        return
+    else:
+        return
+    for item in items:
+        _save_contents(item, out, depth - 1)

@@ -1,0 +1,246 @@
+"""The Keras adapter beyond the documents' examples: functional and subclassed models, conv and norm layouts,
+tying by variable, deferred builds from the user's own call, and materialize leaving a failed model as it was.
+
+Runs on whatever KERAS_BACKEND selects; values are checked against Keras's own variables or plain algebra.
+"""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from typing import Any
+
+import numpy as np
+import pytest
+
+keras = pytest.importorskip("keras")
+from keras import layers  # noqa: E402
+
+import unified_params as up  # noqa: E402
+
+
+def value(variable: Any) -> np.ndarray:
+    return np.asarray(keras.ops.convert_to_numpy(variable))
+
+
+def wrap(model: Any) -> up.ParamAPI:
+    return up.wrap(model, backend="keras")
+
+
+class Net(keras.Model):
+    """Conv, batch norm, a list and a dict of layers: keys are attribute names, `attr.i`, `attr.key`."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = layers.Conv2D(3, (3, 2))
+        self.bn = layers.BatchNormalization()
+        self.blocks = [layers.Dense(5), layers.Dense(6)]
+        self.heads = {"a": layers.Dense(2)}
+
+    def call(self, x: Any, training: bool = False) -> Any:
+        y = self.bn(self.conv(x), training=training)
+        y = keras.ops.mean(y, axis=(1, 2))
+        for block in self.blocks:
+            y = block(y)
+        return self.heads["a"](y)
+
+
+def image() -> np.ndarray:
+    return np.random.default_rng(0).uniform(size=(2, 6, 5, 2)).astype("float32")
+
+
+def test_import_does_not_import_keras() -> None:
+    code = "import sys, unified_params.backends.keras; assert 'keras' not in sys.modules and 'tensorflow' not in sys.modules"
+    subprocess.run([sys.executable, "-c", code], check=True, env={**os.environ, "PYTHONWARNINGS": "ignore"})
+
+
+def test_functional_model_keys_are_positions_without_input_layer() -> None:
+    inputs = keras.Input((4,))
+    outputs = layers.Dense(1)(layers.ReLU()(layers.Dense(8)(inputs)))
+    model = keras.Model(inputs, outputs)
+    pm = wrap(model)
+    assert pm.names() == ["0.weight", "0.bias", "2.weight", "2.bias"]
+    dense = [layer for layer in model.layers if isinstance(layer, layers.Dense)]
+    np.testing.assert_array_equal(pm["2.weight"].numpy(), value(dense[1].kernel).T)
+    assert pm["0.bias"].native is dense[0].bias
+
+
+def test_subclassed_model_names_shapes_and_layouts() -> None:
+    net = Net()
+    pm = wrap(net)
+    assert pm.names() == ["conv.weight", "conv.bias", "bn.weight", "bn.bias", "bn.running_mean", "bn.running_var",
+                          "blocks.0.weight", "blocks.0.bias", "blocks.1.weight", "blocks.1.bias",
+                          "heads.a.weight", "heads.a.bias"]
+    assert pm["conv.weight"].shape == (3, None, 3, 2) and pm["blocks.1.weight"].shape == (6, None)
+    assert set(pm.pending()) == set(pm.names())
+    pm.materialize(image())
+    assert pm.initialized
+    np.testing.assert_array_equal(pm["conv.weight"].numpy(), value(net.conv.kernel).transpose(3, 2, 0, 1))
+    np.testing.assert_array_equal(pm["blocks.1.weight"].numpy(), value(net.blocks[1].kernel).T)
+    assert pm["bn.running_var"].native is net.bn.moving_variance
+    assert [p.kind for p in pm.layer("bn").values()] == ["weight", "bias", "running_mean", "running_var"]
+    assert [p.trainable for p in pm.layer("bn").values()] == [True, True, False, False]
+    assert pm.layer("heads", "a")["bias"].native is net.heads["a"].bias
+    assert sorted(p.native_name for p in pm.values()) == sorted(v.path for v in net.weights)
+
+
+def test_write_in_canonical_layout_reaches_the_keras_variable() -> None:
+    net = Net()
+    pm = wrap(net).materialize(image())
+    w = np.arange(3 * 2 * 3 * 2, dtype="float32").reshape(3, 2, 3, 2)
+    pm["conv.weight"].set(w)
+    np.testing.assert_array_equal(value(net.conv.kernel), w.transpose(2, 3, 1, 0))
+    pm.init(up.init.Constant(0.5), pattern=r"bn\.running_mean")
+    assert (value(net.bn.moving_mean) == 0.5).all()
+
+
+def test_grads_of_one_dense_layer_match_algebra() -> None:
+    model = keras.Sequential([keras.Input((4,)), layers.Dense(3)])
+    pm = wrap(model)
+    x = np.random.default_rng(1).uniform(size=(2, 4)).astype("float32")
+    assert pm["0.weight"].grad is None
+    grads = pm.grads(x)
+    np.testing.assert_allclose(grads["0.weight"], np.tile(x.sum(0), (3, 1)), rtol=1e-6)
+    np.testing.assert_allclose(grads["0.bias"], np.full(3, 2.0), rtol=1e-6)
+    kernel, bias = value(model.layers[0].kernel), value(model.layers[0].bias)
+    grads = pm.grads(x, loss=lambda out: keras.ops.sum(out * out))
+    expected = 2 * x.T @ (x @ kernel + bias)
+    np.testing.assert_allclose(grads["0.weight"], expected.T, rtol=1e-5)
+    np.testing.assert_allclose(pm["0.weight"].grad, expected.T, rtol=1e-5)
+
+
+def test_grads_skip_moving_statistics_and_run_in_inference_mode() -> None:
+    net = Net()
+    pm = wrap(net).materialize(image())
+    mean = value(net.bn.moving_mean).copy()
+    grads = pm.grads(image())
+    assert "bn.running_mean" not in grads and set(grads) == {n for n, p in pm.items() if p.trainable}
+    assert pm["bn.running_mean"].grad is None
+    np.testing.assert_array_equal(value(net.bn.moving_mean), mean)
+
+
+class TiedDense(layers.Layer):
+    """Uses another Dense's kernel, transposed: the variable is assigned in build, as tied embeddings are."""
+
+    def __init__(self, source: layers.Dense, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._source = source
+
+    def build(self, input_shape: tuple) -> None:
+        self.kernel = self._source.kernel
+
+    def call(self, x: Any) -> Any:
+        return keras.ops.matmul(x, keras.ops.transpose(self.kernel))
+
+
+class AutoEncoder(keras.Model):
+    def __init__(self) -> None:
+        super().__init__()
+        self.encoder = layers.Dense(3)
+        self.decoder = TiedDense(self.encoder)
+
+    def call(self, x: Any) -> Any:
+        return self.decoder(self.encoder(x))
+
+
+def test_variable_assigned_to_another_layer_is_tied() -> None:
+    model = AutoEncoder()
+    model(np.ones((2, 5), "float32"))
+    pm = wrap(model)
+    assert ["encoder.weight", "decoder.weight"] in [g[:2] for g in pm.tied()]
+    assert pm["decoder.weight"].native is model.encoder.kernel
+    pm["encoder.weight"].set(np.zeros((3, 5), "float32"))
+    assert (pm["decoder.weight"].numpy() == 0).all() and (value(model.decoder.kernel) == 0).all()
+    assert pm.num_params() == 5 * 3 + 3
+
+
+def test_shared_unbuilt_layer_is_tied_before_and_after_build() -> None:
+    shared = layers.Dense(8)
+    model = keras.Sequential([layers.Dense(8), layers.ReLU(), shared, layers.ReLU(), shared])
+    pm = wrap(model)
+    assert pm.tied() == [["2.weight", "4.weight"], ["2.bias", "4.bias"]]
+    pm.materialize(np.ones((1, 4), "float32"))
+    assert pm.tied() == [["2.weight", "4.weight"], ["2.bias", "4.bias"]]
+    assert pm["4.weight"].native is shared.kernel
+
+
+class Pair(keras.Model):
+    """A subclassed model without build(): Keras builds its layers during the call."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.a = layers.Dense(7)
+        self.b = layers.Dense(2)
+
+    def call(self, x: Any) -> Any:
+        return self.b(keras.ops.relu(self.a(x)))
+
+
+@pytest.mark.parametrize("make, widths", [
+    (Pair, (3, 7, 2)),
+    (lambda: keras.Sequential([Pair(), layers.Dense(3)]), (3, 7, 2, 3)),
+], ids=["subclassed", "nested"])
+def test_users_own_first_call_runs_recorded_initializers_before_using_values(make: Any, widths: tuple) -> None:
+    model = make()
+    pm = wrap(model)
+    pm.init(up.init.Constant(0.1), kind="weight")
+    pm.init(up.init.Zeros(), kind="bias")
+    x = np.random.default_rng(2).uniform(size=(2, 3)).astype("float32")
+    out = value(model(x))
+    assert pm.initialized
+    for variable in model.weights:
+        assert (value(variable) == (0.1 if variable.name == "kernel" else 0.0)).all()
+    h = np.maximum(x @ np.full(widths[:2], 0.1), 0) @ np.full(widths[1:3], 0.1)
+    if len(widths) == 4:
+        h = h @ np.full(widths[2:], 0.1)
+    np.testing.assert_allclose(out, h, rtol=1e-5)
+
+
+def test_materialize_failure_half_way_leaves_the_model_unbuilt() -> None:
+    last = layers.Dense(1)
+    last.build((None, 8))
+    model = keras.Sequential([layers.Dense(16), layers.ReLU(), last])
+    pm = wrap(model)
+    pm.init(up.init.Ones(), kind="weight")
+    with pytest.raises(up.ShapeMismatchError, match=r"layer '2'.*8.*16") as err:
+        pm.materialize(np.ones((2, 5), "float32"))
+    assert isinstance(err.value, ValueError)
+    assert not model.layers[0].built and not model.built
+    assert [v.path for v in model.weights] == [v.path for v in last.weights]
+    assert pm.pending() == ["0.weight", "0.bias"]
+
+
+def test_forward_is_inference_mode() -> None:
+    model = keras.Sequential([keras.Input((4,)), layers.Dense(8), layers.Dropout(0.5), layers.Dense(1)])
+    pm = wrap(model)
+    x = np.ones((3, 4), "float32")
+    np.testing.assert_array_equal(pm.forward(x), value(model(x, training=False)))
+    np.testing.assert_array_equal(pm.forward(x), pm.forward(x))
+
+
+@pytest.mark.parametrize("run", ["predict", "fit"])
+def test_predict_and_fit_build_with_the_recorded_initializers(run: str) -> None:
+    model = keras.Sequential([layers.Dense(5), layers.ReLU(), layers.Dense(2)])
+    pm = wrap(model)
+    pm.init(up.init.Constant(0.25), kind="weight")
+    x = np.ones((4, 3), "float32")
+    if run == "predict":
+        model.predict(x, verbose=0)
+    else:
+        model.compile(optimizer=keras.optimizers.SGD(learning_rate=0.0), loss="mse")
+        model.fit(x, np.zeros((4, 2), "float32"), epochs=1, batch_size=4, verbose=0)
+    assert pm.initialized
+    for layer in (model.layers[0], model.layers[2]):
+        assert (value(layer.kernel) == 0.25).all()
+
+
+def test_materialize_mismatch_names_the_layer_in_nested_and_functional_models() -> None:
+    from unified_params.backends.keras_examples import nested
+
+    rgnet = nested().model
+    with pytest.raises(up.ShapeMismatchError, match=r"layer '0\.block 0\.0'.*size 4.*size 5"):
+        wrap(rgnet).materialize(np.ones((2, 5), "float32"))
+    inputs = keras.Input((4,))
+    model = keras.Model(inputs, layers.Dense(1)(inputs))
+    with pytest.raises(up.ShapeMismatchError, match=r"input.*size 4.*size 5"):
+        wrap(model).materialize(np.ones((2, 5), "float32"))
