@@ -22,7 +22,7 @@ import numpy as np
 
 from unified_params._lazy import lazy
 from unified_params.adapter import Adapter, DeferredHooks, Node, Slot
-from unified_params.errors import ShapeMismatchError, deferred
+from unified_params.errors import ShapeMismatchError, UnifiedParamsError, deferred
 from unified_params.layout import from_canonical, shape_to_canonical, to_canonical
 
 keras = lazy("keras")
@@ -302,7 +302,7 @@ class KerasAdapter(Adapter):
             self._call(inputs)
         except Exception as e:
             snapshot.restore()
-            if not _is_shape_error(e):
+            if isinstance(e, UnifiedParamsError) or not _is_shape_error(e):
                 raise
             raise self._mismatch(inputs, e) from e
         finally:

@@ -256,7 +256,7 @@ class MXNetAdapter(Adapter):
                     if p._data is None and not p._deferred_init:
                         p.initialize()
                 self.model(*self._inputs(inputs))
-        except errors.ShapeMismatchError:
+        except errors.UnifiedParamsError:
             snapshot.restore()
             raise
         except (mx.base.MXNetError, ValueError, AssertionError) as e:

@@ -9,7 +9,7 @@ import numpy as np
 
 from unified_params._lazy import lazy
 from unified_params.adapter import Adapter, DeferredHooks, Node, Slot
-from unified_params.errors import ShapeMismatchError
+from unified_params.errors import ShapeMismatchError, UnifiedParamsError
 
 torch = lazy("torch")
 
@@ -149,6 +149,8 @@ class TorchAdapter(Adapter):
         try:
             with self._eval(), torch.no_grad():
                 self.model(*map(_as_input, inputs))
+        except UnifiedParamsError:
+            raise
         except (RuntimeError, ValueError) as e:
             if not stack:
                 raise ShapeMismatchError(f"the model rejected inputs of shape {[np.shape(x) for x in inputs]}: {e}") from e
