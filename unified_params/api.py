@@ -33,6 +33,7 @@ class Model:
         self.adapter = adapter
         self.records: list[Record] = []
         self._index: Index | None = None
+        self.holding = False
 
     def index(self, fresh: bool = False) -> Index:
         """The current index; a model with pending shapes is re-discovered on every call."""
@@ -41,17 +42,22 @@ class Model:
         return self._index
 
     def shapes_known(self) -> None:
-        """Apply every recorded initializer whose parameters now have known shapes."""
+        """Apply every recorded initializer whose parameters now have known shapes (all at once after pm.materialize)."""
+        if self.holding:
+            return
         index = self.index(fresh=True)
+        values, done = [], []
         for record in self.records:
             ready = [n for n in record.names if n in index.entries and index.entries[n].slot.initialized]
-            if ready:
-                values = [
-                    (index.entries[n].slot, make_value(record.initializer, record.seed, n, index.entries[n].slot.shape, index.entries[n].slot.dtype))
-                    for n in ready
-                ]
-                self.adapter.write_many(values)
-                record.names = [n for n in record.names if n not in ready]
+            values += [
+                (index.entries[n].slot, make_value(record.initializer, record.seed, n, index.entries[n].slot.shape, index.entries[n].slot.dtype))
+                for n in ready
+            ]
+            done.append(set(ready))
+        if values:
+            self.adapter.write_many(values)
+        for record, ready in zip(self.records, done):
+            record.names = [n for n in record.names if n not in ready]
         self.records = [r for r in self.records if r.names]
 
     def initial_value(self, storage: Hashable, shape: tuple[int, ...], dtype: str) -> np.ndarray | None:
@@ -334,8 +340,8 @@ class ParamAPI:
         seed = fresh_seed() if seed is None else int(seed)
         ready = [e for e in selected if e.slot.initialized]
         if isinstance(initializer, Initializer):
-            for e in ready:
-                initializer.check(e.slot.shape, e.name)
+            for e in selected:
+                initializer.check(tuple(1 if d is None else d for d in e.slot.shape), e.name)
             for e in ready:
                 self._model.adapter.fill(e.slot, lambda out, name=e.name: initializer.fill(out, seed, name))
         else:
@@ -371,7 +377,11 @@ class ParamAPI:
         reason = self.capabilities.get("deferred")
         if reason and not self.initialized:
             raise errors.UnsupportedError(f"{self.backend} cannot materialize deferred parameters: {reason}")
-        self._model.adapter.materialize(list(example_inputs))
+        self._model.holding = True
+        try:
+            self._model.adapter.materialize(list(example_inputs))
+        finally:
+            self._model.holding = False
         self._model.shapes_known()
         return self
 

@@ -15,3 +15,27 @@ def resolve(name: str) -> np.dtype:
         import ml_dtypes
 
         return np.dtype(getattr(ml_dtypes, name))
+
+
+def is_float(dtype: np.dtype) -> bool:
+    """True for real and complex floats, including ml_dtypes' bfloat16 and float8 types (numpy kind 'V')."""
+    return dtype.kind in "fc" or (dtype.kind == "V" and dtype.name.startswith(("bfloat", "float")))
+
+
+def can_cast(src: np.dtype, dst: np.dtype) -> bool:
+    """numpy's same_kind rule, with every float-to-float cast allowed (numpy refuses bfloat16 -> float16)."""
+    if np.can_cast(src, dst, casting="same_kind"):
+        return True
+    return is_float(src) and is_float(dst) and "c" not in (src.kind, dst.kind)
+
+
+def overflowed(src: np.ndarray, dst: np.ndarray) -> int:
+    """How many values the cast src -> dst made NaN or inf although they were finite in src."""
+    if not is_float(dst.dtype):
+        return 0
+    made = ~np.isfinite(dst)
+    if not made.any():
+        return 0
+    if is_float(src.dtype):
+        made &= np.isfinite(src)
+    return int(made.sum())

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from . import rng as _rng
-from .dtypes import resolve
+from .dtypes import can_cast, is_float, overflowed, resolve
 from .errors import InitializerError
 
 __all__ = [
@@ -48,6 +48,9 @@ class Initializer:
 
     def check(self, shape: tuple[int, ...], name: str) -> None:
         """Raise InitializerError before anything is written if this initializer cannot fill shape."""
+        for key, value in vars(self).items():
+            if isinstance(value, (int, float)) and not isinstance(value, bool) and not math.isfinite(value):
+                raise InitializerError(f"{self!r} cannot initialize {name or 'a parameter'}: {key}={value} is not finite")
 
     def __call__(self, shape: tuple, dtype: Any, rng: np.random.Generator | None = None, name: str = "") -> np.ndarray:
         """The custom-initializer signature, so built-ins compose with user code."""
@@ -133,6 +136,7 @@ class _FanBased:
     """Mixin: fan-in and fan-out need at least 2 dimensions; say so before writing anything."""
 
     def check(self, shape: tuple[int, ...], name: str) -> None:
+        super().check(shape, name)
         fans(shape, name)
 
 
@@ -160,6 +164,8 @@ class XavierNormal(_FanBased, Normal):
 
 
 def _kaiming_std(a: float, mode: str, nonlinearity: str, shape: tuple, name: str) -> float:
+    if mode not in ("fan_in", "fan_out"):
+        raise InitializerError(f"unknown mode {mode!r}; one of 'fan_in', 'fan_out'")
     fan_in, fan_out = fans(shape, name)
     fan = fan_in if mode == "fan_in" else fan_out
     gains = {"linear": 1.0, "sigmoid": 1.0, "tanh": 5.0 / 3, "relu": math.sqrt(2.0),
@@ -174,6 +180,7 @@ class KaimingUniform(_FanBased, Uniform):
 
     def __init__(self, a: float = 0.0, mode: str = "fan_in", nonlinearity: str = "leaky_relu") -> None:
         self.a, self.mode, self.nonlinearity = a, mode, nonlinearity
+        _kaiming_std(a, mode, nonlinearity, (1, 1), type(self).__name__)
 
     def _bounds(self, shape: tuple, name: str) -> tuple[float, float]:
         b = math.sqrt(3.0) * _kaiming_std(self.a, self.mode, self.nonlinearity, shape, name)
@@ -185,6 +192,7 @@ class KaimingNormal(_FanBased, Normal):
 
     def __init__(self, a: float = 0.0, mode: str = "fan_in", nonlinearity: str = "leaky_relu") -> None:
         self.a, self.mode, self.nonlinearity, self.mean = a, mode, nonlinearity, 0.0
+        _kaiming_std(a, mode, nonlinearity, (1, 1), type(self).__name__)
 
     def _std(self, shape: tuple, name: str) -> float:
         return _kaiming_std(self.a, self.mode, self.nonlinearity, shape, name)
@@ -197,6 +205,12 @@ class TruncatedNormal(Initializer):
         self.mean, self.std = mean, std
         self.a = mean - 2 * std if a is None else a
         self.b = mean + 2 * std if b is None else b
+        mass = 0.5 * (math.erf((self.b - mean) / (std * math.sqrt(2))) - math.erf((self.a - mean) / (std * math.sqrt(2)))) if std > 0 else 0.0
+        if not self.a < self.b:
+            raise InitializerError(f"TruncatedNormal(a={self.a}, b={self.b}): a must be below b")
+        if not mass > 1e-4:
+            raise InitializerError(f"TruncatedNormal(mean={mean}, std={std}, a={self.a}, b={self.b}): [a, b] must hold a "
+                                   f"sizeable part of the distribution (it holds {mass:.3g}); need std > 0 and a < b near the mean")
 
     def fill(self, out: np.ndarray, seed: int, name: str) -> None:
         mean, std, lo, hi = self.mean, self.std, self.a, self.b
@@ -223,6 +237,7 @@ class Orthogonal(Initializer):
         self.gain = gain
 
     def check(self, shape: tuple[int, ...], name: str) -> None:
+        super().check(shape, name)
         if len(shape) < 2:
             raise InitializerError(f"Orthogonal needs at least 2 dimensions; {name} has shape {shape}: select weights only, e.g. kind='weight'")
 
@@ -265,9 +280,14 @@ def validate(value: Any, name: str, shape: tuple[int, ...], dtype: np.dtype, sou
     if array.shape != tuple(shape):
         cls = error if error is InitializerError else ShapeMismatchError
         raise cls(f"{source} gave shape {array.shape} for parameter {name!r}, which has shape {tuple(shape)}")
-    if not np.can_cast(array.dtype, dtype, casting="same_kind"):
+    if not can_cast(array.dtype, dtype):
         raise error(f"{source} gave dtype {array.dtype} for parameter {name!r} ({dtype}): casting would be unsafe; convert it explicitly")
-    if finite and array.dtype.kind in "fc" and not np.isfinite(array).all():
+    if finite and is_float(array.dtype) and not np.isfinite(array).all():
         bad = int(array.size - np.isfinite(array).sum())
         raise error(f"{source} gave {bad} NaN or inf value(s) for parameter {name!r}")
-    return np.ascontiguousarray(array, dtype=dtype)
+    with np.errstate(over="ignore", invalid="ignore"):
+        out = np.ascontiguousarray(array, dtype=dtype)
+    if out.dtype != array.dtype and overflowed(array, out):
+        raise error(f"{source} gave {overflowed(array, out)} value(s) for parameter {name!r} that overflow {dtype} "
+                    f"(they would become inf); scale them or use a wider dtype")
+    return out

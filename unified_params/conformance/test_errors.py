@@ -175,3 +175,213 @@ def test_checkpoint_refused_when_corrupt(ex: ModuleType, tmp_path) -> None:  # n
     with pytest.raises(up.UnifiedParamsError, match="missing|unexpected"):
         other.load(path)
     assert_unchanged(ex, pm, before)
+
+
+@feature("errors")
+def test_unknown_layer_key_and_relative_name_suggest_closest(ex: ModuleType) -> None:
+    pm = wrapped(ex.nested())
+    with pytest.raises(up.ParameterNotFoundError, match="block 1") as err:
+        pm.layer(0, "blok 1")
+    assert isinstance(err.value, KeyError)
+    with pytest.raises(up.ParameterNotFoundError, match="closest: weight"):
+        pm.layer(1)["wieght"]
+    with pytest.raises(up.ParameterNotFoundError, match="closest: .*0.block 1.0.bias"):
+        pm["0.block 1.0.bais"]
+
+
+@feature("errors")
+def test_pattern_that_is_not_a_string_is_a_selection_error(ex: ModuleType) -> None:
+    pm = wrapped(ex.mlp())
+    with pytest.raises(up.SelectionError, match="3"):
+        pm.collect(pattern=3)  # type: ignore[arg-type]
+    with pytest.raises(up.SelectionError, match="matches no parameter"):
+        pm.init(up.init.Zeros(), pattern=r"0\..*", kind="running_mean")
+
+
+def _overflow(shape: tuple, dtype: np.dtype, rng: np.random.Generator, name: str) -> np.ndarray:
+    return np.full(shape, 1e39 if name == "2.weight" else 1.0)
+
+
+@pytest.mark.parametrize("initializer, kind, match", [
+    (_overflow, "weight", "overflow float32"),
+    (up.init.Normal(std=float("nan")), None, "std=nan is not finite"),
+    (up.init.Uniform(0.0, float("inf")), None, "high=inf is not finite"),
+    (up.init.XavierUniform(), None, "0.bias.*2 dimensions"),
+    (up.init.Orthogonal(), "bias", "2 dimensions; 0.bias"),
+    (5, None, "not an initializer"),
+])
+@feature("errors")
+def test_initializer_that_cannot_give_finite_values_changes_nothing(ex: ModuleType, initializer, kind: str | None, match: str) -> None:  # noqa: ANN001
+    pm = wrapped(ex.mlp())
+    before = native_state(ex, pm)
+    with pytest.raises(up.InitializerError, match=match):
+        pm.init(initializer, kind=kind, seed=0)
+    assert_unchanged(ex, pm, before)
+
+
+@feature("errors")
+def test_builtin_initializer_arguments_are_checked() -> None:
+    for make in (lambda: up.init.TruncatedNormal(a=5.0, b=4.0), lambda: up.init.TruncatedNormal(0.0, 1.0, a=20.0, b=21.0),
+                 lambda: up.init.TruncatedNormal(std=0.0), lambda: up.init.Constant(float("nan")),
+                 lambda: up.init.KaimingNormal(nonlinearity="swish"), lambda: up.init.KaimingUniform(mode="fan_avg")):
+        with pytest.raises(up.InitializerError):
+            make()
+
+
+@feature("errors")
+def test_set_and_update_refuse_misfits(ex: ModuleType) -> None:
+    pm = wrapped(ex.mlp())
+    before = native_state(ex, pm)
+    w = pm["0.weight"]
+    with pytest.raises(up.ShapeMismatchError, match=r"0.weight.*\(8, 4\)"):
+        w.update(lambda v: v.T)
+    with pytest.raises(up.DtypeMismatchError, match="overflow float32"):
+        w.set(np.full((8, 4), 1e39))
+    with pytest.raises(up.DtypeMismatchError, match="unsafe"):
+        w.set(np.full((8, 4), "x"))
+    with pytest.raises(ZeroDivisionError):
+        w.update(lambda v: v / 0 if v.dtype.kind == "i" else 1 // 0)
+    assert_unchanged(ex, pm, before)
+
+
+@feature("errors")
+@pytest.mark.requires("deferred")
+def test_deferred_model_refuses_state_checkpoints_and_grads(ex: ModuleType, tmp_path) -> None:  # noqa: ANN001
+    pm = wrapped(ex.deferred())
+    eager = wrapped(ex.eager())
+    with pytest.raises(up.DeferredInitializationError, match="materialize"):
+        pm.load_state_dict(eager.state_dict())
+    with pytest.raises(up.DeferredInitializationError, match="materialize"):
+        pm.save(tmp_path / "deferred.safetensors")
+    assert list(tmp_path.iterdir()) == []
+    with pytest.raises(up.DeferredInitializationError, match="materialize"):
+        pm.grads(np.zeros((2, 20), np.float32))
+    with pytest.raises(up.InitializerError, match="2 dimensions"):
+        pm.init(up.init.XavierUniform())
+    assert not pm.initialized
+
+
+def _fails_late(shape: tuple, dtype: np.dtype, rng: np.random.Generator, name: str) -> np.ndarray:
+    if name == "2.weight":
+        raise RuntimeError("boom")
+    return np.full(shape, 0.5)
+
+
+@feature("errors")
+@pytest.mark.requires("deferred")
+def test_recorded_initializer_that_fails_applies_nothing(ex: ModuleType) -> None:
+    from unified_params.conformance.examples import deferred_input
+
+    pm = wrapped(ex.deferred())
+    pm.init(up.init.Constant(0.25), pattern=r"0\.weight")
+    pm.init(_fails_late, kind="weight")
+    with pytest.raises(up.InitializerError, match="2.weight.*boom"):
+        pm.materialize(deferred_input(20))
+    if pm["0.weight"].initialized:
+        value = ex.native_value(pm, "0.weight")
+        assert not (value == 0.25).all() and not (value == 0.5).all()
+
+
+@feature("errors")
+def test_transfer_between_misfit_models_changes_nothing(ex: ModuleType) -> None:
+    dst = wrapped(ex.mlp())
+    before = native_state(ex, dst)
+    with pytest.raises(up.ParameterNotFoundError, match="missing: .*unexpected: "):
+        up.transfer(wrapped(ex.nested()), dst)
+    with pytest.raises(up.ShapeMismatchError, match=r"0.weight: checkpoint \(256, 20\) vs model \(8, 4\)"):
+        up.transfer(wrapped(ex.eager()), dst)
+    assert_unchanged(ex, dst, before)
+
+
+@feature("errors")
+def test_wrap_with_the_wrong_backend(ex: ModuleType, backend: str) -> None:
+    with pytest.raises(up.UnsupportedModelError, match=f"backend {backend!r} does not recognise builtins.object"):
+        up.wrap(object(), backend=backend)
+    with pytest.raises(up.BackendNotInstalledError, match="no backend named 'nosuch'; registered: .*torch") as err:
+        up.wrap(ex.mlp().model, backend="nosuch")
+    assert isinstance(err.value, ImportError)
+
+
+class _MissingFrameworkModel:
+    """An object whose type lives in a framework that is not installed."""
+
+
+_MissingFrameworkModel.__module__ = "up_missing_framework.nn"
+
+
+def _missing_adapter() -> type:
+    from unified_params._lazy import lazy
+    from unified_params.adapter import Adapter
+
+    framework = lazy("up_missing_framework")
+
+    class MissingAdapter(Adapter):
+        name = "missing"
+        roots = ("up_missing_framework",)
+        distribution = "up-missing-framework"
+        extra = "missing"
+
+        @classmethod
+        def recognizes(cls, model: object) -> bool:
+            return isinstance(model, framework.nn.Module)
+
+    return MissingAdapter
+
+
+@feature("errors")
+def test_framework_not_installed_names_the_pip_extra(monkeypatch: pytest.MonkeyPatch) -> None:
+    from unified_params import registry
+
+    fake = _missing_adapter()
+    real_class, real_names = registry.adapter_class, registry.names
+    monkeypatch.setattr(registry, "adapter_class", lambda name: fake if name == "missing" else real_class(name))
+    monkeypatch.setattr(registry, "names", lambda: [*real_names(), "missing"])
+    for backend in ("missing", None):
+        with pytest.raises(up.BackendNotInstalledError, match=r"pip install 'unified-params\[missing\]'") as err:
+            up.wrap(_MissingFrameworkModel(), backend=backend)
+        assert isinstance(err.value, ImportError)
+    info = {b.name: b for b in up.backends()}["missing"]
+    assert not info.importable and "unified-params[missing]" in info.reason
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float16", "bfloat16"])
+@feature("state")
+def test_load_state_dict_casts_only_when_asked(ex: ModuleType, dtype: str) -> None:
+    from unified_params.dtypes import resolve
+
+    pm = wrapped(ex.mlp())
+    before = native_state(ex, pm)
+    state = {k: (np.arange(v.size).reshape(v.shape) / 8 - 1).astype(resolve(dtype)) for k, v in pm.state_dict().items()}
+    with pytest.raises(up.DtypeMismatchError, match=f"checkpoint {dtype} vs model float32.*cast=True"):
+        pm.load_state_dict(state)
+    assert_unchanged(ex, pm, before)
+    pm.load_state_dict(state, cast=True)
+    for name, value in state.items():
+        got = ex.native_value(pm, name)
+        assert got.dtype == np.float32
+        np.testing.assert_array_equal(got, value.astype(np.float32), err_msg=name)
+
+
+@feature("state")
+def test_cast_that_overflows_is_refused(ex: ModuleType) -> None:
+    pm = wrapped(ex.mlp())
+    before = native_state(ex, pm)
+    state = {k: np.full(v.shape, 1e39) for k, v in pm.state_dict().items()}
+    with pytest.raises(up.DtypeMismatchError, match="overflow float32"):
+        pm.load_state_dict(state, cast=True)
+    assert_unchanged(ex, pm, before)
+
+
+@feature("errors")
+@pytest.mark.requires("deferred")
+def test_capability_the_backend_lacks_is_refused(ex: ModuleType, adapter_cls) -> None:  # noqa: ANN001
+    from unified_params.api import Model, ParamAPI
+    from unified_params.conformance.examples import deferred_input
+
+    lacking = type("Lacking", (adapter_cls,), {"capabilities": {**adapter_cls.capabilities, "deferred": "test: no shape inference"}})
+    built = ex.deferred()
+    pm = ParamAPI(Model(lacking(built.model, built.variables)))
+    with pytest.raises(NotImplementedError) as err:
+        pm.materialize(deferred_input(20))
+    assert isinstance(err.value, up.UnsupportedError) and "no shape inference" in str(err.value)
+    assert not pm.initialized and pm["0.weight"].shape == (256, None)
