@@ -50,8 +50,9 @@ def collect(name: str) -> dict[str, Any]:
     state = pm.state_dict()
     data["init"] = {"first": [round(float(v), 6) for v in state["0.weight"].ravel()[:3]],
                     "digest": hashlib.sha256(b"".join(state[k].tobytes() for k in sorted(state))).hexdigest()[:16]}
-    data["output"] = pm.forward(x).tolist()
-    data["grads"] = {k: v.tolist() for k, v in pm.grads(x).items()}
+    data["equality"] = {"mlp": _run(built_model(ex, "mlp"), (x,))}
+    if hasattr(ex, "zoo"):
+        data["equality"]["zoo"] = _run(built_model(ex, "zoo"), tuple(ex.zoo_input()))
     nested = ex.nested()
     npm = up.wrap(nested.model, nested.variables)
     bias = npm.layer(0, 1, 0)["bias"]
@@ -69,6 +70,25 @@ def collect(name: str) -> dict[str, Any]:
         dpm.materialize(deferred_input(20))
         data["deferred"] = {"supported": True, "before": before, "after": {n: _fmt(p.shape) for n, p in dpm.items()}}
     return data
+
+
+def built_model(ex: Any, kind: str) -> Any:
+    import unified_params as up
+
+    built = getattr(ex, kind)()
+    return up.wrap(built.model, built.variables)
+
+
+def _run(pm: Any, inputs: tuple) -> dict[str, Any]:
+    """Seeded init (running variances kept positive), then digest, outputs and gradients."""
+    import unified_params as up
+
+    pm.init(up.init.Uniform(-0.5, 0.5), seed=3)
+    if pm.collect(kind="running_var"):
+        pm.init(up.init.Uniform(0.5, 1.5), kind="running_var", seed=3)
+    state = pm.state_dict()
+    return {"digest": hashlib.sha256(b"".join(state[k].tobytes() for k in state)).hexdigest()[:16],
+            "output": pm.forward(*inputs).tolist(), "grads": {k: v.tolist() for k, v in pm.grads(*inputs).items()}}
 
 
 def run(name: str, env: dict[str, str] | None = None) -> dict[str, Any]:
@@ -115,14 +135,17 @@ def tables(results: list[dict[str, Any]]) -> list[Table]:
                           ", ".join(f"{k} {v}" for k, v in d["after"].items() if "weight" in k)])
     out.append(("E11: deferred shapes, before and after a (2, 20) input", ["backend", "before", "after"], drows))
     eq = []
-    if ok:
-        ref = ok[0]
-        for r in ok[1:]:
-            out_diff = float(np.max(np.abs(np.asarray(r["output"]) - np.asarray(ref["output"]))))
-            grad_diff = max((float(np.max(np.abs(np.asarray(r["grads"][k]) - np.asarray(v)))) for k, v in ref["grads"].items() if k in r["grads"]), default=float("nan"))
-            eq.append([f"{ref['backend']} vs {r['backend']}", "bitwise equal" if r["init"]["digest"] == ref["init"]["digest"] else "DIFFERENT",
-                       f"{out_diff:.2e}", f"{grad_diff:.2e}"])
-    out.append(("Across frameworks: same seed, same model (E1 MLP)", ["pair", "parameters", "outputs max abs diff", "gradients max abs diff"], eq))
+    for kind in ("mlp", "zoo"):
+        having = [r for r in ok if kind in r["equality"]]
+        for i, a in enumerate(having):
+            for b in having[i + 1:]:
+                ea, eb = a["equality"][kind], b["equality"][kind]
+                out_diff = float(np.max(np.abs(np.asarray(ea["output"]) - np.asarray(eb["output"]))))
+                grad_diff = max((float(np.max(np.abs(np.asarray(eb["grads"][k]) - np.asarray(v)))) for k, v in ea["grads"].items() if k in eb["grads"]), default=float("nan"))
+                eq.append([kind, f"{a['backend']} vs {b['backend']}", "bitwise equal" if ea["digest"] == eb["digest"] else "DIFFERENT",
+                           f"{out_diff:.2e}", f"{grad_diff:.2e}"])
+    out.append(("Across frameworks: same seed Uniform(-0.5, 0.5), same model (E1 MLP; zoo = conv, batch norm, pooling, embedding, layer norm, dense)",
+                ["model", "pair", "parameters", "outputs max abs diff", "gradients max abs diff"], eq))
     errors = [[r["backend"], r["error"]] for r in results if "error" in r]
     if errors:
         out.append(("Backends that could not run", ["backend", "error"], errors))
