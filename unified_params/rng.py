@@ -30,8 +30,8 @@ from functools import lru_cache
 
 import numpy as np
 
-CHUNK = 1 << 20
-BLOCK = 1 << 16
+CHUNK = 1 << 18
+BLOCK = 1 << 18
 _pool: ThreadPoolExecutor | None = None
 _pool_lock = threading.Lock()
 _scratch = threading.local()
@@ -48,10 +48,9 @@ def _name_words(name: str) -> tuple[int, ...]:
     return tuple(int.from_bytes(digest[i : i + 4], "little") for i in range(0, 32, 4))
 
 
-def generator(seed: int, name: str, chunk: int | None = None) -> np.random.Generator:
-    """The Generator for (seed, name), or for one chunk of it."""
-    key = _name_words(name) if chunk is None else (*_name_words(name), chunk)
-    return np.random.Generator(np.random.Philox(np.random.SeedSequence(seed, spawn_key=key)))
+def generator(seed: int, name: str) -> np.random.Generator:
+    """The Generator a custom initializer gets for parameter name (Philox keyed by seed and name)."""
+    return np.random.Generator(np.random.Philox(np.random.SeedSequence(seed, spawn_key=_name_words(name))))
 
 
 def stream(seed: int, name: str, chunk: int) -> np.random.Generator:
@@ -146,18 +145,21 @@ class _Float:
     cos: tuple
 
 
-def _float(dtype: type, uint: type, int_: type, log_terms: int, trig_terms: int) -> _Float:
-    """-2 ln(m) = s * P(s^2) with s = (m-1)/(m+1); sin x = x * S(x^2); cos x = C(x^2)."""
+def _float(dtype: type, uint: type, int_: type, log: tuple, sin: tuple, cos: tuple) -> _Float:
+    """-2 ln(m) = s * P(s^2) with s = (m-1)/(m+1); sin x = x * S(x^2); cos x = C(x^2); |x| <= pi/4."""
     info = np.finfo(dtype)
     one, sqrt_half = (int(np.array(x, dtype).view(uint)) for x in (1.0, math.sqrt(0.5)))
-    log = tuple(dtype(-4.0 / (2 * k + 1)) for k in range(log_terms))
-    sin = tuple(dtype((-1) ** k / math.factorial(2 * k + 1)) for k in range(trig_terms))
-    cos = tuple(dtype((-1) ** k / math.factorial(2 * k)) for k in range(trig_terms))
     return _Float(dtype, uint, int_, info.bits, info.nmant, one, sqrt_half, log, sin, cos)
 
 
-_F32 = _float(np.float32, np.uint32, np.int32, 4, 5)
-_F64 = _float(np.float64, np.uint64, np.int64, 11, 9)
+def _taylor(terms: int, odd: bool) -> tuple[float, ...]:
+    return tuple((-1) ** k / math.factorial(2 * k + odd) for k in range(terms))
+
+
+_F32 = _float(np.float32, np.uint32, np.int32, tuple(-4.0 / (2 * k + 1) for k in range(4)),
+              (1.0, -0.16666650772094727, 0.00833203736692667, -0.00019504032388795167),
+              (1.0, -0.4999985694885254, 0.041655026376247406, -0.001358591951429844))
+_F64 = _float(np.float64, np.uint64, np.int64, tuple(-4.0 / (2 * k + 1) for k in range(11)), _taylor(9, True), _taylor(9, False))
 
 
 def _spec(dtype: np.dtype) -> _Float:
@@ -182,30 +184,32 @@ def _unit(raw: np.ndarray, spec: _Float) -> np.ndarray:
 
 
 def _horner(z: np.ndarray, coefficients: tuple, out: np.ndarray) -> np.ndarray:
-    np.multiply(z, coefficients[-1], out=out)
-    out += coefficients[-2]
+    np.multiply(z, z.dtype.type(coefficients[-1]), out=out)
+    out += z.dtype.type(coefficients[-2])
     for c in coefficients[-3::-1]:
         out *= z
-        out += c
+        out += z.dtype.type(c)
     return out
 
 
-def _normal_block(raw: np.ndarray, out: np.ndarray, std: float, spec: _Float, t: list[np.ndarray]) -> None:
-    """2h normal values from 2h raw words: out[:h] = r * A, out[h:] = r * B."""
+def _normal_block(raw: np.ndarray, out: np.ndarray, spec: _Float, sin: tuple, cos: tuple, t: list[np.ndarray]) -> None:
+    """2h normal values from 2h raw words: out[:h] = r * A, out[h:] = r * B (sin and cos carry std).
+
+    Of an angle word, bit 0 is the common sign, bit 1 swaps A and B, the top bits give x.
+    """
     h = out.size // 2
     f, u, i = spec.float, spec.uint, spec.int
     t1, t2, t3, t4, mask, sign, k = (a[:h] for a in t)
     a, b = out[:h], out[h:]
     angle = raw[h:]
-    np.bitwise_and(angle, u(1), out=mask)
-    np.negative(mask, out=mask)
-    np.bitwise_and(angle, u(2), out=sign)
-    sign <<= u(spec.bits - 2)
+    np.left_shift(angle, u(spec.bits - 1), out=sign)
+    np.left_shift(angle, u(spec.bits - 2), out=mask)
+    np.right_shift(mask.view(i), i(spec.bits - 1), out=mask.view(i))
     np.subtract(_unit(angle, spec), f(1.5), out=b)
     b *= f(math.pi / 2)
     np.multiply(b, b, out=t2)
-    _horner(t2, spec.cos, t3)
-    _horner(t2, spec.sin, t4)
+    _horner(t2, cos, t3)
+    _horner(t2, sin, t4)
     t4 *= b
     d, c, s = t1.view(u), t3.view(u), t4.view(u)
     np.bitwise_xor(c, s, out=d)
@@ -227,7 +231,6 @@ def _normal_block(raw: np.ndarray, out: np.ndarray, std: float, spec: _Float, t:
     np.multiply(k.view(i), f(-2 * math.log(2)), out=t1, dtype=f, casting="unsafe")
     t1 += t2
     np.sqrt(t1, out=t1)
-    t1 *= f(std)
     r = t1.view(u)
     r ^= sign
     np.multiply(t1, t3, out=a)
@@ -235,7 +238,7 @@ def _normal_block(raw: np.ndarray, out: np.ndarray, std: float, spec: _Float, t:
 
 
 def _block_scratch(spec: _Float) -> list[np.ndarray]:
-    key = spec.bits
+    key = (spec.bits, BLOCK)
     cached = getattr(_scratch, "block", None)
     if cached is None or cached[0] != key:
         half = BLOCK // 2
@@ -246,19 +249,21 @@ def _block_scratch(spec: _Float) -> list[np.ndarray]:
 def normal(g: np.random.Generator, out: np.ndarray, mean: float = 0.0, std: float = 1.0) -> None:
     """Fill the contiguous 1-D float32/float64 out with Normal(mean, std) values from g's raw bits."""
     spec = _spec(out.dtype)
+    f = spec.float
+    sin, cos = (tuple(f(c * std) for c in poly) for poly in (spec.sin, spec.cos))
     t = _block_scratch(spec)
     for start in range(0, out.size, BLOCK):
         n = min(BLOCK, out.size - start)
         even = n + (n & 1)
         raw = _raw(g, even, spec)
         if even == n:
-            _normal_block(raw, out[start : start + n], std, spec, t)
+            _normal_block(raw, out[start : start + n], spec, sin, cos, t)
         else:
-            tail = np.empty(even, spec.float)
-            _normal_block(raw, tail, std, spec, t)
+            tail = np.empty(even, f)
+            _normal_block(raw, tail, spec, sin, cos, t)
             out[start:] = tail[:n]
     if mean:
-        out += spec.float(mean)
+        out += f(mean)
 
 
 def uniform(g: np.random.Generator, out: np.ndarray, low: float = 0.0, high: float = 1.0) -> None:
