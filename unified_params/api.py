@@ -341,7 +341,7 @@ class ParamAPI:
         ready = [e for e in selected if e.slot.initialized]
         if isinstance(initializer, Initializer):
             for e in selected:
-                initializer.check(tuple(1 if d is None else d for d in e.slot.shape), e.name)
+                initializer.check(tuple(1 if d is None else d for d in e.slot.shape), e.name, e.slot.dtype)
             for e in ready:
                 self._model.adapter.fill(e.slot, lambda out, name=e.name: initializer.fill(out, seed, name))
         else:

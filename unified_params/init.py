@@ -46,8 +46,8 @@ class Initializer:
     def fill(self, out: np.ndarray, seed: int, name: str) -> None:
         raise NotImplementedError
 
-    def check(self, shape: tuple[int, ...], name: str) -> None:
-        """Raise InitializerError before anything is written if this initializer cannot fill shape."""
+    def check(self, shape: tuple[int, ...], name: str, dtype: str = "float32") -> None:
+        """Raise InitializerError before anything is written if this initializer cannot fill shape in dtype."""
         for key, value in vars(self).items():
             if isinstance(value, (int, float)) and not isinstance(value, bool) and not math.isfinite(value):
                 raise InitializerError(f"{self!r} cannot initialize {name or 'a parameter'}: {key}={value} is not finite")
@@ -70,6 +70,14 @@ class Constant(Initializer):
         if not np.isfinite(value).all():
             raise InitializerError(f"Constant({value!r}): the value must be finite")
         self.value = value
+
+    def check(self, shape: tuple[int, ...], name: str, dtype: str = "float32") -> None:
+        super().check(shape, name, dtype)
+        target = resolve(dtype)
+        with np.errstate(over="ignore", invalid="ignore"):
+            cast = np.asarray(self.value).astype(target)
+        if is_float(target) and not np.isfinite(cast).all():
+            raise InitializerError(f"{self!r} cannot initialize {name or 'a parameter'}: the value overflows {target.name}")
 
     def fill(self, out: np.ndarray, seed: int, name: str) -> None:
         out[...] = self.value
@@ -135,8 +143,8 @@ class Uniform(Initializer):
 class _FanBased:
     """Mixin: fan-in and fan-out need at least 2 dimensions; say so before writing anything."""
 
-    def check(self, shape: tuple[int, ...], name: str) -> None:
-        super().check(shape, name)
+    def check(self, shape: tuple[int, ...], name: str, dtype: str = "float32") -> None:
+        super().check(shape, name, dtype)
         fans(shape, name)
 
 
@@ -236,8 +244,8 @@ class Orthogonal(Initializer):
     def __init__(self, gain: float = 1.0) -> None:
         self.gain = gain
 
-    def check(self, shape: tuple[int, ...], name: str) -> None:
-        super().check(shape, name)
+    def check(self, shape: tuple[int, ...], name: str, dtype: str = "float32") -> None:
+        super().check(shape, name, dtype)
         if len(shape) < 2:
             raise InitializerError(f"Orthogonal needs at least 2 dimensions; {name} has shape {shape}: select weights only, e.g. kind='weight'")
 

@@ -385,3 +385,12 @@ def test_capability_the_backend_lacks_is_refused(ex: ModuleType, adapter_cls) ->
         pm.materialize(deferred_input(20))
     assert isinstance(err.value, up.UnsupportedError) and "no shape inference" in str(err.value)
     assert not pm.initialized and pm["0.weight"].shape == (256, None)
+
+
+@feature("errors")
+def test_builtin_constant_that_overflows_changes_nothing(ex: ModuleType) -> None:
+    pm = wrapped(ex.mlp())
+    before = native_state(ex, pm)
+    with pytest.raises(up.InitializerError, match="overflows float32"):
+        pm.init(up.init.Constant(1e39))
+    assert_unchanged(ex, pm, before)
