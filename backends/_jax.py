@@ -10,7 +10,13 @@ import numpy as np
 from unified_params._lazy import lazy
 from unified_params.adapter import Node, Slot
 from unified_params.errors import ShapeMismatchError
-from unified_params.layout import from_canonical, shape_to_canonical, to_canonical
+from unified_params.layout import (
+    aligned_empty,
+    native_copy,
+    shape_to_canonical,
+    to_canonical,
+)
+from unified_params.layout import canonical_copy as _canonical_copy
 
 jax = lazy("jax")
 jnp = lazy("jax.numpy")
@@ -49,12 +55,24 @@ def to_numpy(value: Any) -> np.ndarray:
 
 def canonical_copy(value: Any, layout: str) -> np.ndarray:
     """A contiguous numpy copy of a natively laid out array, in canonical layout."""
-    return np.ascontiguousarray(to_canonical(np.asarray(value), layout))
+    return _canonical_copy(np.asarray(value), layout)
+
+
+def canonical_view(value: Any, layout: str) -> np.ndarray:
+    """A read-only canonical-layout view of a jax array (no copy on CPU)."""
+    return to_canonical(np.asarray(value), layout)
 
 
 def native_array(value: np.ndarray, layout: str, dtype: Any) -> Any:
-    """A jax array in native layout and the given dtype from a canonical numpy value."""
-    return jnp.asarray(np.ascontiguousarray(from_canonical(np.asarray(value), layout)), dtype=dtype)
+    """A jax array in native layout and the given dtype from a canonical numpy value (one copy on CPU)."""
+    return jax.device_put(native_copy(value, layout, np.dtype(dtype)))
+
+
+def filled_array(shape: tuple[int, ...], dtype: Any, layout: str, fn: Callable[[np.ndarray], None]) -> Any:
+    """A jax array of native shape and dtype whose canonical-layout view fn wrote, in one buffer on CPU."""
+    buffer = aligned_empty(tuple(shape), np.dtype(dtype))
+    fn(to_canonical(buffer, layout))
+    return jax.device_put(buffer)
 
 
 def dtype_name(dtype: Any) -> str:

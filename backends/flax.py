@@ -23,7 +23,9 @@ from ._jax import (
     LinenTree,
     as_input,
     canonical_copy,
+    canonical_view,
     compare_shapes,
+    filled_array,
     flatten,
     get_path,
     linen_slot_fields,
@@ -136,7 +138,17 @@ class FlaxAdapter(Adapter):
         return get_path(self._variables, slot.ref.path)
 
     def read(self, slot: Slot) -> np.ndarray:
-        return canonical_copy(to_numpy(unbox(get_path(self._variables, slot.ref.path))), slot.ref.layout)
+        return canonical_copy(unbox(get_path(self._variables, slot.ref.path)), slot.ref.layout)
+
+    def view(self, slot: Slot) -> np.ndarray:
+        return canonical_view(unbox(get_path(self._variables, slot.ref.path)), slot.ref.layout)
+
+    def fill(self, slot: Slot, fn: Callable[[np.ndarray], None]) -> None:
+        """fn writes the canonical view of one native-layout buffer, which becomes the new jax array."""
+        old = get_path(self._variables, slot.ref.path)
+        value = unbox(old)
+        new = filled_array(value.shape, value.dtype, slot.ref.layout, fn)
+        self._variables = set_path(self._variables, slot.ref.path, rebox(old, new))
 
     def write(self, slot: Slot, value: np.ndarray) -> None:
         self.write_many([(slot, value)])

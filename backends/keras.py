@@ -22,8 +22,16 @@ import numpy as np
 
 from unified_params._lazy import lazy
 from unified_params.adapter import Adapter, DeferredHooks, Node, Slot
+from unified_params.dtypes import resolve
 from unified_params.errors import ShapeMismatchError, UnifiedParamsError, deferred
-from unified_params.layout import from_canonical, shape_to_canonical, to_canonical
+from unified_params.layout import (
+    aligned_empty,
+    canonical_copy,
+    from_canonical,
+    native_copy,
+    shape_to_canonical,
+    to_canonical,
+)
 
 keras = lazy("keras")
 
@@ -57,6 +65,20 @@ def _backend() -> str:
 
 def _to_numpy(value: Any) -> np.ndarray:
     return np.array(keras.ops.convert_to_numpy(value), copy=True)
+
+
+def _numpy_view(value: Any) -> np.ndarray:
+    """The backend tensor's memory as numpy, without a copy where the backend allows (read-only use)."""
+    backend = _backend()
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        return np.asarray(tf.convert_to_tensor(value))
+    if backend == "jax":
+        return np.asarray(value)
+    if backend == "torch" and value.device.type == "cpu" and str(value.dtype) != "torch.bfloat16":
+        return value.detach().numpy()
+    return keras.ops.convert_to_numpy(value)
 
 
 def _layout(layer: Any, variable_name: str, ndim: int) -> tuple[str, str]:
@@ -138,10 +160,11 @@ def _children(layer: Any) -> list[tuple[str, Any]]:
     if isinstance(layer, Functional):
         inner = [c for c in layer.layers if not isinstance(c, keras.layers.InputLayer)]
         return [(str(i), child) for i, child in enumerate(inner)]
-    keys = _layer_keys(layer)
+    children = list(layer._flatten_layers(include_self=False, recursive=False))
+    keys = _layer_keys(layer) if children else {}
     out: list[tuple[str, Any]] = []
     groups: dict[str, list[tuple[str, Any]]] = {}
-    for child in layer._flatten_layers(include_self=False, recursive=False):
+    for child in children:
         path = keys.get(id(child), (child.name,))
         if len(path) == 1:
             out.append((path[0], child))
@@ -205,11 +228,12 @@ class KerasAdapter(Adapter):
     def _slots(self, layer: Any, scope: tuple[str, ...]) -> list[Slot]:
         slots: list[Slot] = []
         taken: set[str] = set()
-        attrs = _variable_keys(layer)
+        attrs: dict[int, str] | None = None
         for v in _own_variables(layer):
             name = v.name
-            if AUTO_NAME.fullmatch(name) and id(v) in attrs:
-                name = attrs[id(v)]
+            if AUTO_NAME.fullmatch(name):
+                attrs = _variable_keys(layer) if attrs is None else attrs
+                name = attrs.get(id(v), name)
             leaf, layout = _layout(layer, name, len(v.shape))
             if leaf in taken:
                 leaf = name if name not in taken else f"{name}_{len(taken)}"
@@ -238,10 +262,25 @@ class KerasAdapter(Adapter):
         return variable
 
     def read(self, slot: Slot) -> np.ndarray:
-        return np.ascontiguousarray(to_canonical(_to_numpy(self._variable(slot).value), slot.ref.layout))
+        return canonical_copy(_numpy_view(self._variable(slot).value), slot.ref.layout)
+
+    def view(self, slot: Slot) -> np.ndarray:
+        return to_canonical(_numpy_view(self._variable(slot).value), slot.ref.layout)
 
     def write(self, slot: Slot, value: np.ndarray) -> None:
-        self._variable(slot).assign(np.ascontiguousarray(from_canonical(np.asarray(value), slot.ref.layout)))
+        self._variable(slot).assign(native_copy(value, slot.ref.layout))
+
+    def fill(self, slot: Slot, fn: Callable[[np.ndarray], None]) -> None:
+        """fn writes the torch backend's tensor in place, else one native-layout buffer that is then assigned."""
+        variable = self._variable(slot)
+        if _backend() == "torch":
+            tensor = variable.value.detach()
+            if tensor.device.type == "cpu" and tensor.is_contiguous() and str(tensor.dtype) != "torch.bfloat16":
+                fn(to_canonical(tensor.numpy(), slot.ref.layout))
+                return
+        buffer = aligned_empty(tuple(variable.shape), resolve(slot.dtype))
+        fn(to_canonical(buffer, slot.ref.layout))
+        variable.assign(buffer)
 
     def grad(self, slot: Slot) -> np.ndarray | None:
         found = self._grads.get(id(slot.ref.variable))

@@ -43,6 +43,41 @@ class _MXNetModule(LazyModule):
 mx: Any = _MXNetModule("mxnet")
 
 
+class _Capsule:
+    """Hands a legacy DLPack capsule to np.from_dlpack."""
+
+    def __init__(self, capsule: Any) -> None:
+        self.capsule = capsule
+
+    def __dlpack__(self, stream: Any = None, **kwargs: Any) -> Any:
+        return self.capsule
+
+    def __dlpack_device__(self) -> tuple[int, int]:
+        return (1, 0)
+
+
+class _Writable:
+    """An __array_interface__ over a read-only array's memory, marked writable; keeps that array alive."""
+
+    def __init__(self, array: np.ndarray) -> None:
+        self.base = array
+        self.__array_interface__ = dict(array.__array_interface__, data=(array.ctypes.data, False))
+
+
+def _memory(array: Any, write: bool) -> np.ndarray | None:
+    """The NDArray's own CPU memory as numpy through DLPack (waits for pending engine work), or None."""
+    try:
+        if array.context.device_type != "cpu" or array.stype != "default":
+            return None
+        capsule = array.to_dlpack_for_write() if write else array.to_dlpack_for_read()
+        out = np.from_dlpack(_Capsule(capsule))
+    except (AttributeError, TypeError, ValueError, BufferError, RuntimeError, mx.base.MXNetError):
+        return None
+    if out.shape != tuple(array.shape) or out.dtype != np.dtype(array.dtype):
+        return None
+    return np.asarray(_Writable(out)) if write else out
+
+
 def _known(param: Any) -> tuple[int | None, ...]:
     """Gluon's shape with its unknown dimensions (0, or -1 in numpy-shape mode) as None."""
     return tuple(None if d in (0, -1) else int(d) for d in (param.shape or ()))
@@ -188,10 +223,33 @@ class MXNetAdapter(Adapter):
         """A numpy copy of the parameter (its first context's copy)."""
         return slot.ref.list_data()[0].asnumpy()
 
+    def view(self, slot: Slot) -> np.ndarray:
+        """The first context's memory, read-only, without a copy on CPU."""
+        view = _memory(slot.ref.list_data()[0], write=False)
+        return self.read(slot) if view is None else view
+
+    def fill(self, slot: Slot, fn: Callable[[np.ndarray], None]) -> None:
+        """fn writes the first context's memory in place; other contexts get a copy."""
+        data = slot.ref.list_data()
+        out = _memory(data[0], write=True)
+        if out is None:
+            super().fill(slot, fn)
+            return
+        fn(out)
+        for other in data[1:]:
+            data[0].copyto(other)
+
     def write(self, slot: Slot, value: np.ndarray) -> None:
-        """set_data: written in place into every context's array, so existing data() handles see it."""
+        """Written in place into every context's array, so existing data() handles see it."""
         param = slot.ref
-        like = param.list_data()[0]
+        data = param.list_data()
+        out = _memory(data[0], write=True)
+        if out is not None:
+            np.copyto(out, value, casting="unsafe")
+            for other in data[1:]:
+                data[0].copyto(other)
+            return
+        like = data[0]
         array = np.ascontiguousarray(value, dtype=np.dtype(param.dtype))
         if isinstance(like, mx.np.ndarray):
             param.set_data(mx.np.array(array, dtype=array.dtype, ctx=like.ctx))

@@ -9,6 +9,7 @@ and get their variables from `bridge.lazy_init(model, x)` or `pm.materialize(x)`
 """
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -26,8 +27,10 @@ from ._jax import (
     as_input,
     canonical_copy,
     canonical_leaf,
+    canonical_view,
     compare_shapes,
     dtype_name,
+    filled_array,
     kernel_layout,
     linen_slot_fields,
     mismatch_from_failure,
@@ -72,6 +75,7 @@ def _is_slot(var: Any) -> bool:
     return isinstance(var, nnx.Variable) and not isinstance(var, skipped)
 
 
+@functools.cache
 def _nnx_types(*names: str) -> tuple[type, ...]:
     """The nnx classes of these names that this Flax version has (nnx.List and nnx.Dict are recent)."""
     return tuple(getattr(nnx, n) for n in names if hasattr(nnx, n))
@@ -240,7 +244,16 @@ class NNXAdapter(Adapter):
         return slot.ref.var
 
     def read(self, slot: Slot) -> np.ndarray:
-        return canonical_copy(to_numpy(_get(slot.ref.var)), slot.ref.layout)
+        return canonical_copy(_get(slot.ref.var), slot.ref.layout)
+
+    def view(self, slot: Slot) -> np.ndarray:
+        return canonical_view(_get(slot.ref.var), slot.ref.layout)
+
+    def fill(self, slot: Slot, fn: Callable[[np.ndarray], None]) -> None:
+        """fn writes the canonical view of one native-layout buffer, which becomes the Variable's value."""
+        var = slot.ref.var
+        value = _get(var)
+        _set(var, filled_array(value.shape, value.dtype, slot.ref.layout, fn))
 
     def write(self, slot: Slot, value: np.ndarray) -> None:
         var = slot.ref.var

@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import contextlib
+import functools
+import warnings
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
@@ -16,6 +18,7 @@ torch = lazy("torch")
 SKIPPED_BUFFERS = {"num_batches_tracked"}
 
 
+@functools.cache
 def _dtype_name(dtype: Any) -> str:
     return str(dtype).removeprefix("torch.")
 
@@ -44,6 +47,18 @@ def _to_tensor(value: np.ndarray) -> Any:
     return torch.from_numpy(np.require(value, requirements=["C", "W"]))
 
 
+def _source(value: np.ndarray) -> Any:
+    """A tensor over value's memory (any strides, read-only allowed) for copy_ to read; a copy only where torch cannot."""
+    if value.dtype.name == "bfloat16" or value.dtype.byteorder == ">":
+        return _to_tensor(value)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            return torch.from_numpy(value)
+    except (ValueError, TypeError, RuntimeError):
+        return _to_tensor(value)
+
+
 def _as_input(x: Any) -> Any:
     return x if isinstance(x, torch.Tensor) else torch.as_tensor(np.asarray(x))
 
@@ -67,18 +82,18 @@ class TorchAdapter(Adapter):
 
     def _node(self, key: str, module: Any, prefix: str) -> Node:
         node = Node(key, module, label=type(module).__name__)
-        uninit = torch.nn.parameter.UninitializedParameter
+        mixin = torch.nn.parameter.UninitializedTensorMixin
         for leaf, p in module._parameters.items():
             if p is None:
                 continue
-            pending = isinstance(p, torch.nn.parameter.UninitializedTensorMixin)
+            pending = isinstance(p, mixin)
             shape = _lazy_shape(module, leaf) if pending else tuple(p.shape)
             node.slots.append(Slot(leaf, prefix + leaf, p, id(p), shape, _dtype_name(p.dtype),
-                                   trainable=p.requires_grad, initialized=not pending and not isinstance(p, uninit)))
+                                   trainable=p.requires_grad, initialized=not pending))
         for leaf, b in module._buffers.items():
             if b is None or leaf in SKIPPED_BUFFERS or leaf in module._non_persistent_buffers_set:
                 continue
-            pending = isinstance(b, torch.nn.parameter.UninitializedTensorMixin)
+            pending = isinstance(b, mixin)
             shape = (None,) if pending else tuple(b.shape)
             node.slots.append(Slot(leaf, prefix + leaf, b, id(b), shape, _dtype_name(b.dtype), trainable=False, initialized=not pending))
         for child_key, child in module._modules.items():
@@ -91,7 +106,7 @@ class TorchAdapter(Adapter):
 
     def write(self, slot: Slot, value: np.ndarray) -> None:
         with torch.no_grad():
-            slot.ref.copy_(_to_tensor(value))
+            slot.ref.copy_(_source(np.asarray(value)))
 
     def _numpy_view(self, slot: Slot) -> np.ndarray | None:
         t = slot.ref.detach()

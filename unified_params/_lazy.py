@@ -21,7 +21,9 @@ class LazyModule:
         return module
 
     def __getattr__(self, attr: str) -> Any:
-        return getattr(self._load(), attr)
+        value = getattr(self._load(), attr)
+        self.__dict__[attr] = value
+        return value
 
     def __repr__(self) -> str:
         return f"<lazy module {self.__dict__['_name']!r}>"

@@ -31,7 +31,10 @@ def _as_array(value: Any) -> np.ndarray:
 
 
 def load_state(pm: ParamAPI, state: dict[str, Any], strict: bool = True, cast: bool = False) -> None:
-    """Write state into pm after checking every name, shape and dtype; on any misfit write nothing."""
+    """Write state into pm after checking every name, shape and dtype; on any misfit write nothing.
+
+    Values of the right dtype go to the adapter as given (views, any strides), so the writes copy one tensor at a time.
+    """
     entries = {pm._rel(e.name): e for e in pm._unique()}
     aliases = {pm._rel(e.name): pm._rel(e.first) for e in pm._entries() if e.name != e.first}
     given: dict[str, Any] = {}
@@ -63,9 +66,12 @@ def load_state(pm: ParamAPI, state: dict[str, Any], strict: bool = True, cast: b
         if array.dtype != target and not (cast and can_cast(array.dtype, target)):
             dtypes.append(f"{name}: checkpoint {array.dtype} vs model {target}")
             continue
+        if array.dtype == target:
+            values.append((slot, array))
+            continue
         with np.errstate(over="ignore", invalid="ignore"):
-            converted = np.ascontiguousarray(array, dtype=target)
-        if converted.dtype != array.dtype and overflowed(array, converted):
+            converted = array.astype(target)
+        if overflowed(array, converted):
             overflow.append(f"{name}: {overflowed(array, converted)} value(s) of {array.dtype} overflow {target}")
             continue
         values.append((slot, converted))
