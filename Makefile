@@ -21,7 +21,7 @@ demo: $(STAMP)
 test: $(STAMP)
 	UNIFIED_PARAMS_REQUIRE_ALL=1 $(PY) -m pytest -q tests
 	for kb in $(KERAS_OTHER_BACKENDS); do \
-	  KERAS_BACKEND=$$kb UNIFIED_PARAMS_REQUIRE_ALL=1 $(PY) -m pytest -q -m "not cross" --pyargs unified_params.conformance --backend keras tests/test_keras_adapter.py tests/test_keras_docs.py || exit 1; \
+	  KERAS_BACKEND=$$kb UNIFIED_PARAMS_REQUIRE_ALL=1 $(PY) -m pytest -q -k keras --pyargs unified_params.conformance --backend keras --backend torch tests/test_keras_adapter.py tests/test_keras_docs.py || exit 1; \
 	done
 
 conformance: $(STAMP)

@@ -26,7 +26,8 @@ def test_compare_markdown_shows_native_and_unified_names() -> None:
 
 def test_matrix_folds_outcomes_per_feature_and_backend() -> None:
     plan = runs(["torch", "keras"])
-    assert [r.label for r in plan] == ["torch", "keras[tensorflow]", "keras[jax]", "keras[torch]", "cross"]
+    assert [r.label for r in plan] == ["torch", "keras[tensorflow]", "keras[jax]", "keras[torch]", "cross",
+                                       "cross keras[jax]", "cross keras[torch]"]
     run = Run("torch", [], {}, rows=[
         {"test": "a", "feature": "E1", "backend": "torch", "outcome": "passed", "reason": ""},
         {"test": "b", "feature": "E3", "backend": "torch", "outcome": "skipped", "reason": "not supported: no grads"},

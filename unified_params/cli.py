@@ -57,7 +57,7 @@ def cmd_conformance(args: argparse.Namespace) -> int:
 
     all_runs = execute_all(runs(args.backend or names()), jobs=args.jobs)
     features, cells, notes = matrix(all_runs)
-    labels = [r.label for r in all_runs if r.label != "cross"]
+    labels = [r.label for r in all_runs if not r.label.startswith("cross")]
     rows = [[f, FEATURES.get(f, ""), *[cells[f].get(label, "-") for label in labels]] for f in features]
     tables: list[Table] = [("Conformance: feature x backend", ["feature", "what", *labels], rows)]
     if notes:

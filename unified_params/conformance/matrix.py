@@ -37,6 +37,10 @@ def runs(backends: list[str], cross: bool = True) -> list[Run]:
             out.append(Run(name, args, {}))
     if cross and len(backends) > 1:
         out.append(Run("cross", ["-m", "cross", *[a for b in backends for a in ("--backend", b)]], {}))
+        partner = next((b for b in backends if b != "keras"), None)
+        if "keras" in backends and partner:
+            out += [Run(f"cross keras[{kb}]", ["-m", "cross", "--backend", "keras", "--backend", partner], {"KERAS_BACKEND": kb})
+                    for kb in KERAS_BACKENDS[1:]]
     return out
 
 
