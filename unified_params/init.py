@@ -29,6 +29,19 @@ def _work_dtype(dtype: np.dtype) -> np.dtype:
     return dtype if dtype in (np.float32, np.float64) else np.dtype(np.float32)
 
 
+def _fill_drawn(out: np.ndarray, seed: int, name: str, draw: Callable[[np.random.Generator, np.ndarray], None]) -> None:
+    """Fill out chunk by chunk with draw(rng, buffer); narrower floats are drawn in float32, then cast."""
+    work = _work_dtype(out.dtype)
+
+    def chunk(g: np.random.Generator, c: np.ndarray) -> None:
+        z = c if c.dtype == work else np.empty(c.shape, work)
+        draw(g, z)
+        if z is not c:
+            c[...] = z
+
+    _rng.fill_chunks(out, seed, name, chunk)
+
+
 def fans(shape: tuple[int, ...], name: str = "") -> tuple[int, int]:
     """(fan_in, fan_out) of a canonical-layout shape (out, in, *kernel)."""
     if len(shape) < 2:
@@ -107,15 +120,8 @@ class Normal(Initializer):
         return self.std
 
     def fill(self, out: np.ndarray, seed: int, name: str) -> None:
-        mean, std, work = self.mean, self._std(out.shape, name), _work_dtype(out.dtype)
-
-        def chunk(g: np.random.Generator, c: np.ndarray) -> None:
-            z = c if c.dtype == work else np.empty(c.shape, work)
-            _rng.normal(g, z, mean, std)
-            if z is not c:
-                c[...] = z
-
-        _rng.fill_chunks(out, seed, name, chunk)
+        mean, std = self.mean, self._std(out.shape, name)
+        _fill_drawn(out, seed, name, lambda g, z: _rng.normal(g, z, mean, std))
 
 
 class Uniform(Initializer):
@@ -129,15 +135,7 @@ class Uniform(Initializer):
 
     def fill(self, out: np.ndarray, seed: int, name: str) -> None:
         low, high = self._bounds(out.shape, name)
-        work = _work_dtype(out.dtype)
-
-        def chunk(g: np.random.Generator, c: np.ndarray) -> None:
-            u = c if c.dtype == work else np.empty(c.shape, work)
-            _rng.uniform(g, u, low, high)
-            if u is not c:
-                c[...] = u
-
-        _rng.fill_chunks(out, seed, name, chunk)
+        _fill_drawn(out, seed, name, lambda g, u: _rng.uniform(g, u, low, high))
 
 
 class _FanBased:
