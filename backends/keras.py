@@ -27,7 +27,6 @@ from unified_params.errors import ShapeMismatchError, UnifiedParamsError, deferr
 from unified_params.layout import (
     aligned_empty,
     canonical_copy,
-    from_canonical,
     native_copy,
     shape_to_canonical,
     to_canonical,
@@ -286,7 +285,7 @@ class KerasAdapter(Adapter):
         found = self._grads.get(id(slot.ref.variable))
         if found is None or found[0] is not slot.ref.variable:
             return None
-        return np.ascontiguousarray(to_canonical(found[1], slot.ref.layout))
+        return canonical_copy(found[1], slot.ref.layout)
 
     def compute_grads(self, inputs: Sequence[Any], loss: Callable[[Any], Any] | None) -> None:
         variables = list(self.model.trainable_variables)
@@ -445,7 +444,7 @@ class KerasAdapter(Adapter):
                     warnings.warn(f"{variable.path}: the recorded initializer failed ({e}); Keras's own initializer was used")
                     value = None
                 if value is not None:
-                    return np.ascontiguousarray(from_canonical(np.asarray(value), layout))
+                    return native_copy(value, layout)
             return native(shape, dtype=dtype, **kwargs)
 
         initializer._unified_params = True  # type: ignore[attr-defined]
