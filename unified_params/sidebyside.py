@@ -24,6 +24,11 @@ def _shape(obj: Any) -> str:
     return str(tuple(shape)) if shape is not None else "?"
 
 
+def _digest(state: dict[str, np.ndarray]) -> str:
+    """A short hash of every value's bytes, by name: equal digests mean bitwise-equal states."""
+    return hashlib.sha256(b"".join(state[k].tobytes() for k in sorted(state))).hexdigest()[:16]
+
+
 def _fmt(shape: tuple) -> str:
     return "(" + ", ".join("None" if d is None else str(d) for d in shape) + ("," if len(shape) == 1 else "") + ")"
 
@@ -49,7 +54,7 @@ def collect(name: str) -> dict[str, Any]:
     pm.init(up.init.Zeros(), kind="bias")
     state = pm.state_dict()
     data["init"] = {"first": [round(float(v), 6) for v in state["0.weight"].ravel()[:3]],
-                    "digest": hashlib.sha256(b"".join(state[k].tobytes() for k in sorted(state))).hexdigest()[:16]}
+                    "digest": _digest(state)}
     data["equality"] = {"mlp": _run(built_model(ex, "mlp"), (x,))}
     if hasattr(ex, "zoo"):
         data["equality"]["zoo"] = _run(built_model(ex, "zoo"), tuple(ex.zoo_input()))
@@ -87,7 +92,7 @@ def _run(pm: Any, inputs: tuple) -> dict[str, Any]:
     if pm.collect(kind="running_var"):
         pm.init(up.init.Uniform(0.5, 1.5), kind="running_var", seed=3)
     state = pm.state_dict()
-    return {"digest": hashlib.sha256(b"".join(state[k].tobytes() for k in state)).hexdigest()[:16],
+    return {"digest": _digest(state),
             "output": pm.forward(*inputs).tolist(), "grads": {k: v.tolist() for k, v in pm.grads(*inputs).items()}}
 
 
