@@ -15,7 +15,14 @@ from typing import Any
 import numpy as np
 
 from unified_params._lazy import lazy
-from unified_params.adapter import Adapter, DeferredHooks, Node, Slot
+from unified_params.adapter import (
+    NATIVE_GRAD,
+    NATIVE_MATERIALIZE,
+    Adapter,
+    DeferredHooks,
+    Node,
+    Slot,
+)
 from unified_params.errors import DeferredInitializationError
 
 from ._jax import (
@@ -100,9 +107,9 @@ class FlaxAdapter(Adapter):
     extra = "flax"
     examples = "unified_params.backends.flax_examples"
     capabilities: dict[str, str] = {
-        "native_materialize": "linen modules are stateless: module.init returns new variables the wrapper "
+        NATIVE_MATERIALIZE: "linen modules are stateless: module.init returns new variables the wrapper "
                               "cannot see; call pm.materialize(x), then pm.variables holds them",
-        "native_grad": "JAX keeps no gradient on parameters (jax.grad returns them); use pm.grads(x)",
+        NATIVE_GRAD: "JAX keeps no gradient on parameters (jax.grad returns them); use pm.grads(x)",
     }
 
     def __init__(self, model: Any, variables: Any = None) -> None:

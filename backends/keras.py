@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from unified_params._lazy import lazy
-from unified_params.adapter import Adapter, DeferredHooks, Node, Slot
+from unified_params.adapter import NATIVE_GRAD, Adapter, DeferredHooks, Node, Slot
 from unified_params.dtypes import resolve
 from unified_params.errors import ShapeMismatchError, UnifiedParamsError, deferred
 from unified_params.layout import (
@@ -194,7 +194,7 @@ class KerasAdapter(Adapter):
     extra = "keras"
     examples = "unified_params.backends.keras_examples"
     capabilities: dict[str, str] = {
-        "native_grad": "Keras variables hold no gradient: gradients come from the backend's autodiff "
+        NATIVE_GRAD: "Keras variables hold no gradient: gradients come from the backend's autodiff "
                        "(tf.GradientTape, jax.grad, torch.autograd); use pm.grads(x)",
     }
 

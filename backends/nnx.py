@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from unified_params._lazy import lazy
-from unified_params.adapter import Adapter, DeferredHooks, Node, Slot
+from unified_params.adapter import NATIVE_GRAD, Adapter, DeferredHooks, Node, Slot
 from unified_params.errors import DeferredInitializationError
 from unified_params.layout import shape_to_canonical
 
@@ -224,7 +224,7 @@ class NNXAdapter(Adapter):
     extra = "flax"
     examples = "unified_params.backends.nnx_examples"
     capabilities: dict[str, str] = {
-        "native_grad": "JAX keeps no gradient on parameters (nnx.grad returns them); use pm.grads(x)",
+        NATIVE_GRAD: "JAX keeps no gradient on parameters (nnx.grad returns them); use pm.grads(x)",
     }
 
     def __init__(self, model: Any, variables: Any = None) -> None:

@@ -16,11 +16,15 @@ from typing import Any
 
 import numpy as np
 import pytest
+from archs import Layer, NotBuildable, Spec, build
 from safetensors.numpy import load_file, save_file
 
 import unified_params as up
-from archs import Layer, NotBuildable, Spec, build
-from unified_params.conformance.test_errors import assert_unchanged, native_state, wrapped
+from unified_params.conformance.test_errors import (
+    assert_unchanged,
+    native_state,
+    wrapped,
+)
 from unified_params.dtypes import resolve
 
 feature = pytest.mark.feature

@@ -15,11 +15,21 @@ from typing import Any
 
 import numpy as np
 import pytest
+from archs import (
+    ACTIVATIONS,
+    Layer,
+    NotBuildable,
+    Spec,
+    build,
+    expected_names,
+    expected_shapes,
+    expected_ties,
+    unique_names,
+)
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import unified_params as up
-from archs import ACTIVATIONS, Layer, NotBuildable, Spec, build, expected_names, expected_shapes, expected_ties, unique_names
 
 PROPERTY = settings(
     max_examples=int(os.environ.get("UP_HYPOTHESIS_EXAMPLES", "10")),

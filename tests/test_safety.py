@@ -66,7 +66,7 @@ def findings(path: Path, root: Path = ROOT) -> list[str]:
 
 def test_sources_are_scanned() -> None:
     names = {p.name for p in SOURCES}
-    assert {"state.py", "api.py", "init.py", "registry.py", "torch.py"} <= names
+    assert {"checkpoint.py", "api.py", "init.py", "registry.py", "torch.py"} <= names
 
 
 def test_no_pickle_eval_exec_or_unsafe_loader_in_the_package() -> None:

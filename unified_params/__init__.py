@@ -25,8 +25,8 @@ from .errors import (
 __version__ = "0.1.0"
 
 _LAZY = {
-    "wrap": "wrapping", "backends": "registry", "BackendInfo": "registry", "transfer": "state", "compare": "state",
-    "Comparison": "state", "ParamAPI": "api", "ParamView": "api", "init": None,
+    "wrap": "wrapping", "backends": "registry", "BackendInfo": "registry", "transfer": "transfers", "compare": "comparison",
+    "Comparison": "comparison", "ParamAPI": "api", "ParamView": "api", "init": None,
 }
 
 __all__ = [

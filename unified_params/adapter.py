@@ -11,7 +11,18 @@ from typing import Any, ClassVar, Protocol
 
 import numpy as np
 
+from .dtypes import resolve
+
 KNOWN_KINDS = ("weight", "bias", "running_mean", "running_var")
+
+# Capabilities: the keys of Adapter.capabilities, each mapped to the reason the backend cannot do it.
+DEFERRED = "deferred"
+"""Parameters whose shape is not known yet (deferred / lazy initialization)."""
+NATIVE_MATERIALIZE = "native_materialize"
+"""The user's own first forward makes shapes known and runs the recorded initializers."""
+NATIVE_GRAD = "native_grad"
+"""Gradients of the user's own backward pass show in p.grad."""
+CAPABILITIES = (DEFERRED, NATIVE_MATERIALIZE, NATIVE_GRAD)
 
 
 @dataclass
@@ -112,8 +123,6 @@ class Adapter:
 
     def fill(self, slot: Slot, fn: Callable[[np.ndarray], None]) -> None:
         """Let fn write the value in place: into native memory where possible, else through one scratch array."""
-        from .dtypes import resolve
-
         out = np.empty(slot.shape, resolve(slot.dtype))
         fn(out)
         self.write(slot, out)

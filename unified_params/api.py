@@ -2,76 +2,20 @@
 from __future__ import annotations
 
 import math
+import os
 import re
-from collections.abc import Callable, Hashable, Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
 
-from . import errors
-from .adapter import Adapter, Node
-from .dtypes import resolve
-from .index import Entry, Index
-from .init import Initializer, make_value, validate
+from . import checkpoint, errors
+from .adapter import DEFERRED, Node
+from .fit import Target, fit_one, fit_state
+from .index import Entry
+from .init import Initializer, make_value
+from .model_state import ModelState, Record
 from .rng import fresh_seed
-
-
-@dataclass
-class Record:
-    """An init call waiting for shapes: applied, in call order, to names as their shapes become known."""
-
-    initializer: Any
-    seed: int
-    names: list[str]
-
-
-class Model:
-    """The state shared by a wrapped model and all its views: the adapter, the index, the records."""
-
-    def __init__(self, adapter: Adapter) -> None:
-        self.adapter = adapter
-        self.records: list[Record] = []
-        self._index: Index | None = None
-        self.holding = False
-
-    def index(self, fresh: bool = False) -> Index:
-        """The current index; a model with pending shapes is re-discovered on every call."""
-        if fresh or self._index is None or self._index.pending:
-            self._index = Index(self.adapter.tree())
-        return self._index
-
-    def shapes_known(self) -> None:
-        """Apply every recorded initializer whose parameters now have known shapes (all at once after pm.materialize)."""
-        if self.holding:
-            return
-        index = self.index(fresh=True)
-        values, done = [], []
-        for record in self.records:
-            ready = [n for n in record.names if n in index.entries and index.entries[n].slot.initialized]
-            values += [
-                (index.entries[n].slot, make_value(record.initializer, record.seed, n, index.entries[n].slot.shape, index.entries[n].slot.dtype))
-                for n in ready
-            ]
-            done.append(set(ready))
-        if values:
-            self.adapter.write_many(values)
-        for record, ready in zip(self.records, done):
-            record.names = [n for n in record.names if n not in ready]
-        self.records = [r for r in self.records if r.names]
-
-    def initial_value(self, storage: Hashable, shape: tuple[int, ...], dtype: str) -> np.ndarray | None:
-        """The value the recorded initializers give one parameter, for adapters that initialize natively."""
-        entry = self.index(fresh=True).by_storage(storage)
-        if entry is None:
-            return None
-        value = None
-        for record in self.records:
-            if entry.first in record.names:
-                value = make_value(record.initializer, record.seed, entry.first, tuple(shape), dtype)
-                record.names.remove(entry.first)
-        self.records = [r for r in self.records if r.names]
-        return value
 
 
 class ParamView:
@@ -153,8 +97,7 @@ class ParamView:
     def set(self, value: Any) -> None:
         """Write a value in canonical layout; the shape must match and the dtype cast be safe."""
         slot = self._ready().slot
-        array = validate(value, self._full, slot.shape, resolve(slot.dtype), "set()", errors.DtypeMismatchError, finite=False)
-        self._api._model.adapter.write(slot, array)
+        self._api._model.adapter.write(slot, fit_one(value, self._full, slot.shape, slot.dtype, "set()"))
 
     def update(self, fn: Callable[[np.ndarray], Any]) -> None:
         """Replace the value with fn(old): fn may return a new array or edit the copy it gets and return it."""
@@ -170,7 +113,7 @@ class ParamView:
 class ParamAPI:
     """A model's parameters under canonical names; pm.layer(...) gives a view rooted at a child."""
 
-    def __init__(self, model: Model, prefix: tuple[str, ...] = ()) -> None:
+    def __init__(self, model: ModelState, prefix: tuple[str, ...] = ()) -> None:
         self._model = model
         self._prefix = prefix
         self._lead = "".join(k + "." for k in prefix)
@@ -374,14 +317,14 @@ class ParamAPI:
 
     def materialize(self, *example_inputs: Any) -> ParamAPI:
         """Infer every shape from example inputs, apply the recorded initializers, return self."""
-        reason = self.capabilities.get("deferred")
+        reason = self.capabilities.get(DEFERRED)
         if reason and not self.initialized:
             raise errors.UnsupportedError(f"{self.backend} cannot materialize deferred parameters: {reason}")
-        self._model.holding = True
+        self._model.materializing = True
         try:
             self._model.adapter.materialize(list(example_inputs))
         finally:
-            self._model.holding = False
+            self._model.materializing = False
         self._model.shapes_known()
         return self
 
@@ -411,27 +354,38 @@ class ParamAPI:
                 f"{', '.join(pending)} not initialized yet: call pm.materialize(example_input) first")
         return unique
 
-    def state_dict(self) -> dict[str, np.ndarray]:
-        """name -> numpy copy, canonical layout, one entry per tied group."""
-        read = self._model.adapter.read
+    def state_dict(self, copy: bool = True) -> dict[str, np.ndarray]:
+        """name -> numpy value, canonical layout, one entry per tied group.
+
+        copy=False gives read-only views of the native memory where the framework allows (valid until the next write).
+        """
+        read = self._model.adapter.read if copy else self._model.adapter.view
         return {self._rel(e.name): read(e.slot) for e in self._ready_unique()}
 
-    def load_state_dict(self, state: dict[str, Any], strict: bool = True, cast: bool = False) -> ParamAPI:
-        """Check every name, shape and dtype first, then write; raise listing every misfit."""
-        from .state import load_state
+    def _target(self) -> tuple[Target, dict[str, Entry]]:
+        """What fit_state checks a state against, and the entry behind each unique name in this view."""
+        unique = {self._rel(e.name): e for e in self._unique()}
+        primary = {e.slot.storage: name for name, e in unique.items()}
+        aliases = {self._rel(e.name): primary[e.slot.storage] for e in self._entries()
+                   if self._rel(e.name) not in unique}
+        target = Target({n: e.slot.shape for n, e in unique.items()}, {n: e.slot.dtype for n, e in unique.items()},
+                        {n for n, e in unique.items() if not e.slot.initialized}, aliases)
+        return target, unique
 
-        load_state(self, state, strict=strict, cast=cast)
+    def load_state_dict(self, state: dict[str, Any], strict: bool = True, cast: bool = False) -> ParamAPI:
+        """Check every name, shape and dtype first, then write; raise listing every misfit and write nothing."""
+        target, unique = self._target()
+        values = fit_state(state, target, strict=strict, cast=cast)
+        self._model.adapter.write_many([(unique[n].slot, v) for n, v in values.items()])
         return self
 
-    def save(self, path: str, metadata: dict[str, str] | None = None) -> None:
+    def save(self, path: str | os.PathLike, metadata: dict[str, str] | None = None) -> None:
         """Write a safetensors checkpoint (canonical names and layout) atomically."""
-        from .state import save
+        checkpoint.save(path, self.state_dict(), self.backend, self.tied(), metadata)
 
-        save(self, path, metadata)
-
-    def load(self, path: str, strict: bool = True, cast: bool = False) -> ParamAPI:
+    def load(self, path: str | os.PathLike, strict: bool = True, cast: bool = False) -> ParamAPI:
         """Load a safetensors checkpoint; nothing is written unless every entry fits."""
-        from .state import load
-
-        load(self, path, strict=strict, cast=cast)
+        tensors, metadata = checkpoint.read(path)
+        with checkpoint.named(path, metadata):
+            self.load_state_dict(tensors, strict=strict, cast=cast)
         return self

@@ -51,8 +51,8 @@ def cmd_backends(args: argparse.Namespace) -> int:
 
 
 def cmd_conformance(args: argparse.Namespace) -> int:
-    from .conformance.matrix import execute_all, matrix, runs
     from .conformance.examples import FEATURES
+    from .conformance.matrix import execute_all, matrix, runs
     from .registry import names
 
     all_runs = execute_all(runs(args.backend or names()), jobs=args.jobs)

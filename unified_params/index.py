@@ -11,12 +11,12 @@ _RANK = {leaf: i for i, leaf in enumerate(KNOWN_KINDS)}
 
 @dataclass(slots=True)
 class Entry:
-    """One canonical name: where it sits and the slot behind it."""
+    """One canonical name: where it sits, the slot behind it, and the primary (first) name of its tied group."""
 
     name: str
     path: tuple[str, ...]
     slot: Slot
-    first: str
+    primary: str
 
 
 def _slot_order(slot: Slot) -> tuple[int, str]:

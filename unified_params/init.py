@@ -13,8 +13,9 @@ from typing import Any
 import numpy as np
 
 from . import rng as _rng
-from .dtypes import can_cast, is_float, overflowed, resolve
+from .dtypes import is_float, resolve
 from .errors import InitializerError
+from .fit import fit_one
 
 __all__ = [
     "Initializer", "Zeros", "Ones", "Constant", "Normal", "Uniform", "XavierUniform", "XavierNormal",
@@ -272,28 +273,5 @@ def make_value(initializer: Initializer | CustomInit, seed: int, name: str, shap
         raise
     except Exception as e:
         raise InitializerError(f"initializer {initializer!r} raised on parameter {name!r}: {type(e).__name__}: {e}") from e
-    return validate(result, name, shape, dtype_, f"initializer {getattr(initializer, '__name__', initializer)!r}", InitializerError)
-
-
-def validate(value: Any, name: str, shape: tuple[int, ...], dtype: np.dtype, source: str, error: type[Exception], finite: bool = True) -> np.ndarray:
-    """value as an array of exactly shape and dtype; raise error if the shape differs, the cast is unsafe or (finite) a value is NaN or inf."""
-    from .errors import ShapeMismatchError
-
-    try:
-        array = np.asarray(value)
-    except Exception as e:
-        raise error(f"{source} gave {type(value).__name__} for parameter {name!r}, not an array: {e}") from e
-    if array.shape != tuple(shape):
-        cls = error if error is InitializerError else ShapeMismatchError
-        raise cls(f"{source} gave shape {array.shape} for parameter {name!r}, which has shape {tuple(shape)}")
-    if not can_cast(array.dtype, dtype):
-        raise error(f"{source} gave dtype {array.dtype} for parameter {name!r} ({dtype}): casting would be unsafe; convert it explicitly")
-    if finite and is_float(array.dtype) and not np.isfinite(array).all():
-        bad = int(array.size - np.isfinite(array).sum())
-        raise error(f"{source} gave {bad} NaN or inf value(s) for parameter {name!r}")
-    with np.errstate(over="ignore", invalid="ignore"):
-        out = np.ascontiguousarray(array, dtype=dtype)
-    if out.dtype != array.dtype and overflowed(array, out):
-        raise error(f"{source} gave {overflowed(array, out)} value(s) for parameter {name!r} that overflow {dtype} "
-                    f"(they would become inf); scale them or use a wider dtype")
-    return out
+    source = f"initializer {getattr(initializer, '__name__', initializer)!r}"
+    return fit_one(result, name, shape, dtype_, source, finite=True, error=InitializerError)

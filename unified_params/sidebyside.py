@@ -16,6 +16,8 @@ from typing import Any
 
 import numpy as np
 
+from .adapter import DEFERRED
+
 Table = tuple[str, list[str], list[list[Any]]]
 
 
@@ -66,8 +68,8 @@ def collect(name: str) -> dict[str, Any]:
     tpm = up.wrap(tied.model, tied.variables)
     data["tied"] = {"groups": tpm.tied(), "names": len(tpm), "native_listed": len(ex.native_names(tpm)),
                     "num_params": tpm.num_params()}
-    if "deferred" in cls.capabilities:
-        data["deferred"] = {"supported": False, "reason": cls.capabilities["deferred"]}
+    if DEFERRED in cls.capabilities:
+        data["deferred"] = {"supported": False, "reason": cls.capabilities[DEFERRED]}
     else:
         d = ex.deferred()
         dpm = up.wrap(d.model, d.variables)

@@ -3,7 +3,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from .api import Model, ParamAPI
+from .api import ParamAPI
+from .model_state import ModelState
 from .registry import find
 
 
@@ -12,6 +13,6 @@ def wrap(model: Any, variables: Any = None, backend: str | None = None) -> Param
     if isinstance(model, ParamAPI):
         return model
     cls = find(model, backend)
-    shared = Model(cls(model, variables))
+    shared = ModelState(cls(model, variables))
     shared.adapter.watch(shared)
     return ParamAPI(shared)

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 import unified_params as up
+from unified_params.adapter import DEFERRED
 from unified_params.conformance.examples import Built
 
 feature = pytest.mark.feature
@@ -114,7 +115,7 @@ def test_wrap_unsupported_object() -> None:
 
 @feature("errors")
 def test_deferred_reads_and_writes_raise(ex: ModuleType, adapter_cls) -> None:  # noqa: ANN001
-    if "deferred" in adapter_cls.capabilities:
+    if DEFERRED in adapter_cls.capabilities:
         pytest.skip(f"not supported: {adapter_cls.capabilities['deferred']}")
     pm = wrapped(ex.deferred())
     for action in (lambda: pm["0.weight"].numpy(), lambda: pm["0.weight"].set(np.zeros((256, 20))),
@@ -245,7 +246,7 @@ def test_set_and_update_refuse_misfits(ex: ModuleType) -> None:
 
 
 @feature("errors")
-@pytest.mark.requires("deferred")
+@pytest.mark.requires(DEFERRED)
 def test_deferred_model_refuses_state_checkpoints_and_grads(ex: ModuleType, tmp_path) -> None:  # noqa: ANN001
     pm = wrapped(ex.deferred())
     eager = wrapped(ex.eager())
@@ -268,7 +269,7 @@ def _fails_late(shape: tuple, dtype: np.dtype, rng: np.random.Generator, name: s
 
 
 @feature("errors")
-@pytest.mark.requires("deferred")
+@pytest.mark.requires(DEFERRED)
 def test_recorded_initializer_that_fails_applies_nothing(ex: ModuleType) -> None:
     from unified_params.conformance.examples import deferred_input
 
@@ -373,14 +374,15 @@ def test_cast_that_overflows_is_refused(ex: ModuleType) -> None:
 
 
 @feature("errors")
-@pytest.mark.requires("deferred")
+@pytest.mark.requires(DEFERRED)
 def test_capability_the_backend_lacks_is_refused(ex: ModuleType, adapter_cls) -> None:  # noqa: ANN001
-    from unified_params.api import Model, ParamAPI
+    from unified_params.api import ParamAPI
     from unified_params.conformance.examples import deferred_input
+    from unified_params.model_state import ModelState
 
-    lacking = type("Lacking", (adapter_cls,), {"capabilities": {**adapter_cls.capabilities, "deferred": "test: no shape inference"}})
+    lacking = type("Lacking", (adapter_cls,), {"capabilities": {**adapter_cls.capabilities, DEFERRED: "test: no shape inference"}})
     built = ex.deferred()
-    pm = ParamAPI(Model(lacking(built.model, built.variables)))
+    pm = ParamAPI(ModelState(lacking(built.model, built.variables)))
     with pytest.raises(NotImplementedError) as err:
         pm.materialize(deferred_input(20))
     assert isinstance(err.value, up.UnsupportedError) and "no shape inference" in str(err.value)

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 import unified_params as up
+from unified_params.adapter import DEFERRED, NATIVE_GRAD, NATIVE_MATERIALIZE
 from unified_params.conformance.examples import Built, deferred_input, mlp_input
 
 feature = pytest.mark.feature
@@ -70,7 +71,7 @@ def test_e3_one_parameter_and_grad(ex: ModuleType) -> None:
 
 
 @feature("E3")
-@requires("native_grad")
+@requires(NATIVE_GRAD)
 def test_e3_grad_from_users_own_backward(ex: ModuleType) -> None:
     pm = wrapped(ex.mlp())
     assert pm["0.weight"].grad is None
@@ -221,7 +222,7 @@ def test_e10_tied_layer(ex: ModuleType) -> None:
 
 
 @feature("E11")
-@requires("deferred")
+@requires(DEFERRED)
 def test_e11_deferred_materialize(ex: ModuleType, capsys: pytest.CaptureFixture) -> None:
     pm = wrapped(ex.deferred())
     assert not pm.initialized
@@ -242,7 +243,7 @@ def test_e11_deferred_materialize(ex: ModuleType, capsys: pytest.CaptureFixture)
 
 
 @feature("E11")
-@requires("deferred", "native_materialize")
+@requires(DEFERRED, NATIVE_MATERIALIZE)
 def test_e11_deferred_users_own_forward(ex: ModuleType, capsys: pytest.CaptureFixture) -> None:
     pm = wrapped(ex.deferred())
     pm.init(custom_init, kind="weight", seed=0)
@@ -282,7 +283,7 @@ def test_e13_mismatched_input(ex: ModuleType) -> None:
 
 
 @feature("E13")
-@requires("deferred")
+@requires(DEFERRED)
 def test_e13_other_size_after_materializing(ex: ModuleType) -> None:
     pm = wrapped(ex.deferred())
     pm.materialize(deferred_input(20))

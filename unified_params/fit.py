@@ -1,0 +1,152 @@
+"""Does a value fit a parameter? One home for the shape, cast, overflow and finiteness rules.
+
+Every write path uses it: `ParamView.set`, custom initializers (`init`, recorded inits),
+`load_state_dict`, `load` and `transfer`, so a rule fixed here is fixed everywhere.
+"""
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+
+from . import errors
+from .dtypes import can_cast, is_float, overflowed, resolve
+
+Cast = Literal["exact", "safe"]
+
+
+class Misfit(Exception):
+    """Why one value does not fit one parameter (kind: type, shape, dtype, finite, overflow); callers word the error."""
+
+    def __init__(self, kind: str, got: Any = None, want: Any = None, count: int = 0) -> None:
+        super().__init__(kind)
+        self.kind, self.got, self.want, self.count = kind, got, want, count
+
+
+def as_array(value: Any) -> np.ndarray:
+    """value as a numpy array without a copy where possible (framework tensors through .numpy())."""
+    if hasattr(value, "numpy") and not isinstance(value, np.ndarray):
+        try:
+            return np.asarray(value.detach().cpu().numpy() if hasattr(value, "detach") else value.numpy())
+        except Exception:
+            pass
+    return np.asarray(value)
+
+
+def fit(value: Any, shape: tuple[int, ...], dtype: str | np.dtype, cast: Cast = "safe", finite: bool = False) -> np.ndarray:
+    """value as an array of exactly shape and dtype, or Misfit saying why not.
+
+    cast="exact" takes only the parameter's dtype; "safe" also converts same-kind and float-to-float values
+    that do not overflow. A value of the right dtype is returned as given (a view, any strides).
+    """
+    target = resolve(dtype) if isinstance(dtype, str) else dtype
+    try:
+        array = as_array(value)
+    except Exception as e:
+        raise Misfit("type", type(value).__name__, str(e)) from e
+    if array.shape != tuple(shape):
+        raise Misfit("shape", array.shape, tuple(shape))
+    if array.dtype != target and (cast == "exact" or not can_cast(array.dtype, target)):
+        raise Misfit("dtype", array.dtype, target)
+    if finite and is_float(array.dtype) and not np.isfinite(array).all():
+        raise Misfit("finite", count=int(array.size - np.isfinite(array).sum()))
+    if array.dtype == target:
+        return array
+    with np.errstate(over="ignore", invalid="ignore"):
+        out = array.astype(target)
+    bad = overflowed(array, out)
+    if bad:
+        raise Misfit("overflow", array.dtype, target, bad)
+    return out
+
+
+def fit_one(value: Any, name: str, shape: tuple[int, ...], dtype: str | np.dtype, source: str, finite: bool = False,
+            error: type[errors.UnifiedParamsError] | None = None) -> np.ndarray:
+    """fit() for one named parameter, raising ShapeMismatchError / DtypeMismatchError (or `error` for every misfit)."""
+    try:
+        return fit(value, shape, dtype, "safe", finite)
+    except Misfit as m:
+        cls = error or (errors.ShapeMismatchError if m.kind == "shape" else errors.DtypeMismatchError)
+        text = {
+            "type": f"{source} gave {m.got} for parameter {name!r}, not an array: {m.want}",
+            "shape": f"{source} gave shape {m.got} for parameter {name!r}, which has shape {m.want}",
+            "dtype": f"{source} gave dtype {m.got} for parameter {name!r} ({m.want}): casting would be unsafe; "
+                     f"convert it explicitly",
+            "finite": f"{source} gave {m.count} NaN or inf value(s) for parameter {name!r}",
+            "overflow": f"{source} gave {m.count} value(s) for parameter {name!r} that overflow {m.want} "
+                        f"(they would become inf); scale them or use a wider dtype",
+        }[m.kind]
+        raise cls(text) from None
+
+
+@dataclass
+class Target:
+    """What a state is loaded into: unique names -> (shape, dtype, known), and alias -> primary name."""
+
+    shapes: dict[str, tuple[int | None, ...]]
+    dtypes: dict[str, str]
+    pending: set[str] = field(default_factory=set)
+    aliases: dict[str, str] = field(default_factory=dict)
+
+
+def fit_state(state: Mapping[str, Any], target: Target, strict: bool = True, cast: bool = False) -> dict[str, np.ndarray]:
+    """primary name -> value that fits, for every entry of state; raise one error listing every misfit.
+
+    Nothing is written here: callers write the result only when this returns, so a load is all or nothing.
+    """
+    given: dict[str, Any] = {}
+    unexpected: list[str] = []
+    tied: list[tuple[str, str]] = []
+    for name, value in state.items():
+        primary = name if name in target.shapes else target.aliases.get(name)
+        if primary is None:
+            unexpected.append(name)
+            continue
+        if primary not in given or name == primary:
+            given[primary] = value
+        if primary != name:
+            tied.append((name, primary))
+    mismatched, dtypes, overflow = [], [], []
+    for name, primary in tied:
+        a, b = as_array(state[name]), as_array(given[primary])
+        if a.shape != b.shape:
+            mismatched.append(f"{name}: checkpoint {a.shape} vs {b.shape} of {primary}, which it is tied to")
+        elif not np.array_equal(a, b, equal_nan=is_float(a.dtype) and is_float(b.dtype)):
+            unexpected.append(f"{name} (tied to {primary} in this model, but the state holds another value)")
+    pending = [n for n in given if n in target.pending]
+    if pending:
+        raise errors.DeferredInitializationError(
+            f"cannot load {', '.join(pending)}: shape not known yet; call pm.materialize(example_input) first")
+    values: dict[str, np.ndarray] = {}
+    for name, value in given.items():
+        try:
+            values[name] = fit(value, target.shapes[name], target.dtypes[name], "safe" if cast else "exact")
+        except Misfit as m:
+            if m.kind == "shape":
+                mismatched.append(f"{name}: checkpoint {m.got} vs model {m.want}")
+            elif m.kind == "overflow":
+                overflow.append(f"{name}: {m.count} value(s) of {m.got} overflow {m.want}")
+            else:
+                dtypes.append(f"{name}: checkpoint {m.got} vs model {m.want}")
+    missing = [n for n in target.shapes if n not in given]
+    problems = []
+    if strict and missing:
+        problems.append(f"missing: {', '.join(missing)}")
+    if strict and unexpected:
+        problems.append(f"unexpected: {', '.join(unexpected)}")
+    if mismatched:
+        problems.append(f"shape mismatch: {'; '.join(mismatched)}")
+    if dtypes:
+        problems.append(f"dtype mismatch: {'; '.join(dtypes)} (pass cast=True to convert)")
+    if overflow:
+        problems.append(f"cast would overflow: {'; '.join(overflow)}")
+    if problems:
+        text = "state does not fit the model, nothing was written; " + " | ".join(problems)
+        if mismatched:
+            raise errors.ShapeMismatchError(text)
+        if dtypes or overflow:
+            raise errors.DtypeMismatchError(text)
+        raise errors.ParameterNotFoundError(text)
+    return values

@@ -1,0 +1,70 @@
+"""The state shared by one wrapped model and all its views: the adapter, the cached index, the pending init records."""
+from __future__ import annotations
+
+from collections.abc import Hashable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from .adapter import Adapter
+from .index import Index
+from .init import make_value
+
+
+@dataclass
+class Record:
+    """An init call waiting for shapes: applied, in call order, to names as their shapes become known."""
+
+    initializer: Any
+    seed: int
+    names: list[str]
+
+
+class ModelState:
+    """Everything cached from one native model (its index) and what is pending on it (recorded inits).
+
+    One instance is shared by the ParamAPI of a wrapped model and every view made from it (pm.layer(...)).
+    """
+
+    def __init__(self, adapter: Adapter) -> None:
+        self.adapter = adapter
+        self.records: list[Record] = []
+        self._index: Index | None = None
+        self.materializing = False
+
+    def index(self, fresh: bool = False) -> Index:
+        """The current index; a model with pending shapes is re-discovered on every call."""
+        if fresh or self._index is None or self._index.pending:
+            self._index = Index(self.adapter.tree())
+        return self._index
+
+    def shapes_known(self) -> None:
+        """Apply every recorded initializer whose parameters now have known shapes (all at once after pm.materialize)."""
+        if self.materializing:
+            return
+        entries = self.index(fresh=True).entries
+        values, done = [], []
+        for record in self.records:
+            ready = [n for n in record.names if n in entries and entries[n].slot.initialized]
+            values += [(entries[n].slot, make_value(record.initializer, record.seed, n, entries[n].slot.shape,
+                                                    entries[n].slot.dtype)) for n in ready]
+            done.append(set(ready))
+        if values:
+            self.adapter.write_many(values)
+        for record, ready in zip(self.records, done):
+            record.names = [n for n in record.names if n not in ready]
+        self.records = [r for r in self.records if r.names]
+
+    def initial_value(self, storage: Hashable, shape: tuple[int, ...], dtype: str) -> np.ndarray | None:
+        """The value the recorded initializers give one parameter, for adapters that initialize natively."""
+        entry = self.index(fresh=True).by_storage(storage)
+        if entry is None:
+            return None
+        value = None
+        for record in self.records:
+            if entry.primary in record.names:
+                value = make_value(record.initializer, record.seed, entry.primary, tuple(shape), dtype)
+                record.names.remove(entry.primary)
+        self.records = [r for r in self.records if r.names]
+        return value
