@@ -19,6 +19,7 @@ demo: $(STAMP)
 	$(VENV)/bin/unified-params compare
 
 test: $(STAMP)
+	$(PY) -m ruff check --quiet .
 	UNIFIED_PARAMS_REQUIRE_ALL=1 $(PY) -m pytest -q tests
 	for kb in $(KERAS_OTHER_BACKENDS); do \
 	  KERAS_BACKEND=$$kb UNIFIED_PARAMS_REQUIRE_ALL=1 $(PY) -m pytest -q -k keras --pyargs unified_params.conformance --backend keras --backend torch tests/test_keras_adapter.py tests/test_keras_docs.py || exit 1; \
