@@ -28,6 +28,7 @@ from unified_params.conformance.test_errors import (
 from unified_params.dtypes import resolve
 
 feature = pytest.mark.feature
+pytestmark = pytest.mark.unified_params
 
 
 def parse(data: bytes) -> tuple[dict[str, Any], bytes]:

@@ -40,6 +40,7 @@ PROPERTY = settings(
 )
 
 feature = pytest.mark.feature
+pytestmark = pytest.mark.unified_params
 
 
 @st.composite
@@ -224,9 +225,9 @@ def test_save_load_is_identity(backend: str, ex: ModuleType, spec: Spec, seed: i
 
 
 def partners(config: Any) -> list[str]:
-    from unified_params.registry import names
+    from unified_params.conformance.plugin import selected_backends
 
-    return [b for b in (config.getoption("backend") or names()) if usable(b)]
+    return [b for b in selected_backends(config) if usable(b)]
 
 
 @feature("properties")

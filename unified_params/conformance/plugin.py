@@ -1,6 +1,11 @@
-"""pytest plugin: the `backend` fixture, capability marks, and a JSON report for the matrix."""
+"""pytest plugin: the `backend` fixture, capability marks, and a JSON report for the matrix.
+
+It is loaded for everyone who installs the package, so it acts only on the conformance suite's own tests
+(those defined in `unified_params.conformance`) and on tests marked `@pytest.mark.unified_params`.
+"""
 from __future__ import annotations
 
+import argparse
 import importlib
 import json
 import os
@@ -11,6 +16,11 @@ import pytest
 
 REQUIRE_ALL = "UNIFIED_PARAMS_REQUIRE_ALL"
 NOT_SUPPORTED = "not supported"
+MARKER = "unified_params"
+SUITE = "unified_params.conformance"
+GROUP = "unified_params"
+BACKENDS = "up_backend"
+ONE_BACKEND = "cross-framework: only one backend selected; add a second `--backend`"
 
 
 def backend_label(name: str) -> str:
@@ -21,30 +31,54 @@ def backend_label(name: str) -> str:
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
-    group = parser.getgroup("unified_params")
-    group.addoption("--backend", action="append", default=None, help="run the conformance suite on this backend (repeatable)")
+    group = parser.getgroup(GROUP)
+    group.addoption("--up-backend", action="append", dest=BACKENDS, default=None,
+                    help="run the conformance suite on this backend (repeatable); also spelled --backend")
     group.addoption("--up-report", default=None, help="write per-test outcomes as JSON here (for the matrix)")
 
 
+@pytest.hookimpl(wrapper=True)
+def pytest_load_initial_conftests(early_config: pytest.Config, parser: pytest.Parser, args: list[str]) -> Any:
+    """Add the short spelling `--backend` after the project's conftests, only if none of them defines its own."""
+    result = yield
+    try:
+        parser.getgroup(GROUP).addoption("--backend", action="append", dest=BACKENDS, help="same as --up-backend")
+    except (ValueError, argparse.ArgumentError):
+        pass
+    return result
+
+
 def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", f"{MARKER}: let the unified_params plugin parametrize `backend` and `pair`")
     config.addinivalue_line("markers", "feature(id): the conformance feature (E1-E13, errors, state, ...) a test checks")
     config.addinivalue_line("markers", "requires(*capabilities): adapter capabilities the test needs")
     config.addinivalue_line("markers", "cross: a cross-framework test (needs every backend in one process)")
 
 
-def _selected(config: pytest.Config) -> list[str]:
+def selected_backends(config: pytest.Config) -> list[str]:
+    """The backends given with --backend, else every registered one."""
     from unified_params.registry import names
 
-    return config.getoption("backend") or names()
+    return config.getoption(BACKENDS) or names()
+
+
+def in_scope(node: pytest.Item) -> bool:
+    """Whether the plugin may act on this test: the conformance suite's own, or marked `unified_params`."""
+    module = getattr(getattr(node, "obj", None), "__module__", None) or ""
+    return module == SUITE or module.startswith(SUITE + ".") or node.get_closest_marker(MARKER) is not None
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
-    selected = _selected(metafunc.config)
+    if not in_scope(metafunc.definition):
+        return
+    selected = selected_backends(metafunc.config)
     if "backend" in metafunc.fixturenames:
         metafunc.parametrize("backend", selected, scope="session")
     if "pair" in metafunc.fixturenames:
         pairs = [(a, b) for a in selected for b in selected if a != b]
-        metafunc.parametrize("pair", pairs, ids=[f"{a}->{b}" for a, b in pairs], scope="session")
+        params = [pytest.param(p, id=f"{p[0]}->{p[1]}") for p in pairs]
+        alone = pytest.param(None, id="one backend", marks=pytest.mark.skip(ONE_BACKEND))
+        metafunc.parametrize("pair", params or [alone], scope="session")
 
 
 def require_backend(name: str) -> Any:
@@ -75,7 +109,7 @@ def ex(adapter_cls: Any) -> ModuleType:
 @pytest.fixture(autouse=True)
 def _capabilities(request: pytest.FixtureRequest) -> None:
     marker = request.node.get_closest_marker("requires")
-    if marker is None or "backend" not in request.fixturenames:
+    if marker is None or "backend" not in request.fixturenames or not in_scope(request.node):
         return
     cls = request.getfixturevalue("adapter_cls")
     for feature in marker.args:
@@ -115,6 +149,8 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_runtest_setup(item: pytest.Item) -> None:
+    if not in_scope(item):
+        return
     marker = item.get_closest_marker("feature")
     if marker is not None:
         item.user_properties.append(("feature", marker.args[0]))
