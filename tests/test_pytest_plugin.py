@@ -51,8 +51,8 @@ def test_pair(pair):
 
 def pytest_in(folder: Path, *args: str) -> subprocess.CompletedProcess:
     """pytest in a fresh interpreter with the installed plugins, as another project would run it."""
-    return subprocess.run([sys.executable, "-m", "pytest", "-v", "-rs", "-p", "no:cacheprovider", "--rootdir", str(folder),
-                           str(folder), *args], capture_output=True, text=True, cwd=folder)
+    cmd = [sys.executable, "-m", "pytest", "-v", "-rs", "-p", "no:cacheprovider", "--rootdir", str(folder), str(folder)]
+    return subprocess.run([*cmd, *args], capture_output=True, text=True, cwd=folder)
 
 
 def write(folder: Path, files: dict[str, str]) -> Path:
@@ -62,11 +62,12 @@ def write(folder: Path, files: dict[str, str]) -> Path:
 
 
 def test_foreign_backend_and_pair_parameters_run_unchanged(tmp_path: Path) -> None:
-    proc = pytest_in(write(tmp_path, {"conftest.py": FOREIGN_CONFTEST, "test_foreign.py": FOREIGN_TESTS}), "--backend", "cupy")
+    folder = write(tmp_path, {"conftest.py": FOREIGN_CONFTEST, "test_foreign.py": FOREIGN_TESTS})
+    proc = pytest_in(folder, "--backend", "cupy")
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0, out
-    for test in ("test_own_backend[numpy]", "test_own_backend[cupy]", "test_own_pair", "test_own_requires_marker[numpy]",
-                 "test_own_option"):
+    for test in ("test_own_backend[numpy]", "test_own_backend[cupy]", "test_own_pair",
+                 "test_own_requires_marker[numpy]", "test_own_option"):
         assert f"test_foreign.py::{test} PASSED" in out, out
     assert "5 passed" in out
 
