@@ -183,6 +183,7 @@ class MXNetAdapter(Adapter):
     def __init__(self, model: Any, variables: Any = None) -> None:
         super().__init__(model, variables)
         self._hooks: list[DeferredHooks] = []
+        self._grads: dict[int, tuple[Any, np.ndarray]] = {}
 
     @classmethod
     def recognizes(cls, model: Any) -> bool:
@@ -257,26 +258,39 @@ class MXNetAdapter(Adapter):
             param.set_data(mx.nd.array(array, ctx=like.context, dtype=array.dtype))
 
     def grad(self, slot: Slot) -> np.ndarray | None:
-        """The gradient once a backward pass wrote one; Gluon's buffers start as zeros.
+        """The gradient Gluon's own backward wrote when there is one, else the last pm.grads result."""
+        native = _native_grad(slot.ref)
+        if native is not None:
+            return native
+        return self.pass_grad(slot)
 
-        Backward marks the data `_fresh_grad` until a Trainer step clears it; a buffer that is not
-        all zeros was written too (e.g. before that step), while zero_grad() makes it None again.
-        """
-        param = slot.ref
-        if param.grad_req == "null" or param._grad is None:
-            return None
-        grads = [g.asnumpy() for g in param.list_grad()]
-        if not any(d._fresh_grad for d in param.list_data()) and not any(g.any() for g in grads):
-            return None
-        return grads[0] if len(grads) == 1 else np.sum(grads, axis=0)
+    def pass_grad(self, slot: Slot) -> np.ndarray | None:
+        own = self._grads.get(id(slot.ref))
+        return None if own is None or own[0] is not slot.ref else own[1].copy()
 
     def compute_grads(self, inputs: Sequence[Any], loss: Callable[[Any], Any] | None) -> None:
-        """autograd.record (predict mode, like forward) + backward of loss(output), default the sum of outputs."""
-        args = self._inputs(inputs)
-        with mx.autograd.record(train_mode=False):
-            out = self.model(*args)
-            value = loss(out) if loss is not None else sum(o.sum() for o in _outputs(out))
-        value.backward()
+        """autograd.record (predict mode, like forward) + backward into zeroed buffers; Gluon's own gradients put back.
+
+        With grad_req="add" the buffers are accumulators: they are saved, zeroed for the pass and restored after it.
+        """
+        params = [p for p in _unique_params(self.model) if p.grad_req != "null" and p._grad is not None]
+        saved = [(p, _grad_state(p)) for p in params]
+        try:
+            for p in params:
+                for g in p.list_grad():
+                    g[:] = 0
+                for d in p.list_data():
+                    d._fresh_grad = False
+            args = self._inputs(inputs)
+            with mx.autograd.record(train_mode=False):
+                out = self.model(*args)
+                value = loss(out) if loss is not None else sum(o.sum() for o in _outputs(out))
+            value.backward()
+            found = {id(p): (p, _native_grad(p)) for p in params}
+        finally:
+            for p, state in saved:
+                _restore_grad_state(p, state)
+        self._grads = {key: (p, g) for key, (p, g) in found.items() if g is not None}
 
     def forward(self, inputs: Sequence[Any]) -> np.ndarray:
         """The model's output as numpy, in predict mode and outside autograd recording."""
@@ -368,6 +382,34 @@ class MXNetAdapter(Adapter):
             else:
                 out.append(mx.nd.array(a, ctx=ctx, dtype=a.dtype))
         return out
+
+
+def _native_grad(param: Any) -> np.ndarray | None:
+    """Gluon's gradient once a backward pass wrote one; Gluon's buffers start as zeros.
+
+    Backward marks the data `_fresh_grad` until a Trainer step clears it; a buffer that is not
+    all zeros was written too (e.g. before that step), while zero_grad() makes it None again.
+    """
+    if param.grad_req == "null" or param._grad is None:
+        return None
+    grads = [g.asnumpy() for g in param.list_grad()]
+    if not any(d._fresh_grad for d in param.list_data()) and not any(g.any() for g in grads):
+        return None
+    return grads[0] if len(grads) == 1 else np.sum(grads, axis=0)
+
+
+def _grad_state(param: Any) -> tuple[list[Any], list[np.ndarray], list[bool]]:
+    """Gluon's gradient buffers of param, a copy of their values and the data's fresh-gradient flags."""
+    buffers = list(param.list_grad())
+    return buffers, [g.asnumpy() for g in buffers], [bool(d._fresh_grad) for d in param.list_data()]
+
+
+def _restore_grad_state(param: Any, state: Any) -> None:
+    buffers, values, fresh = state
+    for g, v in zip(buffers, values):
+        g[:] = v
+    for d, f in zip(param.list_data(), fresh):
+        d._fresh_grad = f
 
 
 def _outputs(out: Any) -> list[Any]:

@@ -117,6 +117,11 @@ def native_grads(pm: Any, x: np.ndarray) -> dict[str, np.ndarray]:
     with autograd.record():
         y = pm.model(nd.array(x, dtype=x.dtype))
     y.backward()
+    return native_grad_state(pm)
+
+
+def native_grad_state(pm: Any) -> dict[str, np.ndarray]:
+    """What Gluon's own gradient buffers hold now (param.grad()), without computing anything."""
     grads: dict[str, np.ndarray] = {}
     seen: set[int] = set()
     for name, p in pm.model._collect_params_with_prefix().items():

@@ -73,6 +73,10 @@ class TorchAdapter(Adapter):
     examples = "unified_params.backends.torch_examples"
     capabilities: dict[str, str] = {}
 
+    def __init__(self, model: Any, variables: Any = None) -> None:
+        super().__init__(model, variables)
+        self._grads: dict[int, tuple[Any, np.ndarray]] = {}
+
     @classmethod
     def recognizes(cls, model: Any) -> bool:
         return isinstance(model, torch.nn.Module)
@@ -126,8 +130,15 @@ class TorchAdapter(Adapter):
             fn(view)
 
     def grad(self, slot: Slot) -> np.ndarray | None:
+        """The user's own p.grad when there is one, else the last pm.grads result (docs/errors.md, gradients)."""
         g = getattr(slot.ref, "grad", None)
-        return None if g is None else _to_numpy(g)
+        if g is not None:
+            return _to_numpy(g)
+        return self.pass_grad(slot)
+
+    def pass_grad(self, slot: Slot) -> np.ndarray | None:
+        own = self._grads.get(id(slot.ref))
+        return None if own is None or own[0] is not slot.ref else own[1].copy()
 
     @contextlib.contextmanager
     def _eval(self) -> Iterator[None]:
@@ -140,11 +151,13 @@ class TorchAdapter(Adapter):
                 m.training = training
 
     def compute_grads(self, inputs: Sequence[Any], loss: Callable[[Any], Any] | None) -> None:
-        for p in self.model.parameters():
-            p.grad = None
+        """torch.autograd.grad into buffers of our own: the user's p.grad, modes and running statistics stay as they were."""
+        params = [p for p in self.model.parameters() if p.requires_grad]
         with self._eval(), torch.enable_grad():
             out = self.model(*map(_as_input, inputs))
-            (out.sum() if loss is None else loss(out)).backward()
+            value = out.sum() if loss is None else loss(out)
+            grads = torch.autograd.grad(value, params, allow_unused=True) if params else ()
+        self._grads = {id(p): (p, _to_numpy(g)) for p, g in zip(params, grads) if g is not None}
 
     def forward(self, inputs: Sequence[Any]) -> np.ndarray:
         with self._eval(), torch.no_grad():

@@ -66,7 +66,12 @@ def native_forward(pm: Any, x: np.ndarray) -> np.ndarray:
 def native_grads(pm: Any, x: np.ndarray) -> dict[str, np.ndarray]:
     pm.model.zero_grad(set_to_none=True)
     pm.model(torch.from_numpy(x)).sum().backward()
-    return {n: p.grad.numpy().copy() for n, p in pm.model.named_parameters()}
+    return native_grad_state(pm)
+
+
+def native_grad_state(pm: Any) -> dict[str, np.ndarray]:
+    """What PyTorch's own gradient state holds now (param.grad), without computing anything."""
+    return {n: p.grad.numpy().copy() for n, p in pm.model.named_parameters() if p.grad is not None}
 
 
 GRAD_BEFORE_BACKWARD = "None (param.grad)"

@@ -244,3 +244,20 @@ def test_materialize_mismatch_names_the_layer_in_nested_and_functional_models() 
     model = keras.Model(inputs, layers.Dense(1)(inputs))
     with pytest.raises(up.ShapeMismatchError, match=r"input.*size 4.*size 5"):
         wrap(model).materialize(np.ones((2, 5), "float32"))
+
+
+def test_grads_and_forward_store_nothing_on_the_model() -> None:
+    model = keras.Sequential([keras.Input((4,)), layers.Dense(6), layers.BatchNormalization(), layers.Dropout(0.5),
+                              layers.Dense(2)])
+    x = np.random.default_rng(0).normal(size=(5, 4)).astype(np.float32)
+    layers_ = model._flatten_layers(include_self=True, recursive=True)
+    attrs = [(layer, set(vars(layer))) for layer in layers_]
+    before = [value(v) for v in model.variables]
+    pm = wrap(model)
+    pm.grads(x)
+    pm.forward(x)
+    assert [set(vars(layer)) for layer, _ in attrs] == [keys for _, keys in attrs]
+    for v, old in zip(model.variables, before):
+        np.testing.assert_array_equal(value(v), old, err_msg=v.path)
+    if keras.backend.backend() == "torch":
+        assert all(v.value.grad is None for v in model.variables)

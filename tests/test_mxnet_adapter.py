@@ -130,3 +130,20 @@ def test_running_stats_have_no_grad_and_forward_uses_them() -> None:
         native = net(nd.array(images())).asnumpy()
     onp.testing.assert_allclose(pm.forward(images()), native, rtol=1e-6)
     assert (net.running_mean.data().asnumpy() == 1).all()
+
+
+def test_grads_with_grad_req_add_leave_the_accumulator_as_it_was() -> None:
+    net = nn.Dense(2, in_units=3)
+    net.initialize()
+    net.collect_params().setattr("grad_req", "add")
+    pm = up.wrap(net)
+    x = onp.arange(12, dtype=onp.float32).reshape(4, 3)
+    with autograd.record():
+        y = net(nd.array(x))
+    y.backward()
+    users = net.weight.grad().asnumpy().copy()
+    first, second = pm.grads(x), pm.grads(x)
+    onp.testing.assert_array_equal(net.weight.grad().asnumpy(), users)
+    onp.testing.assert_array_equal(first["weight"], second["weight"])
+    onp.testing.assert_allclose(first["weight"], users, rtol=1e-6)
+    assert net.weight.data()._fresh_grad

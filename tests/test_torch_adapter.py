@@ -112,3 +112,25 @@ def test_bfloat16_roundtrip() -> None:
     pm.init(up.init.Constant(1.5), kind="weight")
     assert torch.all(net.weight == 1.5)
     assert pm["weight"].numpy().astype(np.float32).tolist() == [[1.5, 1.5], [1.5, 1.5]]
+
+
+def test_grads_and_forward_leave_modes_statistics_rng_and_users_grads() -> None:
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(4, 6), nn.BatchNorm1d(6), nn.Dropout(0.5), nn.Linear(6, 2))
+    net[3].eval()
+    x = torch.randn(5, 4)
+    net(x).sum().backward()
+    users = {n: p.grad.clone() for n, p in net.named_parameters()}
+    state = {n: b.clone() for n, b in net.named_buffers()}
+    modes = [m.training for m in net.modules()]
+    rng = torch.get_rng_state()
+    pm = up.wrap(net)
+    pm.grads(x * 3)
+    pm.forward(x)
+    assert [m.training for m in net.modules()] == modes
+    assert torch.equal(torch.get_rng_state(), rng)
+    for n, b in net.named_buffers():
+        assert torch.equal(b, state[n]), n
+    for n, p in net.named_parameters():
+        assert torch.equal(p.grad, users[n]), n
+        np.testing.assert_array_equal(pm[n].grad, users[n].numpy())

@@ -137,8 +137,12 @@ class Adapter:
         raise NotImplementedError
 
     def compute_grads(self, inputs: Sequence[Any], loss: Callable[[Any], Any] | None) -> None:
-        """One forward and backward pass; afterwards grad() returns the gradients."""
+        """One forward and backward pass that leaves the framework's own gradients as they were; see pass_grad()."""
         raise NotImplementedError
+
+    def pass_grad(self, slot: Slot) -> np.ndarray | None:
+        """The slot's gradient from the last compute_grads (grad() may prefer the user's own native gradient)."""
+        return self.grad(slot)
 
     def forward(self, inputs: Sequence[Any]) -> np.ndarray:
         """The model's output on inputs (numpy or native tensors), in inference mode, as numpy."""

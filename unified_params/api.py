@@ -341,7 +341,7 @@ class ParamAPI:
         out = {}
         for e in self._unique():
             if e.slot.trainable:
-                g = adapter.grad(e.slot)
+                g = adapter.pass_grad(e.slot)
                 if g is not None:
                     out[self._rel(e.name)] = g
         return out
