@@ -4,6 +4,9 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
+
+import pytest
 
 from unified_params.cli import main
 from unified_params.conformance.matrix import Run, matrix, runs
@@ -40,3 +43,58 @@ def test_matrix_folds_outcomes_per_feature_and_backend() -> None:
     assert cells["E1"]["torch"] == "pass" and cells["E2"]["torch"] == "fail"
     assert cells["E3"]["torch"] == "pass" and cells["E11"]["torch"] == "not supported"
     assert "AssertionError" in notes["E2/torch"]
+
+
+def test_backends_says_nothing_when_everything_is_supported(capsys) -> None:  # noqa: ANN001
+    from unified_params.registry import adapter_class
+
+    assert main(["backends", "--format", "json"]) == 0
+    rows = json.loads(capsys.readouterr().out)[0]["rows"]
+    for name, *_, unsupported in rows:
+        capabilities = adapter_class(name).capabilities
+        assert unsupported == ("; ".join(f"{k}: {v}" for k, v in capabilities.items()) if capabilities else "nothing")
+    assert "nothing" in [row[-1] for row in rows]
+
+
+@pytest.mark.parametrize("command", ["compare", "conformance"])
+def test_unknown_backend_is_refused_naming_it(command: str, capsys) -> None:  # noqa: ANN001
+    from unified_params.registry import names
+
+    with pytest.raises(SystemExit) as exit_:
+        main([command, "--backend", "torch", "--backend", "tourch"])
+    assert exit_.value.code != 0
+    err = capsys.readouterr()
+    assert err.out == ""
+    assert "'tourch'" in err.err and ", ".join(names()) in err.err
+
+
+@pytest.mark.parametrize("jobs", ["0", "-1", "two"])
+def test_jobs_below_one_is_an_argparse_error(jobs: str, capsys) -> None:  # noqa: ANN001
+    with pytest.raises(SystemExit) as exit_:
+        main(["compare", "--backend", "torch", "--jobs", jobs])
+    assert exit_.value.code == 2 and "--jobs" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("where", ["missing folder", "under a file", "a folder", "unknown format"])
+def test_plot_to_an_unwritable_place_fails_before_the_work(where: str, tmp_path: Path, capsys) -> None:  # noqa: ANN001
+    (tmp_path / "file").write_text("x")
+    (tmp_path / "folder.png").mkdir()
+    target = {"missing folder": tmp_path / "no" / "plot.png", "under a file": tmp_path / "file" / "plot.png",
+              "a folder": tmp_path / "folder.png", "unknown format": tmp_path / "plot.nope"}[where]
+    with pytest.raises(SystemExit) as exit_:
+        main(["compare", "--backend", "torch", "--format", "json", "--plot", str(target)])
+    out = capsys.readouterr()
+    assert exit_.value.code == 2 and out.out == ""
+    assert "--plot" in out.err and str(target) in out.err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["file", "folder.png"]
+
+
+def test_compare_json_with_plot_keeps_stdout_json_and_names_the_file_written(tmp_path: Path, capsys) -> None:  # noqa: ANN001
+    assert main(["compare", "--backend", "torch", "--format", "json", "--plot", str(tmp_path / "hist")]) == 0
+    out = capsys.readouterr()
+    tables = json.loads(out.out)
+    assert tables and all({"title", "headers", "rows"} <= set(t) for t in tables)
+    written = tmp_path / "hist.png"
+    assert [p.name for p in tmp_path.iterdir()] == ["hist.png"]
+    assert written.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert f"wrote {written}" in out.err.splitlines()

@@ -45,7 +45,7 @@ def cmd_backends(args: argparse.Namespace) -> int:
     from .registry import backends
 
     rows = [[b.name, b.version or "-", "yes" if b.importable else "no", b.reason or "",
-             "; ".join(f"{k}: {v}" for k, v in b.capabilities.items()) or "all"] for b in backends()]
+             "; ".join(f"{k}: {v}" for k, v in b.capabilities.items()) or "nothing"] for b in backends()]
     _render([("Registered backends", ["backend", "framework version", "importable", "why not", "not supported"], rows)], args.format)
     return 0
 
@@ -72,15 +72,50 @@ def cmd_compare(args: argparse.Namespace) -> int:
     from .registry import backends
     from .sidebyside import run_all, tables
 
-    usable = [b.name for b in backends() if b.importable and (not args.backend or b.name in args.backend)]
+    chosen = [b for b in backends() if not args.backend or b.name in args.backend]
+    unusable = [f"{b.name!r}: {b.reason}" for b in chosen if args.backend and not b.importable]
+    if unusable:
+        print(f"unified-params compare: cannot run {'; '.join(unusable)}", file=sys.stderr)
+        return 1
+    usable = [b.name for b in chosen if b.importable]
     results = run_all(usable, jobs=args.jobs)
     _render(tables(results), args.format)
     if args.plot:
         from .plot import plot_initializers
 
-        plot_initializers(args.plot, usable)
-        print(f"wrote {args.plot}")
+        print(f"wrote {plot_initializers(args.plot, usable)}", file=sys.stderr)
     return 1 if any("error" in r for r in results) else 0
+
+
+def _backend_name(value: str) -> str:
+    """--backend: a registered backend's name."""
+    from .registry import names
+
+    known = names()
+    if value not in known:
+        raise argparse.ArgumentTypeError(f"unknown backend {value!r}; registered: {', '.join(known) or 'none'}")
+    return value
+
+
+def _jobs(value: str) -> int:
+    """--jobs: a whole number of at least 1."""
+    try:
+        jobs = int(value)
+    except ValueError:
+        jobs = 0
+    if jobs < 1:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a whole number of at least 1")
+    return jobs
+
+
+def _plot_file(value: str) -> str:
+    """--plot: the file that will be written, checked before any work starts."""
+    from .plot import plot_target
+
+    try:
+        return plot_target(value)
+    except (ValueError, OSError, ImportError) as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -93,10 +128,11 @@ def main(argv: list[str] | None = None) -> int:
         p.set_defaults(fn=fn)
         p.add_argument("--format", choices=("table", "json", "markdown"), default="table")
         if name != "backends":
-            p.add_argument("--backend", action="append", help="only this backend (repeatable)")
-            p.add_argument("--jobs", type=int, default=2, help="backends run in parallel")
+            p.add_argument("--backend", action="append", type=_backend_name, help="only this backend (repeatable)")
+            p.add_argument("--jobs", type=_jobs, default=2, help="backends run in parallel (at least 1)")
         if name == "compare":
-            p.add_argument("--plot", metavar="FILE.png", help="draw initializer histograms per backend")
+            p.add_argument("--plot", metavar="FILE.png", type=_plot_file,
+                           help="draw initializer histograms per backend (.png when FILE has no extension)")
     args = parser.parse_args(argv)
     return args.fn(args)
 

@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 from typing import Any
 
 import numpy as np
@@ -38,8 +39,35 @@ def samples(name: str, seed: int = 0) -> dict[str, list[float]]:
     return out
 
 
-def plot_initializers(path: str, backends: list[str]) -> None:
-    """Draw a grid: one row per initializer (and the native default), one column per backend."""
+def plot_target(path: str) -> str:
+    """The file a plot to path writes (matplotlib adds .png to a name without extension), refused now if it cannot be."""
+    try:
+        from matplotlib.backend_bases import FigureCanvasBase
+    except ImportError:
+        raise ImportError("drawing the plot needs matplotlib: pip install matplotlib") from None
+    ext = os.path.splitext(path)[1]
+    if ext in ("", "."):
+        path, ext = path.rstrip(".") + ".png", ".png"
+    formats = FigureCanvasBase.get_supported_filetypes()
+    if ext[1:].lower() not in formats:
+        raise ValueError(f"cannot draw {path!r}: unknown image format {ext!r}; use one of {', '.join(sorted(formats))}")
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        raise ValueError(f"cannot write {path!r}: the folder {folder!r} does not exist")
+    if os.path.isdir(path) or (os.path.exists(path) and not os.access(path, os.W_OK)):
+        raise ValueError(f"cannot write {path!r}: it is a folder or write-protected")
+    try:
+        fd, probe = tempfile.mkstemp(dir=folder)
+    except OSError as e:
+        raise ValueError(f"cannot write {path!r}: {e.strerror} in {folder!r}") from None
+    os.close(fd)
+    os.remove(probe)
+    return path
+
+
+def plot_initializers(path: str, backends: list[str]) -> str:
+    """Draw a grid: one row per initializer (and the native default), one column per backend; return the file written."""
+    path = plot_target(path)
     import matplotlib
 
     matplotlib.use("Agg")
@@ -71,6 +99,7 @@ def plot_initializers(path: str, backends: list[str]) -> None:
     fig.suptitle("First-layer weight (256, 20):\neach framework's default, then unified_params initializers, seed 0", fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
+    return path
 
 
 if __name__ == "__main__":
