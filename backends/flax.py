@@ -106,6 +106,7 @@ class FlaxAdapter(Adapter):
     distribution = "flax"
     extra = "flax"
     examples = "unified_params.backends.flax_examples"
+    structures = "unified_params.backends.flax_structures"
     capabilities: dict[str, str] = {
         NATIVE_MATERIALIZE: "linen modules are stateless: module.init returns new variables the wrapper "
                               "cannot see; call pm.materialize(x), then pm.variables holds them",

@@ -31,6 +31,7 @@ from unified_params.layout import (
     shape_to_canonical,
     to_canonical,
 )
+from unified_params.naming import Group, attribute_paths, group_children
 
 keras = lazy("keras")
 
@@ -128,51 +129,38 @@ def _is_layer(value: Any) -> bool:
     return isinstance(value, keras.Layer) and not isinstance(value, keras.metrics.Metric)
 
 
-def _layer_keys(layer: Any) -> dict[int, tuple[str, ...]]:
-    """id(sublayer) -> its attribute path: (attr,) or (attr, index/key) for lists and dicts of layers."""
-    keys: dict[int, tuple[str, ...]] = {}
-    for name, value in _attribute_items(layer):
-        if _is_layer(value):
-            keys.setdefault(id(value), (name,))
-        elif isinstance(value, (list, tuple)):
-            for i, item in enumerate(value):
-                if _is_layer(item):
-                    keys.setdefault(id(item), (name, str(i)))
-        elif isinstance(value, Mapping):
-            for k, item in value.items():
-                if _is_layer(item):
-                    keys.setdefault(id(item), (name, str(k)))
-    return keys
-
-
 def _variable_keys(layer: Any) -> dict[int, str]:
     """id(variable) -> the attribute that holds it, for naming auto-named variables."""
     return {id(v): k for k, v in _attribute_items(layer) if isinstance(v, keras.Variable)}
 
 
 def _children(layer: Any) -> list[tuple[str, Any]]:
-    """(key, child) in container order; a child is a layer or a (native container, [(key, layer)]) pair."""
+    """(key, child) in container order; a child is a layer or a Group of the layers in one list/dict attribute."""
     if isinstance(layer, keras.Sequential):
         return [(str(i), child) for i, child in enumerate(layer.layers)]
     from keras.src.models.functional import Functional
 
     if isinstance(layer, Functional):
         inner = [c for c in layer.layers if not isinstance(c, keras.layers.InputLayer)]
-        return [(str(i), child) for i, child in enumerate(inner)]
+        return [(_functional_key(child, i), child) for i, child in enumerate(inner)]
     children = list(layer._flatten_layers(include_self=False, recursive=False))
-    keys = _layer_keys(layer) if children else {}
-    out: list[tuple[str, Any]] = []
-    groups: dict[str, list[tuple[str, Any]]] = {}
-    for child in children:
-        path = keys.get(id(child), (child.name,))
-        if len(path) == 1:
-            out.append((path[0], child))
-        elif path[0] in groups:
-            groups[path[0]].append((path[1], child))
-        else:
-            groups[path[0]] = [(path[1], child)]
-            out.append((path[0], (getattr(layer, path[0], None), groups[path[0]])))
-    return out
+    if not children:
+        return []
+    items = _attribute_items(layer)
+    return group_children([(c.name, c) for c in children], attribute_paths(items, _is_layer), dict(items))
+
+
+def _functional_key(layer: Any, position: int) -> str:
+    """A functional model's child key: the name the user gave the layer, else its position.
+
+    Keras names unnamed layers `<snake_case class>` or `<snake_case class>_<n>` from a global counter, which
+    changes between sessions, so those (and names with a dot) fall back to the position among non-input layers.
+    """
+    from keras.src.utils.naming import to_snake_case
+
+    name = layer.name
+    auto = re.fullmatch(rf"{re.escape(to_snake_case(type(layer).__name__))}(_\d+)?", name)
+    return str(position) if auto or "." in name or not name else name
 
 
 def _own_variables(layer: Any) -> list[Any]:
@@ -193,6 +181,7 @@ class KerasAdapter(Adapter):
     distribution = "keras"
     extra = "keras"
     examples = "unified_params.backends.keras_examples"
+    structures = "unified_params.backends.keras_structures"
     capabilities: dict[str, str] = {
         NATIVE_GRAD: "Keras variables hold no gradient: gradients come from the backend's autodiff "
                        "(tf.GradientTape, jax.grad, torch.autograd); use pm.grads(x)",
@@ -216,10 +205,9 @@ class KerasAdapter(Adapter):
     def _node(self, key: str, layer: Any, scope: tuple[str, ...]) -> Node:
         node = Node(key, layer, slots=self._slots(layer, scope), label=type(layer).__name__)
         for child_key, child in _children(layer):
-            if isinstance(child, tuple):
-                native, members = child
-                node.children.append(Node(child_key, native, label=type(native).__name__, children=[
-                    self._node(k, c, (*scope, c.name)) for k, c in members]))
+            if isinstance(child, Group):
+                node.children.append(Node(child_key, child.container, label=type(child.container).__name__, children=[
+                    self._node(k, c, (*scope, c.name)) for k, c in child.members]))
             else:
                 node.children.append(self._node(child_key, child, (*scope, child.name)))
         return node

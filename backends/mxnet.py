@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 import sys
 import threading
+import warnings
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from types import ModuleType
@@ -22,6 +23,7 @@ from unified_params import errors
 from unified_params._lazy import LazyModule
 from unified_params.adapter import Adapter, DeferredHooks, Node, Slot
 from unified_params.backends.mxnet_import import import_mxnet
+from unified_params.naming import Group, attribute_paths, group_children, unregistered
 
 _LEAVES = {"gamma": "weight", "beta": "bias"}
 _HOOKS = "_unified_params_hooks"
@@ -93,6 +95,28 @@ def _own_params(block: Any) -> list[tuple[str, Any]]:
             leaf = name[len(prefix):] if prefix and name.startswith(prefix) else name
             own.append((_LEAVES.get(leaf, leaf), p))
     return own
+
+
+def _children(block: Any) -> list[tuple[str, Any]]:
+    """(key, child or Group): registered children by name, those also held in a list/dict attribute as attr.i/attr.key.
+
+    Blocks held in a list or dict attribute but never registered are invisible to Gluon (no parameters are
+    collected, saved or trained): they get a warning naming them.
+    """
+    attrs = [(k, v) for k, v in vars(block).items() if not k.startswith("_")]
+    registered = block._children
+    lost = unregistered(attrs, _is_block, {id(c) for c in registered.values()})
+    if lost:
+        warnings.warn(f"{type(block).__name__} holds blocks that Gluon does not know of: {', '.join(lost)}; "
+                      f"register them with register_child(block, name) or their parameters are neither trained "
+                      f"nor saved", stacklevel=4)
+    if not attrs:
+        return list(registered.items())
+    return group_children(list(registered.items()), attribute_paths(attrs, _is_block), dict(attrs))
+
+
+def _is_block(value: Any) -> bool:
+    return isinstance(value, mx.gluon.Block)
 
 
 def _walk(block: Any, path: tuple[str, ...] = ()) -> Iterator[tuple[tuple[str, ...], Any]]:
@@ -178,6 +202,7 @@ class MXNetAdapter(Adapter):
     distribution = "mxnet"
     extra = "mxnet"
     examples = "unified_params.backends.mxnet_examples"
+    structures = "unified_params.backends.mxnet_structures"
     capabilities: dict[str, str] = {}
 
     def __init__(self, model: Any, variables: Any = None) -> None:
@@ -200,7 +225,13 @@ class MXNetAdapter(Adapter):
         for _, p in own:
             self._attach(p)
         slots = [self._slot(leaf, p) for leaf, p in own]
-        children = [self._node(k, c) for k, c in block._children.items()]
+        children = []
+        for child_key, child in _children(block):
+            if isinstance(child, Group):
+                children.append(Node(child_key, child.container, label=type(child.container).__name__,
+                                     children=[self._node(k, c) for k, c in child.members]))
+            else:
+                children.append(self._node(child_key, child))
         return Node(key=key, native=block, children=children, slots=slots, label=type(block).__name__)
 
     @staticmethod

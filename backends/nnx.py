@@ -223,6 +223,7 @@ class NNXAdapter(Adapter):
     distribution = "flax"
     extra = "flax"
     examples = "unified_params.backends.nnx_examples"
+    structures = "unified_params.backends.nnx_structures"
     capabilities: dict[str, str] = {
         NATIVE_GRAD: "JAX keeps no gradient on parameters (nnx.grad returns them); use pm.grads(x)",
     }

@@ -71,6 +71,7 @@ class TorchAdapter(Adapter):
     distribution = "torch"
     extra = "torch"
     examples = "unified_params.backends.torch_examples"
+    structures = "unified_params.backends.torch_structures"
     capabilities: dict[str, str] = {}
 
     def __init__(self, model: Any, variables: Any = None) -> None:

@@ -79,6 +79,7 @@ class Adapter:
     distribution: ClassVar[str] = ""
     extra: ClassVar[str] = ""
     examples: ClassVar[str] = ""
+    structures: ClassVar[str] = ""
     capabilities: ClassVar[dict[str, str]] = {}
 
     def __init__(self, model: Any, variables: Any = None) -> None:

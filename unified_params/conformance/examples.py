@@ -30,6 +30,8 @@ FEATURES: dict[str, str] = {
     "cross: outputs and gradients": "outputs (rtol 1e-5) and gradients (rtol 1e-4) agree for each pair",
     "cross: transfer": "up.transfer reproduces every value natively and the outputs, for each ordered pair",
     "cross: checkpoints": "a file saved on one backend loads bitwise on the other, for each ordered pair",
+    "names": "eight common structures written idiomatically get the naming rule's canonical names",
+    "names: transfer": "each of the eight structures moves between every pair with the same outputs",
 }
 
 REQUIRED_BUILDERS = ("mlp", "nested", "tied", "deferred", "eager")
