@@ -17,6 +17,7 @@ from unified_params.layout import (
     to_canonical,
 )
 from unified_params.layout import canonical_copy as _canonical_copy
+from unified_params.naming import Group, attribute_paths, group_children
 
 jax = lazy("jax")
 jnp = lazy("jax.numpy")
@@ -260,13 +261,26 @@ class LinenTree:
             return [(str(i), mine, layer) for i, (mine, layer) in enumerate(zip(module.layers, layers))]
         if bound is None:
             return []
-        return [(name, child, child) for name, child in bound._state.children.items() if isinstance(child, linen.Module)]
+        children = [(name, child) for name, child in bound._state.children.items() if isinstance(child, linen.Module)]
+        attrs = [(k, v) for k, v in vars(bound).items() if not k.startswith("_") and k not in ("name", "scope", "parent")]
+        grouped = group_children(children, attribute_paths(attrs, _is_module), dict(attrs))
+        return [(key, child, child) if not isinstance(child, Group) else
+                (key, child.container, Group(child.container, [(k, (c, c)) for k, c in child.members]))
+                for key, child in grouped]
 
     def _module_node(self, key: str, module: Any, bound: Any, path: tuple[str, ...], canon: tuple[str, ...]) -> Node:
         node = Node(key, module, label=type(module).__name__)
         self.layers.setdefault(path, ".".join(canon))
         covered: set[str] = set()
         for position, (child_key, native, child) in enumerate(self._children(module, bound)):
+            if isinstance(child, Group):
+                group = Node(child_key, native, label=type(native).__name__)
+                for key, (mine, member) in self._creation_order(path, child.members):
+                    member_path = tuple(member.scope.path)
+                    covered.add(member_path[-1])
+                    group.children.append(self._module_node(key, mine, member, member_path, (*canon, child_key, key)))
+                node.children.append(group)
+                continue
             if not isinstance(child, linen.Module):
                 node.children.append(Node(child_key, native, label=getattr(native, "__name__", type(native).__name__)))
                 continue
@@ -285,6 +299,13 @@ class LinenTree:
             if name not in covered:
                 node.children.append(self._vars_node(name, (*path, name), (*canon, name)))
         return node
+
+    def _creation_order(self, path: tuple[str, ...], members: list[tuple[str, Any]]) -> list[tuple[str, Any]]:
+        """A dict attribute's members in the order their variables were created (linen sorts the dict itself)."""
+        if self.variables is None:
+            return members
+        made = {name: i for i, name in enumerate(self._subtree_keys(path))}
+        return sorted(members, key=lambda m: made.get(m[1][1].scope.path[-1], len(made)))
 
     def _subtree_keys(self, path: tuple[str, ...]) -> list[str]:
         keys: list[str] = []
@@ -323,6 +344,10 @@ class LinenTree:
         leaf = LinenLeaf(col, (*path, name), None, shape, _param_dtype(module),
                          kernel_layout(name, len(shape), module), module)
         return self.make_slot(leaf)
+
+
+def _is_module(value: Any) -> bool:
+    return isinstance(value, linen.Module)
 
 
 def linen_slot_fields(leaf: LinenLeaf) -> dict[str, Any]:

@@ -45,12 +45,15 @@ class DictOfHeads(nn.Module):
 
 
 class EncoderDecoder(nn.Module):
-    """Compact style: the containers are named where they are made."""
+    """Containers made in setup. (Made inside a compact method, linen parents the Sequential's layers to this
+    module, so they are named Dense_0, Dense_1: see docs/names.md.)"""
 
-    @nn.compact
+    def setup(self) -> None:
+        self.encoder = nn.Sequential([nn.Dense(8), nn.relu, nn.Dense(2)])
+        self.decoder = nn.Dense(4)
+
     def __call__(self, x: Any) -> Any:
-        h = nn.Sequential([nn.Dense(8), nn.relu, nn.Dense(2)], name="encoder")(x)
-        return nn.Dense(4, name="decoder")(h)
+        return self.decoder(self.encoder(x))
 
 
 class Residual(nn.Module):
