@@ -118,12 +118,13 @@ def native_names(pm: Any) -> list[str]:
     return list(traverse_util.flatten_dict(pm.variables, sep="/"))
 
 
-def native_forward(pm: Any, x: np.ndarray) -> np.ndarray:
-    """The user's own forward call on x, as numpy."""
+def native_forward(pm: Any, *xs: np.ndarray) -> np.ndarray:
+    """The user's own forward call on xs, as numpy."""
+    args = [jnp.asarray(x) for x in xs]
     if pm.variables is None:
-        out, _ = pm.model.init_with_output(jax.random.PRNGKey(0), jnp.asarray(x))
+        out, _ = pm.model.init_with_output(jax.random.PRNGKey(0), *args)
         return np.asarray(out)
-    return np.asarray(pm.model.apply(pm.variables, jnp.asarray(x)))
+    return np.asarray(pm.model.apply(pm.variables, *args))
 
 
 def _canonical(path: tuple[str, ...]) -> str:

@@ -110,8 +110,8 @@ def native_names(pm: Any) -> list[str]:
     return [v.path for v in pm.model.weights]
 
 
-def native_forward(pm: Any, x: np.ndarray) -> np.ndarray:
-    return keras.ops.convert_to_numpy(pm.model(x))
+def native_forward(pm: Any, *xs: np.ndarray) -> np.ndarray:
+    return keras.ops.convert_to_numpy(pm.model(*xs))
 
 
 def _named_variables(layer: keras.Layer, prefix: str = "") -> list[tuple[str, keras.Variable]]:

@@ -100,9 +100,9 @@ def native_names(pm: Any) -> list[str]:
     return list(pm.model.collect_params().keys())
 
 
-def native_forward(pm: Any, x: np.ndarray) -> np.ndarray:
-    """net(x) as the user calls it; it finishes a deferred init."""
-    return pm.model(nd.array(x, dtype=x.dtype)).asnumpy()
+def native_forward(pm: Any, *xs: np.ndarray) -> np.ndarray:
+    """net(*xs) as the user calls it; it finishes a deferred init."""
+    return pm.model(*(nd.array(x, dtype=x.dtype) for x in xs)).asnumpy()
 
 
 def _canonical(structural: str) -> str:

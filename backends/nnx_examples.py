@@ -106,11 +106,12 @@ def _lazy(model: Any) -> bool:
     return any(isinstance(m, bridge.ToNNX) and not nnx.state(m, nnx.Param) for _, m in nnx.iter_graph(model))
 
 
-def native_forward(pm: Any, x: np.ndarray) -> np.ndarray:
-    """The user's own forward call on x, as numpy."""
+def native_forward(pm: Any, *xs: np.ndarray) -> np.ndarray:
+    """The user's own forward call on xs, as numpy."""
+    args = [jnp.asarray(x) for x in xs]
     if _lazy(pm.model):
-        bridge.lazy_init(pm.model, jnp.asarray(x))
-    return np.asarray(pm.model(jnp.asarray(x)))
+        bridge.lazy_init(pm.model, *args)
+    return np.asarray(pm.model(*args))
 
 
 def _canonical(path: tuple) -> str:

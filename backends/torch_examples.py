@@ -58,9 +58,9 @@ def native_names(pm: Any) -> list[str]:
     return [n for n, _ in pm.model.named_parameters()] + buffers
 
 
-def native_forward(pm: Any, x: np.ndarray) -> np.ndarray:
+def native_forward(pm: Any, *xs: np.ndarray) -> np.ndarray:
     with torch.no_grad():
-        return pm.model(torch.from_numpy(x)).numpy()
+        return pm.model(*map(torch.from_numpy, xs)).numpy()
 
 
 def native_grads(pm: Any, x: np.ndarray) -> dict[str, np.ndarray]:

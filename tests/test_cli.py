@@ -41,7 +41,8 @@ def test_matrix_folds_outcomes_per_feature_and_backend() -> None:
     features, cells, notes = matrix([run])
     assert features == ["E1", "E2", "E3", "E11"]
     assert cells["E1"]["torch"] == "pass" and cells["E2"]["torch"] == "fail"
-    assert cells["E3"]["torch"] == "pass" and cells["E11"]["torch"] == "not supported"
+    assert cells["E3"]["torch"] == "pass (partial)" and cells["E11"]["torch"] == "not supported"
+    assert notes["E3/torch"] == "not supported: no grads"
     assert "AssertionError" in notes["E2/torch"]
 
 
@@ -98,3 +99,44 @@ def test_compare_json_with_plot_keeps_stdout_json_and_names_the_file_written(tmp
     assert [p.name for p in tmp_path.iterdir()] == ["hist.png"]
     assert written.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert f"wrote {written}" in out.err.splitlines()
+
+
+REPORTED = """
+import pytest
+
+pytestmark = pytest.mark.unified_params
+
+
+@pytest.mark.feature("E3")
+def test_e3_supported(backend):
+    pass
+
+
+@pytest.mark.feature("E3")
+@pytest.mark.requires("native_grad")
+def test_e3_needs_native_grad(backend):
+    pass
+
+
+@pytest.mark.feature("cross: transfer")
+def test_transfer(pair):
+    if pair == ("keras", "torch"):
+        raise AttributeError("'Zoo' object has no attribute 'conv'")
+"""
+
+
+def test_matrix_notes_keep_the_message_blame_the_pair_and_mark_partial_support(tmp_path: Path) -> None:
+    from unified_params.conformance.plugin import backend_label
+    from unified_params.registry import adapter_class
+
+    (tmp_path / "test_reported.py").write_text(REPORTED)
+    report = tmp_path / "report.json"
+    subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--rootdir", str(tmp_path), str(tmp_path),
+                    "--backend", "torch", "--backend", "keras", "--up-report", str(report)], capture_output=True, cwd=tmp_path)
+    features, cells, notes = matrix([Run("x", [], {}, rows=json.loads(report.read_text()))])
+    keras = backend_label("keras")
+    assert "native_grad" in adapter_class("keras").capabilities and "native_grad" not in adapter_class("torch").capabilities
+    assert cells["E3"] == {"torch": "pass", keras: "pass (partial)"}
+    assert notes[f"E3/{keras}"] == "not supported: " + adapter_class("keras").capabilities["native_grad"]
+    assert cells["cross: transfer"] == {f"torch->{keras}": "pass", f"{keras}->torch": "fail"}
+    assert "AttributeError: 'Zoo' object has no attribute 'conv'" in notes[f"cross: transfer/{keras}->torch"]

@@ -35,7 +35,8 @@ def _render(tables: list[Table], fmt: str) -> None:
 
 def _style(cell: Any) -> str:
     text = str(cell)
-    colors = {"pass": "green", "fail": "bold red", "not supported": "yellow", "not installed": "red"}
+    colors = {"pass": "green", "pass (partial)": "green", "fail": "bold red", "not supported": "yellow",
+              "not installed": "red"}
     from rich.markup import escape
 
     return f"[{colors[text]}]{text}[/]" if text in colors else escape(text)
@@ -52,14 +53,22 @@ def cmd_backends(args: argparse.Namespace) -> int:
 
 def cmd_conformance(args: argparse.Namespace) -> int:
     from .conformance.examples import FEATURES
-    from .conformance.matrix import execute_all, matrix, runs
+    from .conformance.matrix import CROSS, execute_all, matrix, runs
+    from .conformance.plugin import ONE_BACKEND
     from .registry import names
 
     all_runs = execute_all(runs(args.backend or names()), jobs=args.jobs)
     features, cells, notes = matrix(all_runs)
-    labels = [r.label for r in all_runs if not r.label.startswith("cross")]
-    rows = [[f, FEATURES.get(f, ""), *[cells[f].get(label, "-") for label in labels]] for f in features]
+    labels = [r.label for r in all_runs if not r.label.startswith(CROSS)]
+    own, cross = [f for f in features if not f.startswith(CROSS)], [f for f in features if f.startswith(CROSS)]
+    rows = [[f, FEATURES.get(f, ""), *[cells[f].get(label, "-") for label in labels]] for f in own]
     tables: list[Table] = [("Conformance: feature x backend", ["feature", "what", *labels], rows)]
+    if cross:
+        pairs = list(dict.fromkeys(pair for f in cross for pair in cells[f]))
+        tables.append(("Cross-framework: pair x feature", ["pair", *[f.removeprefix("cross: ") for f in cross]],
+                       [[pair, *[cells[f].get(pair, "-") for f in cross]] for pair in pairs]))
+    if len(set(args.backend or names())) == 1:
+        notes[CROSS] = ONE_BACKEND
     if notes:
         tables.append(("Notes", ["where", "reason"], [[k, v] for k, v in notes.items()]))
     _render(tables, args.format)

@@ -24,6 +24,7 @@ EXAMPLES: dict[str, str] = {
 
 FEATURES: dict[str, str] = {
     **EXAMPLES,
+    "builders": "every examples builder (mlp ... eager, zoo) builds, wraps, has the documented names, runs natively",
     "errors": "bad input: the named error, a message that says what to do, the model unchanged",
     "state": "state_dict / load_state_dict / save / load / transfer / compare on one backend",
     "cross: same seed, same bits": "the same init and seed give bitwise-equal state on both backends of each pair",

@@ -63,15 +63,26 @@ def execute_all(all_runs: list[Run], jobs: int = 2) -> list[Run]:
         return list(pool.map(execute, all_runs))
 
 
+PARTIAL = "pass (partial)"
+CROSS = "cross"
+
+
 def _cell(outcomes: set[str]) -> str:
-    for verdict in ("fail", "pass", "not supported", "not installed"):
+    """One cell: any failure fails it; tests passed beside tests skipped as not supported make it partial."""
+    if "fail" not in outcomes and {"pass", NOT_SUPPORTED} <= outcomes:
+        return PARTIAL
+    for verdict in ("fail", "pass", NOT_SUPPORTED, "not installed"):
         if verdict in outcomes:
             return verdict
     return "not run"
 
 
 def matrix(all_runs: list[Run]) -> tuple[list[str], dict[str, dict[str, str]], dict[str, str]]:
-    """(features, {feature: {label: pass|fail|not supported|not installed}}, {feature/label: reason})."""
+    """(features, {feature: {label: cell}}, {feature/label: reason}); a cross feature's labels are pairs `a->b`.
+
+    A cell is `pass`, `pass (partial)` (what ran passed, the rest is not supported: the note says what),
+    `not supported`, `fail`, `not installed` or `not run`.
+    """
     seen: dict[str, dict[str, set[str]]] = {}
     notes: dict[str, str] = {}
     for run in all_runs:
@@ -85,12 +96,12 @@ def matrix(all_runs: list[Run]) -> tuple[list[str], dict[str, dict[str, str]], d
                 verdict = "fail"
                 notes[key] = f"{row['test']}: {row['reason']}"
             elif row["outcome"] == "skipped":
-                verdict = "not supported" if row["reason"].startswith(NOT_SUPPORTED) else "not installed"
+                verdict = NOT_SUPPORTED if row["reason"].startswith(NOT_SUPPORTED) else "not installed"
                 notes.setdefault(key, row["reason"])
             else:
                 verdict = "pass"
             seen.setdefault(row["feature"], {}).setdefault(label, set()).add(verdict)
-    order = [f"E{i}" for i in range(1, 14)] + ["errors", "state"]
+    order = ["builders"] + [f"E{i}" for i in range(1, 14)] + ["errors", "state"]
     features = sorted(seen, key=lambda f: (order.index(f) if f in order else len(order), f))
     cells = {f: {label: _cell(v) for label, v in seen[f].items()} for f in features}
     return features, cells, notes

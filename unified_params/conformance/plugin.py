@@ -125,6 +125,17 @@ def pytest_runtest_logreport(report: pytest.TestReport) -> None:
         _RESULTS.append(report)
 
 
+def failure(report: pytest.TestReport, limit: int = 300) -> str:
+    """A failed test's exception message and where it was raised, on one line (not only `file:line: Error`)."""
+    crash = getattr(report.longrepr, "reprcrash", None)
+    if crash is None:
+        lines = (report.longreprtext or "").strip().splitlines()
+        return lines[-1][:limit] if lines else "failed"
+    message = " ".join(line.strip() for line in crash.message.splitlines() if line.strip())
+    where = f" ({os.path.basename(crash.path)}:{crash.lineno})"
+    return (message if len(message) + len(where) <= limit else message[:limit - len(where) - 3] + "...") + where
+
+
 def pytest_sessionfinish(session: pytest.Session) -> None:
     path = session.config.getoption("up_report")
     if not path:
@@ -139,10 +150,11 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
         if report.skipped and isinstance(report.longrepr, tuple):
             reason = str(report.longrepr[2]).removeprefix("Skipped: ")
         elif report.failed:
-            reason = (report.longreprtext or "").strip().splitlines()[-1][:300] if report.longreprtext else "failed"
-        for backend in ([props["backend"]] if props.get("backend") else props["pair"]):
-            rows.append({"test": report.nodeid, "feature": item_feature, "backend": backend_label(backend),
-                         "outcome": report.outcome, "reason": reason})
+            reason = failure(report)
+        pair = props.get("pair")
+        label = "->".join(map(backend_label, pair)) if pair else backend_label(props["backend"])
+        rows.append({"test": report.nodeid, "feature": item_feature, "backend": label, "outcome": report.outcome,
+                     "reason": reason})
     with open(path, "w") as f:
         json.dump(rows, f)
 
