@@ -26,7 +26,7 @@ __version__ = "0.1.0"
 
 _LAZY = {
     "wrap": "wrapping", "backends": "registry", "BackendInfo": "registry", "transfer": "transfers", "compare": "comparison",
-    "Comparison": "comparison", "ParamAPI": "api", "ParamView": "api", "init": None,
+    "Comparison": "comparison", "match": "transfers", "Match": "matching", "ParamAPI": "api", "ParamView": "api", "init": None,
 }
 
 __all__ = [

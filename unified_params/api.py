@@ -14,6 +14,7 @@ from .adapter import DEFERRED, Node
 from .fit import Target, fit_one, fit_state
 from .index import Entry
 from .init import Initializer, make_value
+from .matching import Rename, rename_state
 from .model_state import ModelState, Record
 from .rng import fresh_seed
 
@@ -57,6 +58,14 @@ class ParamView:
     @property
     def initialized(self) -> bool:
         return bool(self._entry().slot.initialized)
+
+    @property
+    def layer_type(self) -> str | None:
+        """The canonical type of the layer that holds this parameter (`linear`, `conv`, ...), None without a rule."""
+        node = self._api._model.index().root
+        for key in self._entry().path:
+            node = next(c for c in node.children if c.key == key)
+        return getattr(node, "layer_type", None)
 
     @property
     def size(self) -> int | None:
@@ -372,10 +381,14 @@ class ParamAPI:
                         {n for n, e in unique.items() if not e.slot.initialized}, aliases)
         return target, unique
 
-    def load_state_dict(self, state: dict[str, Any], strict: bool = True, cast: bool = False) -> ParamAPI:
-        """Check every name, shape and dtype first, then write; raise listing every misfit and write nothing."""
+    def load_state_dict(self, state: dict[str, Any], strict: bool = True, cast: bool = False,
+                        rename: Rename | None = None) -> ParamAPI:
+        """Check every name, shape and dtype first, then write; raise listing every misfit and write nothing.
+
+        rename: [(regex, replacement), ...] applied to the state's names first (first full match wins).
+        """
         target, unique = self._target()
-        values = fit_state(state, target, strict=strict, cast=cast)
+        values = fit_state(rename_state(state, rename), target, strict=strict, cast=cast)
         self._model.adapter.write_many([(unique[n].slot, v) for n, v in values.items()])
         return self
 
@@ -383,9 +396,10 @@ class ParamAPI:
         """Write a safetensors checkpoint (canonical names and layout) atomically."""
         checkpoint.save(path, self.state_dict(), self.backend, self.tied(), metadata)
 
-    def load(self, path: str | os.PathLike, strict: bool = True, cast: bool = False) -> ParamAPI:
-        """Load a safetensors checkpoint; nothing is written unless every entry fits."""
+    def load(self, path: str | os.PathLike, strict: bool = True, cast: bool = False,
+             rename: Rename | None = None) -> ParamAPI:
+        """Load a safetensors checkpoint; nothing is written unless every entry fits (rename as in load_state_dict)."""
         tensors, metadata = checkpoint.read(path)
         with checkpoint.named(path, metadata):
-            self.load_state_dict(tensors, strict=strict, cast=cast)
+            self.load_state_dict(tensors, strict=strict, cast=cast, rename=rename)
         return self

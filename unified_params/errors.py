@@ -1,7 +1,7 @@
 """The error family: every error derives from UnifiedParamsError and the builtin a user would catch."""
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 
 class UnifiedParamsError(Exception):
@@ -49,6 +49,13 @@ class BackendNotInstalledError(UnifiedParamsError, ImportError):
 
 class UnsupportedError(UnifiedParamsError, NotImplementedError):
     """A backend cannot do what was asked; its capabilities say why."""
+
+
+def short_list(names: Sequence[str], limit: int = 10) -> str:
+    """At most limit names, comma-separated, then "and N more": long lists stay readable."""
+    names = list(names)
+    shown = ", ".join(names[:limit])
+    return shown if len(names) <= limit else f"{shown} and {len(names) - limit} more"
 
 
 def closest(name: str, candidates: Iterable[str], n: int = 5) -> list[str]:
