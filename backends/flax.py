@@ -62,6 +62,13 @@ class LinenRef:
     layout: str
 
 
+@dataclass
+class _Stamp:
+    """The variables tree an index was built from."""
+
+    tree: Any
+
+
 def _rngs() -> dict[str, Any]:
     key = jax.random.PRNGKey(SEED)
     return {"params": key, "dropout": jax.random.fold_in(key, 1)}
@@ -118,6 +125,7 @@ class FlaxAdapter(Adapter):
         self._variables: dict | None = None if variables is None else frozen_dict.unfreeze(variables)
         self._grads: dict[tuple[str, ...], np.ndarray] = {}
         self._layers: dict[tuple[str, ...], str] = {}
+        self._stamp: _Stamp | None = None
 
     @classmethod
     def recognizes(cls, model: Any) -> bool:
@@ -141,6 +149,24 @@ class FlaxAdapter(Adapter):
         path = (leaf.collection, *leaf.path)
         return Slot(native_name=leaf.native_name, ref=LinenRef(path, leaf.layout), storage=path, **linen_slot_fields(leaf))
 
+    def stamp(self, root: Node) -> _Stamp:
+        """The variables tree root was built from; the adapter's own writes (same paths, dtypes, shapes) carry it on."""
+        self._stamp = _Stamp(self._variables)
+        return self._stamp
+
+    def changed(self, stamp: _Stamp, attributes: bool = True) -> bool:
+        """The module is immutable: only a variables tree the adapter did not write itself can differ."""
+        return self._variables is not stamp.tree
+
+    def current(self, stamp: _Stamp, nodes: Sequence[Node], slot: Slot, attributes: bool = True) -> bool:
+        return self._variables is stamp.tree
+
+    def _replace(self, new: dict) -> None:
+        """Hold a variables tree made from the current one by writing values in place of values."""
+        if self._stamp is not None and self._stamp.tree is self._variables:
+            self._stamp.tree = new
+        self._variables = new
+
     def native(self, slot: Slot) -> Any:
         """The leaf of the current variables tree (a jax.Array, or its AxisMetadata box)."""
         return get_path(self._variables, slot.ref.path)
@@ -156,7 +182,7 @@ class FlaxAdapter(Adapter):
         old = get_path(self._variables, slot.ref.path)
         value = unbox(old)
         new = filled_array(value.shape, value.dtype, slot.ref.layout, fn)
-        self._variables = set_path(self._variables, slot.ref.path, rebox(old, new))
+        self._replace(set_path(self._variables, slot.ref.path, rebox(old, new)))
 
     def write(self, slot: Slot, value: np.ndarray) -> None:
         self.write_many([(slot, value)])
@@ -169,7 +195,7 @@ class FlaxAdapter(Adapter):
         for slot, value in pairs:
             old = get_path(new, slot.ref.path)
             new = set_path(new, slot.ref.path, rebox(old, native_array(value, slot.ref.layout, unbox(old).dtype)))
-        self._variables = new
+        self._replace(new)
 
     def grad(self, slot: Slot) -> np.ndarray | None:
         g = self._grads.get(slot.ref.path)

@@ -180,3 +180,8 @@ def zoo_input() -> tuple[np.ndarray, np.ndarray]:
     from unified_params.conformance.examples import zoo_image, zoo_tokens
 
     return zoo_image(), zoo_tokens()
+
+
+LINEN = "linen modules are immutable dataclasses and the wrapper holds the variables: a changed model is a new wrap"
+UNSUPPORTED_MUTATIONS = dict.fromkeys(
+    ("replace_layer", "append_layer", "delete_layer", "reassign_weight", "set_trainable", "cast"), LINEN)

@@ -16,6 +16,7 @@ import sys
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from operator import attrgetter
 from typing import Any
 
 import numpy as np
@@ -24,6 +25,7 @@ from unified_params._lazy import lazy
 from unified_params.adapter import NATIVE_GRAD, Adapter, DeferredHooks, Node, Slot
 from unified_params.dtypes import resolve
 from unified_params.errors import ShapeMismatchError, UnifiedParamsError, deferred
+from unified_params.freshness import Contents, identical
 from unified_params.layout import (
     aligned_empty,
     canonical_copy,
@@ -173,6 +175,44 @@ def _own_variables(layer: Any) -> list[Any]:
     return out
 
 
+_LISTS = attrgetter("_layers", "_trainable_variables", "_non_trainable_variables")
+_ATTRIBUTES = attrgetter("trainable", "dtype", "shape")
+
+
+def _lists(layer: Any) -> tuple[Any, ...]:
+    """The tracker lists tree() reads a layer's children and variables from (a functional model's operations too)."""
+    return (*_LISTS(layer), getattr(layer, "_operations", ()))
+
+
+def _keyed(layers: list[Any]) -> list[Any]:
+    """Subclassed layers with sublayers: their children are keyed by attribute, which tracking alone does not show."""
+    from keras.src.models.functional import Functional
+
+    return [layer for layer in layers if layer._layers and not isinstance(layer, (keras.Sequential, Functional))]
+
+
+class _Stamp:
+    """The layers an index was built from, their tracker lists and attribute keys, and each variable's attributes."""
+
+    def __init__(self, root: Node) -> None:
+        self.layers = list({id(layer): layer for layer in root.native._flatten_layers(include_self=True)}.values())
+        self.lists = [x for layer in self.layers for x in _lists(layer)]
+        self.contents = Contents(sequences=self.lists)
+        self.keyed = _keyed(self.layers)
+        self.keys = [_layer_keys(layer) for layer in self.keyed]
+        self.built = [layer.built for layer in self.layers]
+        self.variables = [v for layer in self.layers for v in _own_variables(layer)]
+        self.attributes = list(map(_ATTRIBUTES, self.variables))
+
+    def changed(self, attributes: bool) -> bool:
+        lists = [x for layer in self.layers for x in _lists(layer)]
+        if not identical(lists, self.lists) or self.contents.changed():
+            return True
+        if [layer.built for layer in self.layers] != self.built or [_layer_keys(x) for x in self.keyed] != self.keys:
+            return True
+        return attributes and list(map(_ATTRIBUTES, self.variables)) != self.attributes
+
+
 class KerasAdapter(Adapter):
     """Wraps a keras.Layer or keras.Model (Sequential, functional or subclassed) on any Keras backend."""
 
@@ -238,6 +278,13 @@ class KerasAdapter(Adapter):
                                   shape_to_canonical(shape, layout), str(layer.variable_dtype),
                                   trainable=trainable and bool(layer.trainable), initialized=False))
         return slots
+
+    def stamp(self, root: Node) -> _Stamp:
+        """Every layer's tracker lists (sublayers, variables), attribute keys and built flag; variables' attributes."""
+        return _Stamp(root)
+
+    def changed(self, stamp: _Stamp, attributes: bool = True) -> bool:
+        return stamp.changed(attributes)
 
     def native(self, slot: Slot) -> Any:
         return slot.ref.variable

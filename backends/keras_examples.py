@@ -196,3 +196,28 @@ def zoo_input() -> tuple[np.ndarray, np.ndarray]:
     from unified_params.conformance.examples import zoo_image, zoo_tokens
 
     return zoo_image(), zoo_tokens()
+
+
+def replace_layer(model: keras.Sequential) -> None:
+    model.pop()
+    model.add(layers.Dense(3))
+
+
+def append_layer(model: keras.Sequential) -> None:
+    model.add(layers.Dense(2))
+
+
+def delete_layer(model: keras.Sequential) -> None:
+    model.pop()
+
+
+def set_trainable(model: keras.Sequential, position: int, flag: bool) -> None:
+    model.layers[position].trainable = flag
+
+
+UNSUPPORTED_MUTATIONS = {
+    "reassign_weight": "a built Keras layer refuses new state ('You cannot add new elements of state ... to a layer "
+                       "that is already built'); its variables change in place (assign) instead",
+    "cast": "Keras variables keep the dtype they were created with (assign casts to it); a new dtype means a new "
+            "model (dtype policy at construction)",
+}

@@ -23,6 +23,7 @@ from unified_params import errors
 from unified_params._lazy import LazyModule
 from unified_params.adapter import Adapter, DeferredHooks, Node, Slot
 from unified_params.backends.mxnet_import import import_mxnet
+from unified_params.freshness import Contents, identical
 from unified_params.naming import Group, attribute_paths, group_children, unregistered
 
 _LEAVES = {"gamma": "weight", "beta": "bias"}
@@ -182,6 +183,44 @@ def _install_bridge() -> None:
     Parameter._finish_deferred_init = _finish_deferred_init
 
 
+def _containers(block: Any) -> tuple[Any, Any, Any]:
+    """The dicts tree() reads a block's children and parameters from."""
+    return block._children, block._reg_params, block.params._params
+
+
+def _natives(node: Node) -> list[Any]:
+    """The native object of every node: blocks, and the lists and dicts that group children under an attribute."""
+    out, stack = [], [node]
+    while stack:
+        node = stack.pop()
+        out.append(node.native)
+        stack.extend(node.children)
+    return out
+
+
+def _attributes(param: Any) -> tuple[Any, ...]:
+    return param._dtype, param._grad_req, param._shape, param._data is None
+
+
+class _Stamp:
+    """The blocks an index was built from, what their dicts held, and each parameter's dtype, grad_req and shape."""
+
+    def __init__(self, root: Node) -> None:
+        natives = _natives(root)
+        self.blocks = [n for n in natives if isinstance(n, mx.gluon.Block)]
+        self.dicts = [d for b in self.blocks for d in _containers(b)]
+        groups = [n for n in natives if isinstance(n, (list, tuple, dict))]
+        self.contents = Contents(self.dicts + [g for g in groups if isinstance(g, dict)],
+                                 [g for g in groups if not isinstance(g, dict)])
+        self.params = _unique_params(root.native)
+        self.attributes = list(map(_attributes, self.params))
+
+    def changed(self, attributes: bool) -> bool:
+        if not identical([d for b in self.blocks for d in _containers(b)], self.dicts) or self.contents.changed():
+            return True
+        return attributes and list(map(_attributes, self.params)) != self.attributes
+
+
 class _Snapshot:
     """Every attribute Gluon changes while it materializes, to put back after a failed attempt."""
 
@@ -233,6 +272,13 @@ class MXNetAdapter(Adapter):
             else:
                 children.append(self._node(child_key, child))
         return Node(key=key, native=block, children=children, slots=slots, label=type(block).__name__)
+
+    def stamp(self, root: Node) -> _Stamp:
+        """Blocks' _children, _reg_params and ParameterDict contents, and each parameter's dtype, grad_req, shape."""
+        return _Stamp(root)
+
+    def changed(self, stamp: _Stamp, attributes: bool = True) -> bool:
+        return stamp.changed(attributes)
 
     @staticmethod
     def _slot(leaf: str, param: Any) -> Slot:

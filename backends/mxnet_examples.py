@@ -163,3 +163,32 @@ def zoo_input() -> tuple[np.ndarray, np.ndarray]:
     from unified_params.conformance.examples import zoo_image, zoo_tokens
 
     return zoo_image().transpose(0, 3, 1, 2).copy(), zoo_tokens()
+
+
+def replace_layer(model: Any) -> None:
+    model.register_child(nn.Dense(3, in_units=8), "2")
+    model[2].initialize()
+
+
+def append_layer(model: Any) -> None:
+    model.add(nn.Dense(2, in_units=1))
+    model[3].initialize()
+
+
+def delete_layer(model: Any) -> None:
+    del model._children["2"]
+
+
+def set_trainable(model: Any, position: int, flag: bool) -> None:
+    model[position].collect_params().setattr("grad_req", "write" if flag else "null")
+
+
+def cast(model: Any) -> str:
+    model.cast("float64")
+    return "float64"
+
+
+UNSUPPORTED_MUTATIONS = {
+    "reassign_weight": "Gluon refuses to assign a Parameter attribute twice ('Overriding Parameter attribute ... is "
+                       "not allowed'); its values change in place (set_data) instead",
+}

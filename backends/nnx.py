@@ -19,6 +19,7 @@ import numpy as np
 from unified_params._lazy import lazy
 from unified_params.adapter import NATIVE_GRAD, Adapter, DeferredHooks, Node, Slot
 from unified_params.errors import DeferredInitializationError
+from unified_params.freshness import Contents, reaches
 from unified_params.layout import shape_to_canonical
 
 from ._jax import (
@@ -211,6 +212,83 @@ class _Tree:
         return node
 
 
+def _holders(obj: Any) -> Iterator[Any]:
+    """The live containers tree() read obj's children and variables from (a ToNNX module's nested dicts too)."""
+    if isinstance(obj, _nnx_types("Pytree", "Object")):
+        yield vars(obj)
+        if isinstance(obj, nnx.Sequential):
+            yield from _holders(obj.layers)
+        if isinstance(obj, bridge.ToNNX):
+            stack = [v for _, v in _attributes(obj) if isinstance(v, Mapping)]
+            while stack:
+                inner = stack.pop()
+                yield inner
+                stack += [v for v in inner.values() if isinstance(v, Mapping)]
+    elif isinstance(obj, (list, dict)):
+        yield obj
+
+
+def _step(parent: Any, key: str, child: Any) -> list[tuple[Any, Any, Any]] | None:
+    """(container, key, value) steps from parent to child as _Tree reached it, or None when they cannot be told."""
+    if isinstance(parent, nnx.Sequential):
+        rest = _step(parent.layers, key, child)
+        return None if rest is None else [(vars(parent), "layers", parent.layers), *rest]
+    if isinstance(parent, _nnx_types("Pytree", "Object")):
+        holder = vars(parent)
+        found = key if holder.get(key) is child else next((k for k, v in holder.items() if v is child), None)
+        return None if found is None else [(holder, found, child)]
+    if isinstance(parent, (list, tuple)) and key.isdigit() and int(key) < len(parent) and parent[int(key)] is child:
+        return [(parent, int(key), child)]
+    if isinstance(parent, Mapping):
+        found = next((k for k, v in parent.items() if str(k) == key and v is child), None)
+        return None if found is None else [(parent, found, child)]
+    return None
+
+
+def _var_attributes(var: Any) -> tuple[Any, ...]:
+    value = _get(var)
+    return type(var), np.shape(value), getattr(value, "dtype", None)
+
+
+class _Stamp:
+    """The containers an NNX index was built from, the path of native objects to each slot, each Variable's attributes."""
+
+    def __init__(self, root: Node) -> None:
+        holders: dict[int, Any] = {}
+        self.paths: dict[int, list[tuple[Any, Any, Any]] | None] = {}
+        self.variables: dict[int, Any] = {}
+        stack: list[tuple[Node, list | None]] = [(root, [])]
+        while stack:
+            node, steps = stack.pop()
+            for holder in _holders(node.native):
+                holders.setdefault(id(holder), holder)
+            for slot in node.slots:
+                var = slot.ref.var
+                if var is not None:
+                    self.variables.setdefault(id(var), var)
+                    last = None if steps is None else _step(node.native, slot.native_name.rsplit("/", 1)[-1], var)
+                    self.paths[id(slot)] = None if last is None else [*steps, *last]
+            for child in node.children:
+                edge = None if steps is None else _step(node.native, child.key, child.native)
+                stack.append((child, None if edge is None else [*steps, *edge]))
+        self.contents = Contents(mappings=[h for h in holders.values() if isinstance(h, Mapping)],
+                                 sequences=[h for h in holders.values() if not isinstance(h, Mapping)])
+        self.attributes = {k: _var_attributes(v) for k, v in self.variables.items()}
+
+    def changed(self, attributes: bool) -> bool:
+        if self.contents.changed():
+            return True
+        return attributes and any(_var_attributes(v) != self.attributes[k] for k, v in self.variables.items())
+
+    def current(self, slot: Slot, attributes: bool) -> bool | None:
+        steps = self.paths.get(id(slot))
+        if steps is None:
+            return None
+        if not reaches(steps):
+            return False
+        return not attributes or _var_attributes(slot.ref.var) == self.attributes[id(slot.ref.var)]
+
+
 def _swap_class(obj: Any, cls: type) -> None:
     object.__setattr__(obj, "__class__", cls)
 
@@ -239,6 +317,18 @@ class NNXAdapter(Adapter):
 
     def tree(self) -> Node:
         return _Tree(self.model).root
+
+    def stamp(self, root: Node) -> _Stamp:
+        """Every module's attribute dict (and list, dict, ToNNX dict) contents, each slot's path, Variables' attributes."""
+        return _Stamp(root)
+
+    def changed(self, stamp: _Stamp, attributes: bool = True) -> bool:
+        return stamp.changed(attributes)
+
+    def current(self, stamp: _Stamp, nodes: Sequence[Node], slot: Slot, attributes: bool = True) -> bool:
+        """The Variable is still reached through the same attributes (one lookup per level), else the whole check."""
+        found = stamp.current(slot, attributes)
+        return not stamp.changed(attributes) if found is None else found
 
     def native(self, slot: Slot) -> Any:
         """The nnx.Variable (nnx.Param, nnx.BatchStat, ...) itself."""

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import linen, nnx
@@ -159,3 +160,36 @@ def zoo_input() -> tuple[np.ndarray, np.ndarray]:
     from unified_params.conformance.examples import zoo_image, zoo_tokens
 
     return zoo_image(), zoo_tokens()
+
+
+def replace_layer(model: nnx.Sequential) -> None:
+    model.layers[2] = nnx.Linear(8, 3, rngs=nnx.Rngs(1))
+
+
+def append_layer(model: nnx.Sequential) -> None:
+    model.layers.append(nnx.Linear(1, 2, rngs=nnx.Rngs(2)))
+
+
+def delete_layer(model: nnx.Sequential) -> None:
+    model.layers.pop()
+
+
+def reassign_weight(model: nnx.Sequential) -> None:
+    model.layers[0].kernel = nnx.Param(jnp.full((4, 8), 0.5, jnp.float32))
+
+
+def set_trainable(model: nnx.Sequential, position: int, flag: bool) -> None:
+    """NNX's trainable state is the Variable type (an optimizer's wrt=nnx.Param): frozen means a plain nnx.Variable."""
+    layer = model.layers[position]
+    for name in ("kernel", "bias"):
+        setattr(layer, name, (nnx.Param if flag else nnx.Variable)(getattr(layer, name)[...]))
+
+
+def cast(model: nnx.Sequential) -> str:
+    """float16 (JAX has no float64 unless jax_enable_x64 is set)."""
+    state = nnx.state(model)
+    nnx.update(model, jax.tree_util.tree_map(lambda v: v.astype(jnp.float16), state))
+    return "float16"
+
+
+UNSUPPORTED_MUTATIONS: dict[str, str] = {}

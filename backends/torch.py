@@ -5,6 +5,9 @@ import contextlib
 import functools
 import warnings
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from itertools import chain
+from operator import attrgetter
 from typing import Any
 
 import numpy as np
@@ -12,6 +15,7 @@ import numpy as np
 from unified_params._lazy import lazy
 from unified_params.adapter import Adapter, DeferredHooks, Node, Slot
 from unified_params.errors import ShapeMismatchError, UnifiedParamsError
+from unified_params.freshness import Contents, identical
 
 torch = lazy("torch")
 
@@ -57,6 +61,47 @@ def _source(value: np.ndarray) -> Any:
             return torch.from_numpy(value)
     except (ValueError, TypeError, RuntimeError):
         return _to_tensor(value)
+
+
+_DICTS = attrgetter("_modules", "_parameters", "_buffers")
+_ATTRIBUTES = attrgetter("dtype", "requires_grad", "shape")
+_REGISTRATIONS = [0]
+"""Modules, parameters and buffers assigned or registered in any module of the process (torch's global hooks)."""
+
+
+def _count_registration(module: Any, name: str, value: Any) -> None:
+    _REGISTRATIONS[0] += 1
+
+
+@functools.cache
+def _count_registrations() -> None:
+    """Install, once, global registration hooks that count every assignment of a module, parameter or buffer."""
+    hooks = torch.nn.modules.module
+    for register in (hooks.register_module_module_registration_hook, hooks.register_module_parameter_registration_hook,
+                     hooks.register_module_buffer_registration_hook):
+        register(_count_registration)
+
+
+@dataclass
+class _Stamp:
+    """The modules an index was built from, what their dicts held, and each tensor's dtype, flag and shape."""
+
+    modules: list[Any]
+    dicts: list[Any]
+    contents: Contents
+    registrations: int
+    tensors: list[Any]
+    attributes: list[tuple]
+
+    def changed(self, attributes: bool) -> bool:
+        """Assignments are counted by hooks; deletions change a dict's size (or, in Sequential, the dict itself)."""
+        if not identical(list(chain.from_iterable(map(_DICTS, self.modules))), self.dicts) or self.contents.resized():
+            return True
+        if _REGISTRATIONS[0] != self.registrations or torch.__future__.get_overwrite_module_params_on_conversion():
+            if self.contents.changed():
+                return True
+            self.registrations = _REGISTRATIONS[0]
+        return attributes and list(map(_ATTRIBUTES, self.tensors)) != self.attributes
 
 
 def _as_input(x: Any) -> Any:
@@ -105,6 +150,35 @@ class TorchAdapter(Adapter):
             if child is not None:
                 node.children.append(self._node(child_key, child, f"{prefix}{child_key}."))
         return node
+
+    def stamp(self, root: Node) -> _Stamp:
+        """Every module's _modules/_parameters/_buffers dicts and contents, and each slot tensor's attributes."""
+        _count_registrations()
+        modules, stack = [], [root]
+        while stack:
+            node = stack.pop()
+            modules.append(node.native)
+            stack.extend(node.children)
+        dicts = list(chain.from_iterable(map(_DICTS, modules)))
+        tensors = list({id(t): t for t in _slot_refs(root)}.values())
+        return _Stamp(modules, dicts, Contents(dicts), _REGISTRATIONS[0], tensors, list(map(_ATTRIBUTES, tensors)))
+
+    def changed(self, stamp: _Stamp, attributes: bool = True) -> bool:
+        return stamp.changed(attributes)
+
+    def current(self, stamp: _Stamp, nodes: Sequence[Node], slot: Slot, attributes: bool = True) -> bool:
+        parent = nodes[0].native
+        for node in nodes[1:]:
+            if parent._modules.get(node.key) is not node.native:
+                return False
+            parent = node.native
+        tensor, attr = slot.ref, slot.native_name.rpartition(".")[2]
+        if parent._parameters.get(attr, parent._buffers.get(attr)) is not tensor:
+            return False
+        if not attributes:
+            return True
+        trainable = isinstance(tensor, torch.nn.Parameter) and tensor.requires_grad
+        return trainable == slot.trainable and _dtype_name(tensor.dtype) == slot.dtype and tuple(tensor.shape) == slot.shape
 
     def read(self, slot: Slot) -> np.ndarray:
         return _to_numpy(slot.ref)
@@ -204,6 +278,12 @@ class TorchAdapter(Adapter):
         for module in self.model.modules():
             if _has_pending(module) and id(module) not in handles:
                 handles[id(module)] = module.register_forward_pre_hook(known)
+
+
+def _slot_refs(node: Node) -> Iterator[Any]:
+    yield from (slot.ref for slot in node.slots)
+    for child in node.children:
+        yield from _slot_refs(child)
 
 
 def _has_pending(module: Any) -> bool:

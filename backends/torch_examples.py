@@ -102,3 +102,31 @@ def zoo_input() -> tuple[np.ndarray, np.ndarray]:
     from unified_params.conformance.examples import zoo_image, zoo_tokens
 
     return zoo_image().transpose(0, 3, 1, 2).copy(), zoo_tokens()
+
+
+def replace_layer(model: nn.Module) -> None:
+    model[2] = nn.Linear(8, 3)
+
+
+def append_layer(model: nn.Module) -> None:
+    model.append(nn.Linear(1, 2))
+
+
+def delete_layer(model: nn.Module) -> None:
+    del model[2]
+
+
+def reassign_weight(model: nn.Module) -> None:
+    model[0].weight = nn.Parameter(torch.full((8, 4), 0.5))
+
+
+def set_trainable(model: nn.Module, position: int, flag: bool) -> None:
+    model[position].requires_grad_(flag)
+
+
+def cast(model: nn.Module) -> str:
+    model.double()
+    return "float64"
+
+
+UNSUPPORTED_MUTATIONS: dict[str, str] = {}

@@ -106,6 +106,30 @@ class Adapter:
         """The model's structure and its slots, discovered anew."""
         raise NotImplementedError
 
+    def stamp(self, root: Node) -> Any:
+        """A record of the native objects and slot attributes `root` was discovered from, for changed() and current().
+
+        Taken right after tree() when no shape is pending. The default records nothing: see changed().
+        """
+        return None
+
+    def changed(self, stamp: Any, attributes: bool = True) -> bool:
+        """True when the model is no longer what stamp recorded: a layer or parameter replaced, added or removed,
+        and with attributes also a slot whose shape, dtype or trainable flag differs.
+
+        Cheap (registration counters, identity checks): the core asks before every use of its cached index.
+        The default answers True, so an adapter without a stamp is discovered anew on every call.
+        """
+        return True
+
+    def current(self, stamp: Any, nodes: Sequence[Node], slot: Slot, attributes: bool = True) -> bool:
+        """True when slot is still the native object its owner holds at its place (nodes: root to owner), and with
+        attributes still has the recorded shape, dtype and trainable flag. Costs about one native lookup.
+
+        The default checks the whole model (changed()).
+        """
+        return not self.changed(stamp, attributes)
+
     def native(self, slot: Slot) -> Any:
         """The framework's own parameter object behind slot (default: slot.ref)."""
         return slot.ref

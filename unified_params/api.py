@@ -28,7 +28,10 @@ class ParamView:
         self._api, self._full, self.name = api, entry.name, api._rel(entry.name)
 
     def _entry(self) -> Entry:
-        return self._api._model.index().entries[self._full]
+        entry = self._api._model.entry(self._full)
+        if entry is None:
+            raise errors.gone(self._full, self._api._model.index(attributes=False).entries)
+        return entry
 
     @property
     def full_name(self) -> str:
@@ -149,18 +152,18 @@ class ParamAPI:
     def _rel(self, full: str) -> str:
         return full[len(self._lead):]
 
-    def _entries(self) -> list[Entry]:
-        entries = self._model.index().entries.values()
+    def _entries(self, attributes: bool = True) -> list[Entry]:
+        entries = self._model.index(attributes=attributes).entries.values()
         if not self._prefix:
             return list(entries)
         n = len(self._prefix)
         return [e for e in entries if e.path[:n] == self._prefix]
 
-    def _unique(self) -> list[Entry]:
+    def _unique(self, attributes: bool = True) -> list[Entry]:
         """One entry per storage: the first name inside this view."""
         seen: set = set()
         out = []
-        for e in self._entries():
+        for e in self._entries(attributes):
             if e.slot.storage not in seen:
                 seen.add(e.slot.storage)
                 out.append(e)
@@ -168,19 +171,19 @@ class ParamAPI:
 
     def names(self) -> list[str]:
         """Every canonical name, in canonical order (each name of a tied group)."""
-        return [self._rel(e.name) for e in self._entries()]
+        return [self._rel(e.name) for e in self._entries(attributes=False)]
 
     def keys(self) -> list[str]:
         return self.names()
 
     def __len__(self) -> int:
-        return len(self._entries())
+        return len(self._entries(attributes=False))
 
     def __iter__(self) -> Iterator[str]:
         return iter(self.names())
 
     def __contains__(self, name: object) -> bool:
-        entry = self._model.index().entries.get(self._lead + name) if isinstance(name, str) else None
+        entry = self._model.entry(self._lead + name, attributes=False) if isinstance(name, str) else None
         return entry is not None and entry.path[: len(self._prefix)] == self._prefix
 
     def items(self) -> list[tuple[str, ParamView]]:
@@ -191,8 +194,7 @@ class ParamAPI:
 
     def __getitem__(self, name: str) -> ParamView:
         """The parameter with this canonical name (relative to the view), or with this native name."""
-        entries = self._model.index().entries
-        entry = entries.get(self._lead + name) if isinstance(name, str) else None
+        entry = self._model.entry(self._lead + name, attributes=False) if isinstance(name, str) else None
         if entry is None or entry.path[: len(self._prefix)] != self._prefix:
             by_native = [e for e in self._entries() if e.slot.native_name == name]
             if not by_native:
@@ -257,7 +259,8 @@ class ParamAPI:
                 f"the size of {', '.join(pending)} is not known yet: call pm.materialize(example_input) first")
         return sum(math.prod(e.slot.shape) for e in unique)
 
-    def _select(self, pattern: str | None, kind: str | tuple[str, ...] | None, trainable: bool | None = None) -> list[Entry]:
+    def _select(self, pattern: str | None, kind: str | tuple[str, ...] | None, trainable: bool | None = None,
+                attributes: bool = True) -> list[Entry]:
         regex = None
         if pattern is not None:
             try:
@@ -266,7 +269,7 @@ class ParamAPI:
                 raise errors.SelectionError(f"pattern {pattern!r} does not compile: {e}") from e
         kinds = (kind,) if isinstance(kind, str) else kind
         return [
-            e for e in self._unique()
+            e for e in self._unique(attributes or trainable is not None)
             if (regex is None or regex.fullmatch(self._rel(e.name)))
             and (kinds is None or e.slot.kind in kinds)
             and (trainable is None or e.slot.trainable == trainable)
@@ -274,7 +277,7 @@ class ParamAPI:
 
     def collect(self, pattern: str | None = None, kind: str | tuple[str, ...] | None = None, trainable: bool | None = None) -> dict[str, ParamView]:
         """name -> view for the parameters whose canonical name fully matches pattern and whose kind is kind."""
-        return {self._rel(e.name): ParamView(self, e) for e in self._select(pattern, kind, trainable)}
+        return {self._rel(e.name): ParamView(self, e) for e in self._select(pattern, kind, trainable, attributes=False)}
 
     def init(self, initializer: Initializer | Callable, pattern: str | None = None, kind: str | tuple[str, ...] | None = None, seed: int | None = None) -> ParamAPI:
         """Initialize the selected parameters: all values made and checked first, then written.

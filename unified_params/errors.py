@@ -77,6 +77,15 @@ def not_found(name: str, candidates: Iterable[str], where: str = "the model") ->
     return ParameterNotFoundError(f"no parameter named {name!r} in {where}; {hint}")
 
 
+def gone(name: str, candidates: Iterable[str]) -> ParameterNotFoundError:
+    """The error for a view whose parameter left the model after the view was taken (layer removed or renamed)."""
+    near = closest(name, list(candidates))
+    hint = f"; closest now: {', '.join(near)}" if near else ""
+    return ParameterNotFoundError(
+        f"parameter {name!r} is no longer in the model (it changed after this view was taken): "
+        f"take the view again from pm[...] or pm.collect(...){hint}")
+
+
 def deferred(name: str) -> DeferredInitializationError:
     """The error for touching a parameter whose shape is not known yet."""
     return DeferredInitializationError(

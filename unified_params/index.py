@@ -1,4 +1,4 @@
-"""Canonical names, order and tied groups, computed once from an adapter's tree."""
+"""Canonical names, order and tied groups, computed from an adapter's tree (ModelState decides when anew)."""
 from __future__ import annotations
 
 from collections.abc import Hashable
@@ -11,12 +11,14 @@ _RANK = {leaf: i for i, leaf in enumerate(KNOWN_KINDS)}
 
 @dataclass(slots=True)
 class Entry:
-    """One canonical name: where it sits, the slot behind it, and the primary (first) name of its tied group."""
+    """One canonical name: where it sits, the slot behind it, the primary (first) name of its tied group,
+    and the nodes from the root to the slot's owner (what Adapter.current checks)."""
 
     name: str
     path: tuple[str, ...]
     slot: Slot
     primary: str
+    nodes: tuple[Node, ...] = ()
 
 
 def _slot_order(slot: Slot) -> tuple[int, str]:
@@ -34,10 +36,10 @@ class Index:
         self.root = root
         self.entries: dict[str, Entry] = {}
         self.groups: dict[Hashable, list[str]] = {}
-        self._walk(root, (), "")
+        self._walk(root, (), "", (root,))
         self.pending: list[str] = [n for n, e in self.entries.items() if not e.slot.initialized]
 
-    def _walk(self, node: Node, path: tuple[str, ...], prefix: str) -> None:
+    def _walk(self, node: Node, path: tuple[str, ...], prefix: str, nodes: tuple[Node, ...]) -> None:
         slots = node.slots if len(node.slots) < 2 else sorted(node.slots, key=_slot_order)
         entries, groups = self.entries, self.groups
         for slot in slots:
@@ -46,10 +48,10 @@ class Index:
             if group is None:
                 group = groups[slot.storage] = []
             group.append(name)
-            entries[name] = Entry(name, path, slot, group[0])
+            entries[name] = Entry(name, path, slot, group[0], nodes)
         for child in node.children:
             key = child.key
-            self._walk(child, (*path, key), f"{prefix}{key}.")
+            self._walk(child, (*path, key), f"{prefix}{key}.", (*nodes, child))
 
     def by_storage(self, storage: Hashable) -> Entry | None:
         names = self.groups.get(storage)

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from .adapter import Adapter
-from .index import Index
+from .index import Entry, Index
 from .init import make_value
 
 
@@ -25,19 +25,36 @@ class ModelState:
     """Everything cached from one native model (its index) and what is pending on it (recorded inits).
 
     One instance is shared by the ParamAPI of a wrapped model and every view made from it (pm.layer(...)).
+    The index is never served stale: before each use the adapter's stamp of the model it was built from is
+    checked (Adapter.changed, or Adapter.current for one entry), and the model is discovered anew when it changed.
     """
 
     def __init__(self, adapter: Adapter) -> None:
         self.adapter = adapter
         self.records: list[Record] = []
         self._index: Index | None = None
+        self._stamp: Any = None
         self.materializing = False
 
-    def index(self, fresh: bool = False) -> Index:
-        """The current index; a model with pending shapes is re-discovered on every call."""
-        if fresh or self._index is None or self._index.pending:
-            self._index = Index(self.adapter.tree())
-        return self._index
+    def index(self, fresh: bool = False, attributes: bool = True) -> Index:
+        """The index of the model as it is now; attributes=False when only names and structure matter.
+
+        A model with pending shapes is re-discovered on every call.
+        """
+        index = self._index
+        if fresh or index is None or index.pending or self.adapter.changed(self._stamp, attributes):
+            index = self._index = Index(self.adapter.tree())
+            self._stamp = None if index.pending else self.adapter.stamp(index.root)
+        return index
+
+    def entry(self, name: str, attributes: bool = True) -> Entry | None:
+        """The entry called name as the model is now (None when there is none), checked at about one lookup's cost."""
+        index = self._index
+        if index is not None and not index.pending:
+            entry = index.entries.get(name)
+            if entry is not None and self.adapter.current(self._stamp, entry.nodes, entry.slot, attributes):
+                return entry
+        return self.index(attributes=attributes).entries.get(name)
 
     def shapes_known(self) -> None:
         """Apply every recorded initializer whose parameters now have known shapes (all at once after pm.materialize)."""

@@ -27,6 +27,7 @@ FEATURES: dict[str, str] = {
     "builders": "every examples builder (mlp ... eager, zoo) builds, wraps, has the documented names, runs natively",
     "errors": "bad input: the named error, a message that says what to do, the model unchanged",
     "state": "state_dict / load_state_dict / save / load / transfer / compare on one backend",
+    "live model": "a model changed after wrap (layers replaced, added, removed; weight reassigned; frozen; cast)",
     "cross: same seed, same bits": "the same init and seed give bitwise-equal state on both backends of each pair",
     "cross: outputs and gradients": "outputs (rtol 1e-5) and gradients (rtol 1e-4) agree for each pair",
     "cross: transfer": "up.transfer reproduces every value natively and the outputs, for each ordered pair",
@@ -37,6 +38,17 @@ FEATURES: dict[str, str] = {
 
 REQUIRED_BUILDERS = ("mlp", "nested", "tied", "deferred", "eager")
 REQUIRED_ORACLES = ("native_object", "native_value", "native_names", "native_forward", "native_grads")
+
+MUTATIONS: dict[str, str] = {
+    "replace_layer": "replace_layer(model): layer 2 of mlp() becomes a new Dense(8 -> 3), initialized natively",
+    "append_layer": "append_layer(model): a new Dense(1 -> 2) appended to mlp() as layer 3, initialized natively",
+    "delete_layer": "delete_layer(model): layer 2 (the last) of mlp() removed",
+    "reassign_weight": "reassign_weight(model): layer 0's weight becomes a new native parameter, all 0.5",
+    "set_trainable": "set_trainable(model, position, flag): freeze or unfreeze one layer of mlp() the framework's way",
+    "cast": "cast(model) -> dtype name: every parameter of mlp() cast the framework's way (float64 where it can)",
+}
+"""Changes made to a wrapped model with the framework's own API; an examples module defines each function or says
+in UNSUPPORTED_MUTATIONS why its framework cannot make that change."""
 
 
 @dataclass
