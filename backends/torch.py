@@ -94,10 +94,15 @@ class _Stamp:
     attributes: list[tuple]
 
     def changed(self, attributes: bool) -> bool:
-        """Assignments are counted by hooks; deletions change a dict's size (or, in Sequential, the dict itself)."""
+        """Assignments are counted by hooks; deletions change a dict's size (or, in Sequential, the dict itself).
+
+        Listing (attributes=False) trusts the count when it did not move; with attributes, the dicts' contents are
+        compared too, which also sees a tensor put in place of another without a hook (`_apply` with overwrite).
+        """
         if not identical(list(chain.from_iterable(map(_DICTS, self.modules))), self.dicts) or self.contents.resized():
             return True
-        if _REGISTRATIONS[0] != self.registrations or torch.__future__.get_overwrite_module_params_on_conversion():
+        overwrite = torch.__future__.get_overwrite_module_params_on_conversion()
+        if attributes or overwrite or _REGISTRATIONS[0] != self.registrations:
             if self.contents.changed():
                 return True
             self.registrations = _REGISTRATIONS[0]

@@ -52,8 +52,10 @@ class ModelState:
         index = self._index
         if index is not None and not index.pending:
             entry = index.entries.get(name)
-            if entry is not None and self.adapter.current(self._stamp, entry.nodes, entry.slot, attributes):
-                return entry
+            if entry is not None:
+                if self.adapter.current(self._stamp, entry.nodes, entry.slot, attributes):
+                    return entry
+                return self.index(fresh=True).entries.get(name)
         return self.index(attributes=attributes).entries.get(name)
 
     def shapes_known(self) -> None:
