@@ -79,7 +79,7 @@ class ParamView:
     def tied_with(self) -> list[str]:
         """The other names that share this parameter's storage."""
         entry = self._entry()
-        group = self._api._model.index().groups[entry.slot.storage]
+        group = self._api._model.index(attributes=False).groups[entry.slot.storage]
         return [self._api._rel(n) for n in group if n != self._full]
 
     @property
