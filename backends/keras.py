@@ -191,6 +191,11 @@ def _keyed(layers: list[Any]) -> list[Any]:
     return [layer for layer in layers if layer._layers and not isinstance(layer, (keras.Sequential, Functional))]
 
 
+def _keys(layer: Any) -> dict[int, tuple[str, ...]]:
+    """What names a subclassed layer's sublayers: the attributes (and list/dict attributes) holding them."""
+    return attribute_paths(_attribute_items(layer), _is_layer)
+
+
 class _Stamp:
     """The layers an index was built from, their tracker lists and attribute keys, and each variable's attributes."""
 
@@ -199,7 +204,7 @@ class _Stamp:
         self.lists = [x for layer in self.layers for x in _lists(layer)]
         self.contents = Contents(sequences=self.lists)
         self.keyed = _keyed(self.layers)
-        self.keys = [_layer_keys(layer) for layer in self.keyed]
+        self.keys = [_keys(layer) for layer in self.keyed]
         self.built = [layer.built for layer in self.layers]
         self.variables = [v for layer in self.layers for v in _own_variables(layer)]
         self.attributes = list(map(_ATTRIBUTES, self.variables))
@@ -208,7 +213,7 @@ class _Stamp:
         lists = [x for layer in self.layers for x in _lists(layer)]
         if not identical(lists, self.lists) or self.contents.changed():
             return True
-        if [layer.built for layer in self.layers] != self.built or [_layer_keys(x) for x in self.keyed] != self.keys:
+        if [layer.built for layer in self.layers] != self.built or [_keys(x) for x in self.keyed] != self.keys:
             return True
         return attributes and list(map(_ATTRIBUTES, self.variables)) != self.attributes
 
