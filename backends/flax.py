@@ -219,6 +219,25 @@ class FlaxAdapter(Adapter):
         self._grads = {("params", *path): to_numpy(unbox(g))
                        for path, g in flatten(grads) if g is not None}
 
+    def channels_last(self) -> bool:
+        return True
+
+    def layer_outputs(self, inputs: Sequence[Any], layers: Mapping[str, Any]) -> dict[str, Any]:
+        """linen's own capture_intermediates: every module's __call__ output, found by its scope path."""
+        variables = self._require_variables()
+        with linen.intercept_methods(_inference):
+            root, state = self.model.apply(variables, *[as_input(x) for x in inputs], capture_intermediates=True,
+                                           mutable=["intermediates"])
+        by_layer = {canon: path for path, canon in self._layers.items()}
+        out = {}
+        for key in layers:
+            found = get_path(state.get("intermediates", {}), by_layer.get(key, ()) + ("__call__",))
+            if key == "":
+                out[key] = to_numpy(jax.tree_util.tree_leaves(root)[0])
+            elif found is not None:
+                out[key] = to_numpy(jax.tree_util.tree_leaves(found)[0])
+        return out
+
     def _require_variables(self) -> dict:
         if self._variables is None:
             raise DeferredInitializationError(

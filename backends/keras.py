@@ -361,6 +361,38 @@ class KerasAdapter(Adapter):
     def _call(self, inputs: Sequence[Any]) -> Any:
         return self.model(*inputs, training=False)
 
+    def channels_last(self) -> bool:
+        return keras.config.image_data_format() == "channels_last"
+
+    def layer_outputs(self, inputs: Sequence[Any], layers: Mapping[str, Any]) -> dict[str, Any]:
+        """Each given layer's `call` is wrapped on the instance for one inference-mode pass, then restored."""
+        out: dict[str, np.ndarray] = {}
+        patched: list[tuple[Any, Any]] = []
+        for key, layer in layers.items():
+            if not isinstance(layer, keras.Layer) or layer is self.model:
+                continue
+            original = layer.call
+
+            def call(*args: Any, __key: str = key, __call: Any = original, **kwargs: Any) -> Any:
+                result = __call(*args, **kwargs)
+                if __key not in out:
+                    out[__key] = _to_numpy(keras.tree.flatten(result)[0])
+                return result
+
+            patched.append((layer, vars(layer).get("call")))
+            object.__setattr__(layer, "call", call)
+        try:
+            root = self._call(inputs)
+        finally:
+            for layer, before in reversed(patched):
+                if before is None:
+                    vars(layer).pop("call", None)
+                else:
+                    object.__setattr__(layer, "call", before)
+        if "" in layers:
+            out[""] = _to_numpy(keras.tree.flatten(root)[0])
+        return {key: out[key] for key in layers if key in out}
+
     def forward(self, inputs: Sequence[Any]) -> np.ndarray:
         out = self._call(inputs)
         return keras.tree.map_structure(_to_numpy, out) if not keras.ops.is_tensor(out) else _to_numpy(out)

@@ -12,7 +12,7 @@ import re
 import sys
 import threading
 import warnings
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from types import ModuleType
 from typing import Any
@@ -368,6 +368,26 @@ class MXNetAdapter(Adapter):
             for p, state in saved:
                 _restore_grad_state(p, state)
         self._grads = {key: (p, g) for key, (p, g) in found.items() if g is not None}
+
+    def layer_outputs(self, inputs: Sequence[Any], layers: Mapping[str, Any]) -> dict[str, Any]:
+        """Gluon forward hooks on the given blocks for one predict-mode pass (not inside a hybridized graph)."""
+        if getattr(self.model, "_active", False):
+            raise NotImplementedError("a hybridized Gluon block runs as one graph, so its layers cannot be "
+                                      "intercepted: compare before net.hybridize(), or after net.hybridize(active=False)")
+        out: dict[str, np.ndarray] = {}
+        handles = []
+        for key, block in layers.items():
+            def record(block: Any, args: Any, output: Any, key: str = key) -> None:
+                first = output[0] if isinstance(output, (list, tuple)) else output
+                if key not in out:
+                    out[key] = first.asnumpy()
+            handles.append(block.register_forward_hook(record))
+        try:
+            self.forward(inputs)
+        finally:
+            for handle in handles:
+                handle.detach()
+        return {key: out[key] for key in layers if key in out}
 
     def forward(self, inputs: Sequence[Any]) -> np.ndarray:
         """The model's output as numpy, in predict mode and outside autograd recording."""

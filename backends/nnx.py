@@ -381,6 +381,34 @@ class NNXAdapter(Adapter):
         probe.eval()
         return output_numpy(probe(*[as_input(x) for x in inputs]))
 
+    def channels_last(self) -> bool:
+        return True
+
+    def layer_outputs(self, inputs: Sequence[Any], layers: Mapping[str, Any]) -> dict[str, Any]:
+        """Each given module's __call__ output on an eval-mode clone (NNX has no hooks: the classes' __call__ is
+        wrapped for the one pass and restored)."""
+        probe = nnx.clone(self.model)
+        probe.eval()
+        clones = {id(a): b for (_, a), (_, b) in zip(nnx.iter_graph(self.model), nnx.iter_graph(probe))}
+        keys: dict[int, str] = {}
+        for key, module in layers.items():
+            if isinstance(module, nnx.Module) and id(module) in clones:
+                keys.setdefault(id(clones[id(module)]), key)
+        out: dict[str, Any] = {}
+        saved = {cls: cls.__dict__.get("__call__") for cls in {type(clones[id(m)]) for m in layers.values()
+                                                                if isinstance(m, nnx.Module) and id(m) in clones}}
+        for cls in saved:
+            cls.__call__ = _recording(cls.__call__, keys, out)
+        try:
+            probe(*[as_input(x) for x in inputs])
+        finally:
+            for cls, original in saved.items():
+                if original is None:
+                    del cls.__call__
+                else:
+                    cls.__call__ = original
+        return {key: out[key] for key in layers if key in out}
+
     def materialize(self, inputs: Sequence[Any]) -> None:
         """Run a clone (lazy_init when ToNNX modules wait for shapes), check shapes, then adopt its new variables."""
         xs = [as_input(x) for x in inputs]
@@ -446,3 +474,17 @@ def _release(model: Any, skip: Any = None) -> None:
     for h in hooks:
         if h is not skip:
             h.shapes_known()
+
+
+def _recording(call: Callable, keys: Mapping[int, str], out: dict[str, Any]) -> Callable:
+    """call, recording the first output of each module whose id keys names, once."""
+
+    @functools.wraps(call)
+    def recorded(self: Any, *args: Any, **kwargs: Any) -> Any:
+        result = call(self, *args, **kwargs)
+        key = keys.get(id(self))
+        if key is not None and key not in out:
+            out[key] = to_numpy(jax.tree_util.tree_leaves(result)[0])
+        return result
+
+    return recorded

@@ -4,7 +4,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import warnings
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from itertools import chain
 from operator import attrgetter
@@ -242,6 +242,25 @@ class TorchAdapter(Adapter):
     def forward(self, inputs: Sequence[Any]) -> np.ndarray:
         with self._eval(), torch.no_grad():
             return _to_numpy(self.model(*map(_as_input, inputs)))
+
+    def layer_outputs(self, inputs: Sequence[Any], layers: Mapping[str, Any]) -> dict[str, Any]:
+        """Forward hooks on the given modules record each one's first output of one inference-mode pass."""
+        out: dict[str, np.ndarray] = {}
+        handles = []
+        for key, module in layers.items():
+            def record(module: Any, args: Any, output: Any, key: str = key) -> None:
+                first = output if isinstance(output, torch.Tensor) else next(
+                    (t for t in torch.utils._pytree.tree_leaves(output) if isinstance(t, torch.Tensor)), None)
+                if first is not None and key not in out:
+                    out[key] = _to_numpy(first)
+            handles.append(module.register_forward_hook(record))
+        try:
+            with self._eval(), torch.no_grad():
+                self.model(*map(_as_input, inputs))
+        finally:
+            for handle in handles:
+                handle.remove()
+        return {key: out[key] for key in layers if key in out}
 
     def materialize(self, inputs: Sequence[Any]) -> None:
         stack: list[tuple[str, Any, tuple]] = []

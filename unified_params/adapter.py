@@ -5,7 +5,7 @@ instance wraps one native model. See docs/adapters.md for the contract of each m
 """
 from __future__ import annotations
 
-from collections.abc import Callable, Hashable, Sequence
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Protocol
 
@@ -176,6 +176,17 @@ class Adapter:
     def materialize(self, inputs: Sequence[Any]) -> None:
         """Make every shape known from example inputs; raise ShapeMismatchError on a misfit."""
         raise NotImplementedError
+
+    def channels_last(self) -> bool:
+        """True when the framework's convolutions and norms take channels last (Keras by default, Flax)."""
+        return False
+
+    def layer_outputs(self, inputs: Sequence[Any], layers: Mapping[str, Any]) -> dict[str, Any]:
+        """Each layer's output on inputs, in inference mode: canonical layer path -> native output.
+
+        layers maps the canonical paths wanted to the native layer objects (Node.native) at those paths.
+        """
+        raise NotImplementedError(f"the {self.name} adapter does not intercept layer outputs")
 
     def watch(self, hooks: DeferredHooks) -> None:
         """Arrange that the model's own first forward calls hooks when it makes shapes known."""

@@ -344,6 +344,22 @@ class ParamAPI:
         """The whole model's output on inputs, in inference mode, as numpy."""
         return self._model.adapter.forward(list(inputs))
 
+    @property
+    def channels_last(self) -> bool:
+        """True when the framework's convolutions and norms take channels last (Keras by default, Flax)."""
+        return self._model.adapter.channels_last()
+
+    def layer_outputs(self, *inputs: Any) -> dict[str, Any]:
+        """Each parametrized layer's output on inputs (inference mode, native layout): layer name -> output.
+
+        Names are relative to this view; UnsupportedError where the framework cannot intercept layers.
+        """
+        layers = {path: node.native for path, node in _walk(self._node(), ()) if node.slots}
+        try:
+            return self._model.adapter.layer_outputs(list(inputs), layers)
+        except NotImplementedError as e:
+            raise errors.UnsupportedError(str(e)) from e
+
     def grads(self, *inputs: Any, loss: Callable[[Any], Any] | None = None) -> dict[str, np.ndarray]:
         """One forward and backward pass (loss = sum of outputs unless given): name -> gradient."""
         if not self.initialized:
@@ -406,3 +422,10 @@ class ParamAPI:
         with checkpoint.named(path, metadata):
             self.load_state_dict(tensors, strict=strict, cast=cast, rename=rename)
         return self
+
+
+def _walk(node: Node, path: tuple[str, ...]) -> Iterator[tuple[str, Node]]:
+    """(dotted path, node) for node and its descendants, parents first."""
+    yield ".".join(path), node
+    for child in node.children:
+        yield from _walk(child, (*path, child.key))

@@ -78,6 +78,8 @@ def cmd_conformance(args: argparse.Namespace) -> int:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
+    if args.model:
+        return _compare_models(args)
     from .registry import backends
     from .sidebyside import run_all, tables
 
@@ -94,6 +96,92 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
         print(f"wrote {plot_initializers(args.plot, usable)}", file=sys.stderr)
     return 1 if any("error" in r for r in results) else 0
+
+
+def _compare_models(args: argparse.Namespace) -> int:
+    """compare --model: the first model is the reference; each other one gets its parameters and is compared."""
+    from .comparison import compare
+    from .wrapping import wrap
+
+    inputs = tuple(args.input or [])
+    if not inputs:
+        print("unified-params compare: --model needs --input (e.g. --input shape=2,3,32,32)", file=sys.stderr)
+        return 2
+    models = [(label, wrap(*_built(build()))) for label, build in args.model]
+    (ref_label, ref), failed, tables = models[0], False, []
+    ref.init(_reference_init(), seed=args.seed)
+    summary = []
+    for label, pm in models[1:]:
+        result = compare(ref, pm, inputs=inputs, per_layer=True, rename=args.rename, rtol=args.rtol, atol=args.atol)
+        failed |= not result
+        summary.append([f"{ref_label} -> {label}", "yes" if result else "no", _fmt(max(result.max_abs.values(), default=0)),
+                        _fmt(result.outputs), _fmt(max(result.grads.values(), default=0)), result.first_mismatch or "",
+                        "; ".join(result.notes)])
+        tables.append((f"{ref_label} -> {label}: per item", ["what", "name", "max abs diff", "agrees"],
+                       [[w, n, _fmt(d), "yes" if ok else "no"] for w, n, d, ok in result.rows]))
+    head = ["pair", "agree", "params", "outputs", "gradients", "first layer that disagrees", "notes"]
+    _render([("Your models, compared", head, summary), *tables], args.format)
+    return 1 if failed else 0
+
+
+def _fmt(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3g}"
+
+
+def _reference_init() -> Any:
+    from .init import Uniform
+
+    return Uniform(-0.5, 0.5)
+
+
+def _built(value: Any) -> tuple[Any, Any]:
+    """(model, variables) from what a --model function returns: a model, (linen module, variables), or a Built."""
+    if hasattr(value, "model") and hasattr(value, "variables") and not hasattr(value, "names"):
+        return value.model, value.variables
+    if isinstance(value, tuple) and len(value) == 2:
+        return value
+    return value, None
+
+
+def _model_spec(value: str) -> tuple[str, Any]:
+    """--model NAME=package.module:function: a label and the function that builds the model."""
+    import importlib
+
+    label, sep, target = value.partition("=")
+    module, colon, function = target.partition(":")
+    if not (sep and colon and label and module and function):
+        raise argparse.ArgumentTypeError(f"{value!r} is not NAME=package.module:function")
+    try:
+        return label, getattr(importlib.import_module(module), function)
+    except (ImportError, AttributeError) as e:
+        raise argparse.ArgumentTypeError(f"{value!r}: cannot load {target}: {e}") from None
+
+
+def _input_spec(value: str) -> Any:
+    """--input shape=2,3,32,32[,dtype=int32,high=10]: seeded uniform data in canonical layout (channels first)."""
+    import numpy as np
+
+    fields = dict(part.split("=", 1) for part in value.replace(",dtype", ";dtype").replace(",high", ";high").split(";")
+                  if "=" in part)
+    try:
+        shape = tuple(int(d) for d in fields["shape"].split(","))
+        dtype = np.dtype(fields.get("dtype", "float32"))
+        rng = np.random.default_rng(0)
+        if dtype.kind in "iu":
+            return rng.integers(0, int(fields.get("high", 10)), size=shape).astype(dtype)
+        return rng.uniform(-1, 1, size=shape).astype(dtype)
+    except (KeyError, ValueError, TypeError) as e:
+        raise argparse.ArgumentTypeError(f"{value!r} is not shape=D1,D2,...[,dtype=NAME][,high=N]: {e}") from None
+
+
+def _rename_file(value: str) -> list[tuple[str, str]]:
+    """--rename FILE: a JSON list of [regex, replacement] pairs."""
+    try:
+        with open(value) as f:
+            rules = json.load(f)
+        return [(str(a), str(b)) for a, b in rules]
+    except (OSError, ValueError, TypeError) as e:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a JSON list of [regex, replacement] pairs: {e}") from None
 
 
 def _backend_name(value: str) -> str:
@@ -142,6 +230,15 @@ def main(argv: list[str] | None = None) -> int:
         if name == "compare":
             p.add_argument("--plot", metavar="FILE.png", type=_plot_file,
                            help="draw initializer histograms per backend (.png when FILE has no extension)")
+            p.add_argument("--model", action="append", type=_model_spec, metavar="NAME=module:function",
+                           help="compare your own models instead: the first is the reference (repeatable)")
+            p.add_argument("--input", action="append", type=_input_spec, metavar="shape=2,3,32,32",
+                           help="one model input in canonical layout (channels first; repeatable for several inputs)")
+            p.add_argument("--rename", type=_rename_file, metavar="FILE.json",
+                           help="[[regex, replacement], ...] from the reference's names to the others'")
+            p.add_argument("--seed", type=int, default=0, help="seed of the reference's Uniform(-0.5, 0.5) init")
+            p.add_argument("--rtol", type=float, default=1e-5)
+            p.add_argument("--atol", type=float, default=1e-6)
     args = parser.parse_args(argv)
     return args.fn(args)
 
