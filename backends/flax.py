@@ -23,7 +23,12 @@ from unified_params.adapter import (
     Node,
     Slot,
 )
-from unified_params.errors import DeferredInitializationError
+from unified_params.errors import (
+    DeferredInitializationError,
+    DtypeMismatchError,
+    ParameterNotFoundError,
+    ShapeMismatchError,
+)
 
 from ._jax import (
     LinenLeaf,
@@ -135,6 +140,20 @@ class FlaxAdapter(Adapter):
     def variables(self) -> dict | None:
         """The current variables tree, to pass to module.apply; None until materialized."""
         return self._variables
+
+    def set_variables(self, tree: Any) -> None:
+        """Take a variables tree trained outside pm (e.g. optax updates) once its structure, shapes and dtypes fit."""
+        if not isinstance(tree, Mapping):
+            raise ShapeMismatchError(
+                f"pm.variables = {type(tree).__name__!r}: give the variables tree of {type(self.model).__name__!r} "
+                f"(a mapping of collections, as module.init returns); nothing was changed")
+        new = frozen_dict.unfreeze(tree)
+        if self._variables is not None:
+            _check_tree(self._variables, new)
+            new = _ordered_like(new, self._variables)
+        else:
+            _check_known(self.tree(), self._tree(new)[0])
+        self._variables = new
 
     def _tree(self, variables: Mapping | None) -> tuple[Node, dict[tuple[str, ...], str]]:
         builder = LinenTree(self.model, variables, self._slot)
@@ -277,3 +296,47 @@ class FlaxAdapter(Adapter):
 
     def watch(self, hooks: DeferredHooks) -> None:
         """Nothing to watch: the user's own module.init makes variables the wrapper never sees."""
+
+
+def _check_known(known: Node, probe: Node) -> None:
+    """Every slot the module's configuration tells must be in the tree, with the dimensions it tells."""
+    given = {f"{layer}.{slot.leaf}".lstrip("."): slot.shape for layer, node in walk(probe) for slot in node.slots}
+    told = {f"{layer}.{slot.leaf}".lstrip("."): slot.shape for layer, node in walk(known) for slot in node.slots}
+    missing = [n for n in told if n not in given]
+    if missing:
+        raise ParameterNotFoundError(f"the variables tree does not fit the module; missing: "
+                                     f"{', '.join(map(repr, missing[:8]))}; nothing was changed")
+    for name, shape in told.items():
+        if len(shape) != len(given[name]) or any(a is not None and a != b for a, b in zip(shape, given[name])):
+            raise ShapeMismatchError(f"the variables tree gives {name!r} shape {given[name]}, but the module's "
+                                     f"configuration says {shape} (None: any size); nothing was changed")
+
+
+def _leaf_info(value: Any) -> tuple[tuple[int, ...], str]:
+    array = unbox(value)
+    return tuple(np.shape(array)), np.dtype(getattr(array, "dtype", None) or np.asarray(array).dtype).name
+
+
+def _ordered_like(new: Mapping, old: Mapping) -> dict:
+    """new with old's key order at every level (jax.tree_util.tree_map sorts keys; canonical order follows the module)."""
+    return {k: _ordered_like(new[k], old[k]) if isinstance(old[k], Mapping) else new[k] for k in old}
+
+
+def _check_tree(old: Mapping, new: Mapping) -> None:
+    """Raise the family error listing every path of new that does not fit old (names, shapes, dtypes)."""
+    have = {"/".join(p): _leaf_info(v) for p, v in flatten(old)}
+    given = {"/".join(p): _leaf_info(v) for p, v in flatten(new)}
+    missing, unexpected = [p for p in have if p not in given], [p for p in given if p not in have]
+    if missing or unexpected:
+        parts = [f"{what}: {', '.join(map(repr, names[:8]))}{' ...' if len(names) > 8 else ''}"
+                 for what, names in (("missing", missing), ("unexpected", unexpected)) if names]
+        raise ParameterNotFoundError(f"the variables tree does not fit the module ({'; '.join(parts)}); "
+                                     f"hand back a tree of the same structure; nothing was changed")
+    shapes = [f"{p!r}: given {given[p][0]} vs model {have[p][0]}" for p in have if given[p][0] != have[p][0]]
+    if shapes:
+        raise ShapeMismatchError(f"the variables tree does not fit the module; shape mismatch: {'; '.join(shapes[:8])}; "
+                                 f"nothing was changed")
+    dtypes = [f"{p!r}: given {given[p][1]} vs model {have[p][1]}" for p in have if given[p][1] != have[p][1]]
+    if dtypes:
+        raise DtypeMismatchError(f"the variables tree does not fit the module; dtype mismatch: {'; '.join(dtypes[:8])}; "
+                                 f"cast the tree first; nothing was changed")

@@ -149,3 +149,50 @@ def test_recognizes_only_linen() -> None:
     assert FlaxAdapter.recognizes(nn.Dense(2))
     assert not FlaxAdapter.recognizes(nnx.Linear(2, 2, rngs=nnx.Rngs(0)))
     assert up.wrap(nn.Dense(2), None, backend="flax").backend == "flax"
+
+
+def test_variables_can_be_handed_back_after_training_outside_pm(cnn: tuple, tmp_path) -> None:  # noqa: ANN001
+    net, variables, x = cnn
+    pm = up.wrap(net, variables)
+    trained = jax.tree_util.tree_map(lambda a: a + 1, pm.variables)
+    pm.variables = trained
+    assert pm.variables is not None
+    np.testing.assert_array_equal(pm["Dense_0.bias"].numpy(), np.asarray(trained["params"]["Dense_0"]["bias"]))
+    pm.save(tmp_path / "trained.safetensors")
+    again = up.wrap(net, variables).load(tmp_path / "trained.safetensors")
+    np.testing.assert_array_equal(np.asarray(again.variables["params"]["Conv_0"]["kernel"]),
+                                  np.asarray(trained["params"]["Conv_0"]["kernel"]))
+    assert pm.names() == up.wrap(net, variables).names()
+    deferred = up.wrap(net, None)
+    deferred.variables = variables
+    assert deferred.initialized and deferred.names() == pm.names()
+
+
+def test_variables_that_do_not_fit_are_refused_and_change_nothing(cnn: tuple) -> None:
+    net, variables, _ = cnn
+    pm = up.wrap(net, variables)
+    before = pm.variables
+    params = dict(variables["params"])
+    missing = {**variables, "params": {k: v for k, v in params.items() if k != "Dense_0"}}
+    reshaped = {**variables, "params": {**params, "Dense_0": {**params["Dense_0"], "bias": jnp.zeros(3)}}}
+    retyped = {**variables, "params": {**params, "Dense_0": {**params["Dense_0"], "bias": jnp.zeros(2, jnp.int32)}}}
+    for tree, error, match in [(missing, up.ParameterNotFoundError, "missing: 'params/Dense_0/kernel', 'params/Dense_0/bias'"),
+                               (reshaped, up.ShapeMismatchError, r"'params/Dense_0/bias': given \(3,\) vs model \(2,\)"),
+                               (retyped, up.DtypeMismatchError, "given int32 vs model float32"),
+                               ([1, 2], up.ShapeMismatchError, "'list'")]:
+        with pytest.raises(error, match=match):
+            pm.variables = tree
+        assert pm.variables is before
+    small = up.wrap(nn.Sequential([nn.Dense(3)]), None)
+    with pytest.raises(up.ParameterNotFoundError, match="missing: '0.weight', '0.bias'"):
+        small.variables = {"params": {}}
+    with pytest.raises(up.ShapeMismatchError, match=r"gives '0.weight' shape \(4, 2\), but the module's configuration says \(3, None\)"):
+        small.variables = {"params": {"layers_0": {"kernel": jnp.zeros((2, 4)), "bias": jnp.zeros(4)}}}
+    assert small.variables is None and small.pending() == ["0.weight", "0.bias"]
+
+
+def test_variables_cannot_be_set_where_the_model_holds_its_parameters() -> None:
+    torch = pytest.importorskip("torch")
+    pm = up.wrap(torch.nn.Linear(2, 2))
+    with pytest.raises(up.UnsupportedError, match="keeps its parameters in the model"):
+        pm.variables = {}

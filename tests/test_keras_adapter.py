@@ -261,3 +261,39 @@ def test_grads_and_forward_store_nothing_on_the_model() -> None:
         np.testing.assert_array_equal(value(v), old, err_msg=v.path)
     if keras.backend.backend() == "torch":
         assert all(v.value.grad is None for v in model.variables)
+
+
+class Aliased(keras.Model):
+    """One Dense reused under two attributes (`self.b = self.a`), a list alias, and another layer between them."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.a = layers.Dense(3)
+        self.c = layers.Dense(3)
+        self.b = self.a
+        self.blocks = [self.c, layers.Dense(3)]
+
+    def call(self, x: Any) -> Any:
+        return self.blocks[1](self.b(self.c(self.a(x))))
+
+
+def test_layer_reused_under_two_attributes_is_a_tied_alias_as_in_torch() -> None:
+    torch = pytest.importorskip("torch")
+
+    class TorchAliased(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.a = torch.nn.Linear(3, 3)
+            self.c = torch.nn.Linear(3, 3)
+            self.b = self.a
+            self.blocks = torch.nn.ModuleList([self.c, torch.nn.Linear(3, 3)])
+
+    model = Aliased()
+    model(np.ones((1, 3), np.float32))
+    pm, reference = wrap(model), up.wrap(TorchAliased())
+    assert pm.names() == reference.names()
+    assert pm.tied() == reference.tied() and ["a.weight", "b.weight"] in pm.tied()
+    up.transfer(reference, pm)
+    np.testing.assert_array_equal(value(model.b.kernel).T, reference["b.weight"].numpy())
+    pm["b.bias"].set(np.full(3, 7, np.float32))
+    np.testing.assert_array_equal(value(model.a.bias), np.full(3, 7, np.float32))

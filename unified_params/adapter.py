@@ -12,6 +12,7 @@ from typing import Any, ClassVar, Protocol
 import numpy as np
 
 from .dtypes import resolve
+from .errors import UnsupportedError
 
 KNOWN_KINDS = ("weight", "bias", "running_mean", "running_var")
 
@@ -101,6 +102,11 @@ class Adapter:
     def variables(self) -> Any:
         """The current variables for stateless frameworks (linen); None elsewhere."""
         return None
+
+    def set_variables(self, tree: Any) -> None:
+        """Replace the variables tree (linen), after checking it fits the model; other backends hold theirs natively."""
+        raise UnsupportedError(f"{self.name} keeps its parameters in the model itself: there is no variables tree "
+                               f"to set; write values with pm.load_state_dict(...) or pm[name].set(...)")
 
     def tree(self) -> Node:
         """The model's structure and its slots, discovered anew."""

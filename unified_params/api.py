@@ -144,6 +144,12 @@ class ParamAPI:
         """linen: the current variables, to pass to module.apply; None elsewhere."""
         return self._model.adapter.variables
 
+    @variables.setter
+    def variables(self, tree: Any) -> None:
+        """linen: hand back a tree trained outside pm; it must fit the module (checked first, else nothing changes)."""
+        self._model.adapter.set_variables(tree)
+        self._model.shapes_known()
+
     @property
     def capabilities(self) -> dict[str, str]:
         """Features this backend cannot do, with the reason."""
