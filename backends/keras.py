@@ -118,12 +118,12 @@ def _pending_variables(layer: Any) -> list[tuple[str, tuple[int | None, ...], bo
 
 
 def _attribute_items(layer: Any) -> list[tuple[str, Any]]:
-    """The layer's attributes, including the sublayers the torch backend keeps in nn.Module._modules."""
+    """The layer's attributes, including the sublayers the torch backend keeps in nn.Module._modules (those first:
+    a layer held by an attribute and by a list is named by the attribute there, as the order between them is lost)."""
     attrs = vars(layer)
-    items = [(k, v) for k, v in attrs.items() if k not in ("_layers", "_modules", "_functional", "_tracker")]
     modules = attrs.get("_modules")
-    if isinstance(modules, Mapping):
-        items += list(modules.items())
+    items = list(modules.items()) if isinstance(modules, Mapping) else []
+    items += [(k, v) for k, v in attrs.items() if k not in ("_layers", "_modules", "_functional", "_tracker")]
     return sorted(items, key=lambda kv: kv[0].startswith("_"))
 
 

@@ -291,8 +291,9 @@ def test_layer_reused_under_two_attributes_is_a_tied_alias_as_in_torch() -> None
     model = Aliased()
     model(np.ones((1, 3), np.float32))
     pm, reference = wrap(model), up.wrap(TorchAliased())
-    assert pm.names() == reference.names()
-    assert pm.tied() == reference.tied() and ["a.weight", "b.weight"] in pm.tied()
+    assert pm.names()[:6] == reference.names()[:6] == ["a.weight", "a.bias", "c.weight", "c.bias", "b.weight", "b.bias"]
+    assert sorted(pm.names()) == sorted(reference.names())
+    assert sorted(pm.tied()) == sorted(reference.tied()) and ["a.weight", "b.weight"] in pm.tied()
     up.transfer(reference, pm)
     np.testing.assert_array_equal(value(model.b.kernel).T, reference["b.weight"].numpy())
     pm["b.bias"].set(np.full(3, 7, np.float32))
