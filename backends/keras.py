@@ -33,7 +33,7 @@ from unified_params.layout import (
     shape_to_canonical,
     to_canonical,
 )
-from unified_params.naming import Group, attribute_paths, group_children
+from unified_params.naming import Group, alias_paths, attribute_paths, group_children
 
 keras = lazy("keras")
 
@@ -149,7 +149,8 @@ def _children(layer: Any) -> list[tuple[str, Any]]:
     if not children:
         return []
     items = _attribute_items(layer)
-    return group_children([(c.name, c) for c in children], attribute_paths(items, _is_layer), dict(items))
+    paths = attribute_paths(items, _is_layer)
+    return group_children([(c.name, c) for c in children], paths, dict(items), alias_paths(items, _is_layer, paths))
 
 
 def _functional_key(layer: Any, position: int) -> str:

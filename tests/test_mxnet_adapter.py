@@ -147,3 +147,28 @@ def test_grads_with_grad_req_add_leave_the_accumulator_as_it_was() -> None:
     onp.testing.assert_array_equal(first["weight"], second["weight"])
     onp.testing.assert_allclose(first["weight"], users, rtol=1e-6)
     assert net.weight.data()._fresh_grad
+
+
+class Aliased(nn.HybridBlock):
+    """One Dense registered under two attributes (`self.b = self.a`): Gluon keeps both children keys."""
+
+    def __init__(self, **kwargs: object) -> None:
+        super().__init__(**kwargs)
+        with self.name_scope():
+            self.a = nn.Dense(3, in_units=3)
+            self.c = nn.Dense(3, in_units=3)
+            self.b = self.a
+
+    def hybrid_forward(self, F, x):  # noqa: ANN001, ANN201, N803
+        return self.b(self.c(self.a(x)))
+
+
+def test_block_registered_under_two_attributes_is_a_tied_alias() -> None:
+    net = Aliased()
+    net.initialize()
+    pm = up.wrap(net)
+    assert list(net._children) == ["a", "c", "b"]
+    assert pm.names() == ["a.weight", "a.bias", "c.weight", "c.bias", "b.weight", "b.bias"]
+    assert pm.tied() == [["a.weight", "b.weight"], ["a.bias", "b.bias"]]
+    pm["b.bias"].set(onp.full(3, 5, onp.float32))
+    onp.testing.assert_array_equal(net.a.bias.data().asnumpy(), onp.full(3, 5, onp.float32))

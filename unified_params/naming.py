@@ -45,16 +45,65 @@ def _items(value: Any) -> Iterable[tuple[Any, Any]]:
     return ()
 
 
+def alias_paths(attrs: Iterable[tuple[str, Any]], is_layer: Callable[[Any], bool],
+                paths: Mapping[int, tuple[str, ...]]) -> list[tuple[tuple[str, ...], Any]]:
+    """(path, child) for every further public attribute, list or dict entry holding a child that paths names already.
+
+    These are the child's tied aliases (`self.b = self.a`), as torch lists a module registered under two names.
+    """
+    out: list[tuple[tuple[str, ...], Any]] = []
+    for name, value in attrs:
+        if name.startswith("_"):
+            continue
+        held = [((name,), value)] if is_layer(value) else [((name, str(k)), v) for k, v in _items(value) if is_layer(v)]
+        for path, child in held:
+            if id(child) in paths and paths[id(child)] != path and all(path != p for p, _ in out):
+                out.append((path, child))
+    return out
+
+
+def _rank(path: tuple[str, ...], containers: Mapping[str, Any], order: Mapping[str, int]) -> tuple[int, int]:
+    """Where path stands among the layer's attributes: the attribute's position, then the entry's inside it."""
+    if len(path) == 1:
+        return order.get(path[0], -1), -1
+    keys = [str(k) for k, _ in _items(containers.get(path[0]))]
+    return order.get(path[0], -1), keys.index(path[1]) if path[1] in keys else -1
+
+
+def _with_aliases(entries: list[tuple[tuple[str, ...], Any]], aliases: Sequence[tuple[tuple[str, ...], Any]],
+                  containers: Mapping[str, Any]) -> list[tuple[tuple[str, ...], Any]]:
+    """entries with each alias inserted: inside its list or dict by position, else after the attributes before it."""
+    order = {name: i for i, name in enumerate(containers)}
+
+    def rank(path: tuple[str, ...]) -> tuple[int, int]:
+        return _rank(path, containers, order)
+
+    out = list(entries)
+    for path, child in sorted(aliases, key=lambda pc: rank(pc[0])):
+        same = [k for k, (q, _) in enumerate(out) if len(path) > 1 and len(q) > 1 and q[0] == path[0]]
+        if same:
+            before = [k for k in same if rank(out[k][0]) <= rank(path)]
+            at = before[-1] + 1 if before else same[0]
+        else:
+            at = max((k + 1 for k, (q, _) in enumerate(out) if rank(q) <= rank(path)), default=0)
+        out.insert(at, (path, child))
+    return out
+
+
 def group_children(children: Sequence[tuple[str, Any]], paths: Mapping[int, tuple[str, ...]],
-                   containers: Mapping[str, Any]) -> list[tuple[str, Any]]:
+                   containers: Mapping[str, Any],
+                   aliases: Sequence[tuple[tuple[str, ...], Any]] = ()) -> list[tuple[str, Any]]:
     """(key, child or Group) in the children's order; a Group stands where its first member was.
 
     children are (the framework's own key, child); a child with a two-level path joins the Group of its attribute.
+    An own key that is an attribute holding that very child stays its key (Gluon registers `self.b = self.a` twice).
+    aliases (from alias_paths) are further names of children, placed where their attribute stands.
     """
     out: list[tuple[str, Any]] = []
     groups: dict[str, Group] = {}
-    for own_key, child in children:
-        path = paths.get(id(child), (own_key,))
+    entries = [((own_key,) if containers.get(own_key) is child else paths.get(id(child), (own_key,)), child)
+               for own_key, child in children]
+    for path, child in _with_aliases(entries, aliases, containers) if aliases else entries:
         if len(path) == 1:
             out.append((path[0], child))
             continue
