@@ -22,7 +22,7 @@ def save(path: str | os.PathLike, state: dict[str, np.ndarray], backend: str, ti
     """Write a canonical state to path as safetensors: a temporary file in the same folder, then renamed."""
     from safetensors.numpy import save_file
 
-    state = {k: np.ascontiguousarray(v) for k, v in state.items()}
+    state = {k: np.asarray(v, order="C") for k, v in state.items()}  # ascontiguousarray would make 0-d (1,)
     meta = {"format": FORMAT, "format_version": FORMAT_VERSION, "backend": backend, "layout": "canonical",
             "tied": json.dumps(tied), "order": json.dumps(list(state)),
             "crc32": json.dumps({k: _crc32(v) for k, v in state.items()})}
