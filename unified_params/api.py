@@ -15,7 +15,7 @@ from .fit import Target, fit_one, fit_state
 from .index import Entry
 from .init import Initializer, make_value
 from .matching import Rename, rename_state
-from .model_state import ModelState, Record
+from .model_state import ModelState, Record, locked
 from .rng import fresh_seed
 
 
@@ -106,11 +106,13 @@ class ParamView:
         """The gradient in canonical layout, or None until one has been computed."""
         return self._api._model.adapter.grad(self._ready().slot)
 
+    @locked
     def set(self, value: Any) -> None:
         """Write a value in canonical layout; the shape must match and the dtype cast be safe."""
         slot = self._ready().slot
         self._api._model.adapter.write(slot, fit_one(value, self._full, slot.shape, slot.dtype, "set()"))
 
+    @locked
     def update(self, fn: Callable[[np.ndarray], Any]) -> None:
         """Replace the value with fn(old): fn may return a new array or edit the copy it gets and return it."""
         old = self.numpy()
@@ -285,6 +287,7 @@ class ParamAPI:
         """name -> view for the parameters whose canonical name fully matches pattern and whose kind is kind."""
         return {self._rel(e.name): ParamView(self, e) for e in self._select(pattern, kind, trainable, attributes=False)}
 
+    @locked
     def init(self, initializer: Initializer | Callable, pattern: str | None = None, kind: str | tuple[str, ...] | None = None, seed: int | None = None) -> ParamAPI:
         """Initialize the selected parameters: all values made and checked first, then written.
 
@@ -406,6 +409,7 @@ class ParamAPI:
                         {n for n, e in unique.items() if not e.slot.initialized}, aliases)
         return target, unique
 
+    @locked
     def load_state_dict(self, state: dict[str, Any], strict: bool = True, cast: bool = False,
                         rename: Rename | None = None) -> ParamAPI:
         """Check every name, shape and dtype first, then write; raise listing every misfit and write nothing.
@@ -417,11 +421,13 @@ class ParamAPI:
         self._model.adapter.write_many([(unique[n].slot, v) for n, v in values.items()])
         return self
 
-    def save(self, path: str | os.PathLike, metadata: dict[str, str] | None = None) -> None:
-        """Write a safetensors checkpoint (canonical names and layout) atomically."""
+    @locked
+    def save(self, path: str | bytes | os.PathLike, metadata: dict[str, str] | None = None) -> None:
+        """Write a safetensors checkpoint (canonical names and layout) atomically, from one consistent snapshot."""
         checkpoint.save(path, self.state_dict(), self.backend, self.tied(), metadata)
 
-    def load(self, path: str | os.PathLike, strict: bool = True, cast: bool = False,
+    @locked
+    def load(self, path: str | bytes | os.PathLike, strict: bool = True, cast: bool = False,
              rename: Rename | None = None) -> ParamAPI:
         """Load a safetensors checkpoint; nothing is written unless every entry fits (rename as in load_state_dict)."""
         tensors, metadata = checkpoint.read(path)

@@ -1,13 +1,15 @@
-"""Safetensors checkpoints: canonical names and layout, checksums, atomic writes; never pickle."""
+"""Checkpoint policy: what pm.save writes (metadata, checksums, atomically) and what pm.load trusts; never pickle."""
 from __future__ import annotations
 
 import json
 import os
+import re
 import stat
 import tempfile
 import zlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from typing import Any
 
 import numpy as np
 
@@ -15,39 +17,120 @@ from . import errors
 
 FORMAT = "unified_params"
 FORMAT_VERSION = "1"
+RESERVED = frozenset({"format", "format_version", "layout", "backend", "tied", "order", "crc32", "provenance",
+                      "shards", "total_size"})
+_NOT_CAUGHT = (KeyboardInterrupt, SystemExit, GeneratorExit)
 
 
-def save(path: str | os.PathLike, state: dict[str, np.ndarray], backend: str, tied: list[list[str]],
+def user_path(path: str | bytes | os.PathLike) -> str:
+    """The path as the user gave it, as a str (bytes and os.PathLike accepted); CheckpointError if empty."""
+    try:
+        text = os.fsdecode(os.fspath(path))
+    except TypeError as e:
+        raise errors.CheckpointError(f"{path!r} is not a path: pass a str, bytes or os.PathLike") from e
+    if not text:
+        raise errors.CheckpointError("the checkpoint path is empty: pass a file name such as 'model.safetensors'")
+    return text
+
+
+def check_metadata(metadata: Mapping[str, str] | None) -> dict[str, str]:
+    """The user's extra metadata, refused before anything is written if it is not str -> str or uses a reserved key."""
+    if metadata is None:
+        return {}
+    if not isinstance(metadata, Mapping):
+        raise errors.CheckpointError(f"metadata must be a dict of str -> str, not {type(metadata).__name__}")
+    bad = [repr(k) for k, v in metadata.items() if not isinstance(k, str) or not isinstance(v, str)]
+    if bad:
+        raise errors.CheckpointError(f"metadata {', '.join(bad[:5])}: keys and values must be str; convert them first")
+    reserved = sorted(RESERVED & set(metadata))
+    if reserved:
+        raise errors.CheckpointError(f"metadata {', '.join(map(repr, reserved))}: reserved by the checkpoint format; "
+                                     f"rename them (reserved: {', '.join(sorted(RESERVED))})")
+    return dict(metadata)
+
+
+def own_metadata(state: Mapping[str, np.ndarray], backend: str, tied: list[list[str]]) -> dict[str, str]:
+    """The metadata the format owns: format, version, layout, backend, tied groups, order and per-tensor CRC-32."""
+    return {"format": FORMAT, "format_version": FORMAT_VERSION, "backend": backend, "layout": "canonical",
+            "tied": json.dumps(tied), "order": json.dumps(list(state)),
+            "crc32": json.dumps({k: crc32(v) for k, v in state.items()})}
+
+
+def save(path: str | bytes | os.PathLike, state: dict[str, np.ndarray], backend: str, tied: list[list[str]],
          metadata: dict[str, str] | None = None) -> None:
     """Write a canonical state to path as safetensors: a temporary file in the same folder, then renamed."""
     from safetensors.numpy import save_file
 
+    shown = user_path(path)
+    meta = {**check_metadata(metadata)}
     state = {k: np.asarray(v, order="C") for k, v in state.items()}  # ascontiguousarray would make 0-d (1,)
-    meta = {"format": FORMAT, "format_version": FORMAT_VERSION, "backend": backend, "layout": "canonical",
-            "tied": json.dumps(tied), "order": json.dumps(list(state)),
-            "crc32": json.dumps({k: _crc32(v) for k, v in state.items()})}
-    meta.update(metadata or {})
-    path = os.fspath(path)
-    folder = os.path.dirname(os.path.abspath(path))
-    mode = _file_mode(path)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".safetensors", dir=folder)
+    meta.update(own_metadata(state, backend, tied))
+    with replacing(shown) as tmp:
+        save_file(state, tmp, metadata=meta)
+
+
+def crc32(array: np.ndarray) -> int:
+    """CRC-32 of an array's bytes (C order), stored per tensor so that load() detects corrupt data."""
+    return zlib.crc32(np.ascontiguousarray(array).reshape(-1).view(np.uint8))
+
+
+def target_of(shown: str) -> str:
+    """The file a save to `shown` replaces: a symlink's target (as open(path, "w") writes it); refusals up front."""
+    real = os.path.realpath(shown)
+    folder = os.path.dirname(real)
+    if not os.path.isdir(folder):
+        raise errors.CheckpointError(f"cannot save {shown!r}: folder {os.path.dirname(shown) or folder!r} does not "
+                                     f"exist; create it first")
+    if os.path.isdir(real):
+        raise errors.CheckpointError(f"cannot save {shown!r}: it is a folder; give a file name "
+                                     f"(or max_shard_size= to write a sharded checkpoint into a folder)")
+    if os.path.exists(real) and not os.stat(real).st_mode & 0o222:
+        raise errors.CheckpointError(f"cannot save {shown!r}: the file is write-protected; make it writable "
+                                     f"(chmod u+w) or save elsewhere")
+    return real
+
+
+@contextmanager
+def replacing(shown: str) -> Iterator[str]:
+    """A temporary file in the target's folder that replaces the target (synced) when the block succeeds.
+
+    OS errors name the user's path, never the temporary file; on any failure the temporary file is removed.
+    """
+    real = target_of(shown)
+    folder = os.path.dirname(real)
+    mode = _file_mode(real)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".safetensors", dir=folder)
+    except OSError as e:
+        raise _named(e, shown) from e
     os.close(fd)
     try:
-        save_file(state, tmp, metadata=meta)
+        yield tmp
         os.chmod(tmp, mode)
         with open(tmp, "rb") as f:
             os.fsync(f.fileno())
-        os.replace(tmp, path)
+        os.replace(tmp, real)
+    except OSError as e:
+        _remove(tmp)
+        raise _named(e, shown) from e
     except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+        _remove(tmp)
         raise
     _fsync_folder(folder)
 
 
-def _crc32(array: np.ndarray) -> int:
-    """CRC-32 of an array's bytes (C order), stored per tensor so that load() detects corrupt data."""
-    return zlib.crc32(np.ascontiguousarray(array).reshape(-1).view(np.uint8))
+def _named(e: OSError, shown: str) -> OSError:
+    """The same kind of OSError, naming the user's path instead of a temporary file."""
+    if e.errno is None:
+        return e
+    return OSError(e.errno, f"cannot save checkpoint {shown!r}: {e.strerror}", shown)
+
+
+def _remove(tmp: str) -> None:
+    try:
+        os.unlink(tmp)
+    except FileNotFoundError:
+        pass
 
 
 def _file_mode(path: str) -> int:
@@ -74,42 +157,102 @@ def _fsync_folder(folder: str) -> None:
         os.close(fd)
 
 
-def read_file(path: str | os.PathLike) -> tuple[dict[str, np.ndarray], dict[str, str]]:
+def open_for_reading(shown: str) -> Any:
+    """The checkpoint file opened for binary reading; CheckpointError naming the user's path otherwise."""
+    if not os.path.exists(shown):
+        raise errors.CheckpointError(f"no checkpoint file at {shown!r}")
+    if os.path.isdir(shown):
+        raise errors.CheckpointError(f"no checkpoint file at {shown!r}: it is a folder without a checkpoint")
+    try:
+        return open(shown, "rb")
+    except PermissionError as e:
+        raise errors.CheckpointError(f"cannot read {shown!r}: permission denied; make it readable (chmod u+r)") from e
+    except OSError as e:
+        raise errors.CheckpointError(f"cannot read {shown!r}: {e.strerror or e}") from e
+
+
+def read_file(path: str | bytes | os.PathLike) -> tuple[dict[str, np.ndarray], dict[str, str]]:
     """The tensors and metadata of a safetensors file; CheckpointError if it is not a sound one."""
     from safetensors import safe_open
 
-    path = os.fspath(path)
-    if not os.path.isfile(path):
-        raise errors.CheckpointError(f"no checkpoint file at {path!r}")
+    shown = user_path(path)
+    open_for_reading(shown).close()
     try:
-        with safe_open(path, framework="np") as f:
+        with safe_open(shown, framework="np") as f:
             metadata = f.metadata() or {}
             tensors = {k: f.get_tensor(k) for k in f.keys()}
-    except Exception as e:
-        raise errors.CheckpointError(f"{path!r} is not a readable safetensors checkpoint (truncated or corrupt?): {e}") from e
+    except _NOT_CAUGHT:
+        raise
+    except BaseException as e:  # the Rust library panics with pyo3's PanicException, a BaseException
+        raise errors.CheckpointError(f"{shown!r} is not a readable safetensors checkpoint (truncated or corrupt?): "
+                                     f"{type(e).__name__}: {e}") from None
     return tensors, metadata
 
 
-def verify(path: str | os.PathLike, tensors: dict[str, np.ndarray], metadata: dict[str, str]) -> None:
-    """Raise CheckpointError unless the file's layout, format version and checksums are ones load() can trust."""
-    where = repr(os.fspath(path))
-    if metadata.get("layout", "canonical") != "canonical":
-        raise errors.CheckpointError(f"{where} holds {metadata['layout']!r} layout, not canonical: it was not written by pm.save()")
-    version = metadata.get("format_version", FORMAT_VERSION) if metadata.get("format") == FORMAT else FORMAT_VERSION
-    if not version.isdigit() or int(version) > int(FORMAT_VERSION):
-        raise errors.CheckpointError(f"{where} has format version {version!r}; this unified_params reads up to {FORMAT_VERSION}: upgrade it")
-    if "crc32" not in metadata:
-        return
+def strict_json(text: str, field: str, where: str) -> Any:
+    """A metadata field's JSON: no NaN/Infinity, no floats, no deep nesting; CheckpointError otherwise."""
+    def refuse(token: str) -> Any:
+        raise ValueError(f"{token} is not allowed")
+
     try:
-        sums = json.loads(metadata["crc32"])
-        bad = [k for k, v in sums.items() if k not in tensors or _crc32(tensors[k]) != int(v)]
-    except (ValueError, TypeError, AttributeError) as e:
-        raise errors.CheckpointError(f"{where} has an unreadable checksum table: {e}") from e
+        return json.loads(text, parse_constant=refuse, parse_float=refuse)
+    except (ValueError, RecursionError, TypeError) as e:
+        raise errors.CheckpointError(f"{where} has an unreadable {field!r} entry: {type(e).__name__}: "
+                                     f"{str(e)[:200]}") from None
+
+
+def _names_list(value: Any) -> bool:
+    return isinstance(value, list) and all(isinstance(n, str) for n in value)
+
+
+def trusted_checksums(where: str, metadata: Mapping[str, str], names: list[str]) -> dict[str, int] | None:
+    """Validate every field load() reads; the CRC-32 table (covering every tensor), or None for a foreign file."""
+    own = metadata.get("format") == FORMAT
+    layout = metadata.get("layout", "canonical")
+    if layout != "canonical":
+        raise errors.CheckpointError(f"{where} holds {layout!r:.80} layout, not canonical: it was not written by "
+                                     f"pm.save()")
+    version = metadata.get("format_version", FORMAT_VERSION) if own else FORMAT_VERSION
+    if not re.fullmatch(r"[0-9]{1,6}", version, re.ASCII):
+        raise errors.CheckpointError(f"{where} has format version {version!r:.40}, not a version number: it is corrupt")
+    if int(version) > int(FORMAT_VERSION):
+        raise errors.CheckpointError(f"{where} has format version {version!r}; this unified_params reads up to "
+                                     f"{FORMAT_VERSION}: upgrade it")
+    for field in ("tied", "order"):
+        if field in metadata:
+            value = strict_json(metadata[field], field, where)
+            if not (_names_list(value) if field == "order" else isinstance(value, list) and all(map(_names_list, value))):
+                raise errors.CheckpointError(f"{where} has a malformed {field!r} entry: expected lists of names")
+    if "crc32" not in metadata:
+        if own:
+            raise errors.CheckpointError(f"{where} says it was written by pm.save() but has no checksum table: "
+                                         f"it was altered")
+        return None
+    sums = strict_json(metadata["crc32"], "crc32", where)
+    if not isinstance(sums, dict) or not all(type(v) is int and 0 <= v < 2**32 for v in sums.values()):
+        raise errors.CheckpointError(f"{where} has an unreadable checksum table: expected name -> CRC-32 integers")
+    uncovered, extra = [n for n in names if n not in sums], [n for n in sums if n not in set(names)]
+    if uncovered or extra:
+        raise errors.CheckpointError(f"{where} has a checksum table that does not cover its tensors (no checksum: "
+                                     f"{_few(uncovered)}; no tensor: {_few(extra)}): it was altered")
+    return sums
+
+
+def _few(names: list[str], n: int = 5) -> str:
+    shown = ", ".join(repr(x) for x in names[:n])
+    return (shown + f", ... ({len(names)} in all)" if len(names) > n else shown) or "none"
+
+
+def verify(path: str | bytes | os.PathLike, tensors: dict[str, np.ndarray], metadata: dict[str, str]) -> None:
+    """Raise CheckpointError unless the file's layout, format version and checksums are ones load() can trust."""
+    where = repr(user_path(path))
+    sums = trusted_checksums(where, metadata, list(tensors))
+    bad = [k for k in tensors if sums is not None and crc32(tensors[k]) != sums[k]]
     if bad:
         raise errors.CheckpointError(f"{where} is corrupt: the data of {', '.join(bad)} does not match its checksum")
 
 
-def read(path: str | os.PathLike) -> tuple[dict[str, np.ndarray], dict[str, str]]:
+def read(path: str | bytes | os.PathLike) -> tuple[dict[str, np.ndarray], dict[str, str]]:
     """The tensors and metadata of a sound checkpoint; CheckpointError for anything load() cannot trust."""
     tensors, metadata = read_file(path)
     verify(path, tensors, metadata)
@@ -117,10 +260,10 @@ def read(path: str | os.PathLike) -> tuple[dict[str, np.ndarray], dict[str, str]
 
 
 @contextmanager
-def named(path: str | os.PathLike, metadata: dict[str, str]) -> Iterator[None]:
+def named(path: str | bytes | os.PathLike, metadata: dict[str, str]) -> Iterator[None]:
     """Errors raised while loading a checkpoint's tensors name the file and the backend that saved it."""
     try:
         yield
     except errors.UnifiedParamsError as e:
         source = metadata.get("backend", "unknown")
-        raise type(e)(f"checkpoint {os.fspath(path)!r} (saved from {source}): {e}") from e
+        raise type(e)(f"checkpoint {user_path(path)!r} (saved from {source!r:.60}): {e}") from e

@@ -1,9 +1,11 @@
 """The state shared by one wrapped model and all its views: the adapter, the cached index, the pending init records."""
 from __future__ import annotations
 
-from collections.abc import Hashable
+import functools
+import threading
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -35,6 +37,15 @@ class ModelState:
         self._index: Index | None = None
         self._stamp: Any = None
         self.materializing = False
+        self.lock = threading.RLock()
+
+    def __getstate__(self) -> dict[str, Any]:
+        """Copies and pickles of a model that reach this state get a lock of their own."""
+        return {k: v for k, v in self.__dict__.items() if k != "lock"}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self.lock = threading.RLock()
 
     def index(self, fresh: bool = False, attributes: bool = True) -> Index:
         """The index of the model as it is now; attributes=False when only names and structure matter.
@@ -62,6 +73,10 @@ class ModelState:
         """Apply every recorded initializer whose parameters now have known shapes (all at once after pm.materialize)."""
         if self.materializing:
             return
+        with self.lock:
+            self._apply_records()
+
+    def _apply_records(self) -> None:
         entries = self.index(fresh=True).entries
         values, done = [], []
         for record in self.records:
@@ -87,3 +102,17 @@ class ModelState:
                 record.names.remove(entry.primary)
         self.records = [r for r in self.records if r.names]
         return value
+
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def locked(method: F) -> F:
+    """Run a ParamAPI or ParamView method holding its model's lock: init, set, load and save never interleave."""
+    @functools.wraps(method)
+    def run(self: Any, *args: Any, **kwargs: Any) -> Any:
+        model = self._model if hasattr(self, "_model") else self._api._model
+        with model.lock:
+            return method(self, *args, **kwargs)
+
+    return run  # type: ignore[return-value]
