@@ -191,26 +191,25 @@ def test_checksum_table_must_cover_every_tensor(ex: ModuleType, tmp_path: Path) 
         pm.load(path)
 
 
-@pytest.mark.parametrize("exc", ["panic", "error"])
-def test_safetensors_library_failures_become_checkpoint_errors(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                                                  exc: str) -> None:
+def test_load_reads_the_format_itself_so_library_panics_cannot_escape(tmp_path: Path,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """The safetensors library panicked (pyo3's PanicException, a BaseException) on bad files; load no longer calls it."""
     import safetensors
     import safetensors.numpy
 
     class PanicException(BaseException):
-        """What pyo3 raises when the Rust library panics (it derives from BaseException)."""
+        pass
 
-    pm = up.wrap(torch_examples.mlp().model)
-    pm.save(tmp_path / "m.safetensors")
+    def panic(*args: Any, **kwargs: Any) -> None:
+        raise PanicException("index out of bounds")
 
-    def fail(*args: Any, **kwargs: Any) -> None:
-        raise PanicException("index out of bounds") if exc == "panic" else safetensors.SafetensorError("bad")
-
+    _torch_pm(3.0).save(tmp_path / "m.safetensors")
     for name in ("load", "load_file"):
-        monkeypatch.setattr(safetensors.numpy, name, fail)
-    monkeypatch.setattr(safetensors, "safe_open", fail)
-    with pytest.raises(up.CheckpointError, match="m.safetensors"):
-        pm.load(tmp_path / "m.safetensors")
+        monkeypatch.setattr(safetensors.numpy, name, panic)
+    monkeypatch.setattr(safetensors, "safe_open", panic)
+    pm = _torch_pm(0.0)
+    pm.load(tmp_path / "m.safetensors")
+    assert {float(x) for n in pm.names() for x in torch_examples.native_value(pm, n).reshape(-1)} == {3.0}
 
 
 @pytest.mark.parametrize("key", sorted(["format", "format_version", "layout", "crc32", "tied", "order", "backend"]))

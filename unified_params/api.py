@@ -9,8 +9,9 @@ from typing import Any
 
 import numpy as np
 
-from . import checkpoint, errors
+from . import checkpoint, checkpoint_load, errors
 from .adapter import DEFERRED, Node
+from .dtypes import resolve
 from .fit import Target, fit_one, fit_state
 from .index import Entry
 from .init import Initializer, make_value
@@ -423,16 +424,22 @@ class ParamAPI:
 
     @locked
     def save(self, path: str | bytes | os.PathLike, metadata: dict[str, str] | None = None) -> None:
-        """Write a safetensors checkpoint (canonical names and layout) atomically, from one consistent snapshot."""
-        checkpoint.save(path, self.state_dict(), self.backend, self.tied(), metadata)
+        """Write a safetensors checkpoint (canonical names and layout) atomically, one tensor at a time.
+
+        It holds the model's lock, so the file is one consistent snapshot of what init, set and load write.
+        """
+        entries = self._ready_unique()
+        specs = [(self._rel(e.name), resolve(e.slot.dtype), tuple(e.slot.shape)) for e in entries]
+        view = self._model.adapter.view
+        checkpoint.save(path, specs, (view(e.slot) for e in entries), self.backend, self.tied(), metadata)
 
     @locked
     def load(self, path: str | bytes | os.PathLike, strict: bool = True, cast: bool = False,
              rename: Rename | None = None) -> ParamAPI:
-        """Load a safetensors checkpoint; nothing is written unless every entry fits (rename as in load_state_dict)."""
-        tensors, metadata = checkpoint.read(path)
-        with checkpoint.named(path, metadata):
-            self.load_state_dict(tensors, strict=strict, cast=cast, rename=rename)
+        """Load a safetensors checkpoint, streamed; all or nothing (rename as in load_state_dict)."""
+        target, unique = self._target()
+        write = self._model.adapter.write
+        checkpoint_load.load(path, target, lambda name, value: write(unique[name].slot, value), strict, cast, rename)
         return self
 
 

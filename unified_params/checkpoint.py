@@ -7,19 +7,18 @@ import re
 import stat
 import tempfile
 import zlib
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
 
-from . import errors
+from . import errors, safetensors_io
 
 FORMAT = "unified_params"
 FORMAT_VERSION = "1"
 RESERVED = frozenset({"format", "format_version", "layout", "backend", "tied", "order", "crc32", "provenance",
                       "shards", "total_size"})
-_NOT_CAUGHT = (KeyboardInterrupt, SystemExit, GeneratorExit)
 
 
 def user_path(path: str | bytes | os.PathLike) -> str:
@@ -49,24 +48,40 @@ def check_metadata(metadata: Mapping[str, str] | None) -> dict[str, str]:
     return dict(metadata)
 
 
-def own_metadata(state: Mapping[str, np.ndarray], backend: str, tied: list[list[str]]) -> dict[str, str]:
-    """The metadata the format owns: format, version, layout, backend, tied groups, order and per-tensor CRC-32."""
+Spec = tuple[str, np.dtype, tuple[int, ...]]
+
+
+def own_metadata(names: list[str], backend: str, tied: list[list[str]]) -> dict[str, str]:
+    """The metadata the format owns except the checksums: format, version, layout, backend, tied groups, order."""
     return {"format": FORMAT, "format_version": FORMAT_VERSION, "backend": backend, "layout": "canonical",
-            "tied": json.dumps(tied), "order": json.dumps(list(state)),
-            "crc32": json.dumps({k: crc32(v) for k, v in state.items()})}
+            "tied": json.dumps(tied), "order": json.dumps(names)}
 
 
-def save(path: str | bytes | os.PathLike, state: dict[str, np.ndarray], backend: str, tied: list[list[str]],
-         metadata: dict[str, str] | None = None) -> None:
-    """Write a canonical state to path as safetensors: a temporary file in the same folder, then renamed."""
-    from safetensors.numpy import save_file
-
+def save(path: str | bytes | os.PathLike, specs: list[Spec], values: Iterable[np.ndarray], backend: str,
+         tied: list[list[str]], metadata: Mapping[str, str] | None = None) -> None:
+    """Stream tensors (name, dtype, shape in specs; values one at a time) into path atomically, with checksums."""
     shown = user_path(path)
-    meta = {**check_metadata(metadata)}
-    state = {k: np.asarray(v, order="C") for k, v in state.items()}  # ascontiguousarray would make 0-d (1,)
-    meta.update(own_metadata(state, backend, tied))
+    meta = {**check_metadata(metadata), **own_metadata([s[0] for s in specs], backend, tied)}
     with replacing(shown) as tmp:
-        save_file(state, tmp, metadata=meta)
+        write_file(tmp, specs, values, meta)
+
+
+def _crc_table(sums: Mapping[str, int]) -> str:
+    """The CRC-32 table as JSON with fixed-width numbers, so the header can be rewritten in place once they are known."""
+    return "{" + ",".join(f"{json.dumps(name)}:{value:10d}" for name, value in sums.items()) + "}"
+
+
+def write_file(file: str, specs: list[Spec], values: Iterable[np.ndarray], metadata: Mapping[str, str]) -> None:
+    """One safetensors file, one tensor at a time: header with placeholder checksums, data, then the real header."""
+    sums = {name: 0 for name, _, _ in specs}
+    with open(file, "wb") as f:
+        placeholder = safetensors_io.write_tensors(f, specs, {**metadata, "crc32": _crc_table(sums)}, values,
+                                                   seen=lambda name, array: sums.__setitem__(name, crc32(array)))
+        final = safetensors_io.header_bytes(specs, {**metadata, "crc32": _crc_table(sums)})
+        if len(final) != placeholder:
+            raise errors.CheckpointError(f"the header of {file!r} changed size once checksums were known")
+        f.seek(0)
+        f.write(final)
 
 
 def crc32(array: np.ndarray) -> int:
@@ -171,24 +186,6 @@ def open_for_reading(shown: str) -> Any:
         raise errors.CheckpointError(f"cannot read {shown!r}: {e.strerror or e}") from e
 
 
-def read_file(path: str | bytes | os.PathLike) -> tuple[dict[str, np.ndarray], dict[str, str]]:
-    """The tensors and metadata of a safetensors file; CheckpointError if it is not a sound one."""
-    from safetensors import safe_open
-
-    shown = user_path(path)
-    open_for_reading(shown).close()
-    try:
-        with safe_open(shown, framework="np") as f:
-            metadata = f.metadata() or {}
-            tensors = {k: f.get_tensor(k) for k in f.keys()}
-    except _NOT_CAUGHT:
-        raise
-    except BaseException as e:  # the Rust library panics with pyo3's PanicException, a BaseException
-        raise errors.CheckpointError(f"{shown!r} is not a readable safetensors checkpoint (truncated or corrupt?): "
-                                     f"{type(e).__name__}: {e}") from None
-    return tensors, metadata
-
-
 def strict_json(text: str, field: str, where: str) -> Any:
     """A metadata field's JSON: no NaN/Infinity, no floats, no deep nesting; CheckpointError otherwise."""
     def refuse(token: str) -> Any:
@@ -241,22 +238,6 @@ def trusted_checksums(where: str, metadata: Mapping[str, str], names: list[str])
 def _few(names: list[str], n: int = 5) -> str:
     shown = ", ".join(repr(x) for x in names[:n])
     return (shown + f", ... ({len(names)} in all)" if len(names) > n else shown) or "none"
-
-
-def verify(path: str | bytes | os.PathLike, tensors: dict[str, np.ndarray], metadata: dict[str, str]) -> None:
-    """Raise CheckpointError unless the file's layout, format version and checksums are ones load() can trust."""
-    where = repr(user_path(path))
-    sums = trusted_checksums(where, metadata, list(tensors))
-    bad = [k for k in tensors if sums is not None and crc32(tensors[k]) != sums[k]]
-    if bad:
-        raise errors.CheckpointError(f"{where} is corrupt: the data of {', '.join(bad)} does not match its checksum")
-
-
-def read(path: str | bytes | os.PathLike) -> tuple[dict[str, np.ndarray], dict[str, str]]:
-    """The tensors and metadata of a sound checkpoint; CheckpointError for anything load() cannot trust."""
-    tensors, metadata = read_file(path)
-    verify(path, tensors, metadata)
-    return tensors, metadata
 
 
 @contextmanager

@@ -91,50 +91,56 @@ class Target:
     aliases: dict[str, str] = field(default_factory=dict)
 
 
-def fit_state(state: Mapping[str, Any], target: Target, strict: bool = True, cast: bool = False) -> dict[str, np.ndarray]:
-    """primary name -> value that fits, for every entry of state; raise one error listing every misfit.
+Spec = tuple[tuple[int, ...], np.dtype]
 
-    Nothing is written here: callers write the result only when this returns, so a load is all or nothing.
+
+def plan_state(specs: Mapping[str, Spec], target: Target, strict: bool = True,
+               cast: bool = False) -> tuple[dict[str, str], list[tuple[str, str]]]:
+    """Check names, shapes and dtypes only (no data): primary -> state name to write, and (alias, primary) pairs.
+
+    Raises one error listing every misfit; the values' own checks (overflow, tied aliases that agree) are
+    check_values' job, so a checkpoint is judged from its header before any of its data is read.
     """
-    given: dict[str, Any] = {}
+    given: dict[str, str] = {}
     unexpected: list[str] = []
     tied: list[tuple[str, str]] = []
-    for name, value in state.items():
+    for name in specs:
         primary = name if name in target.shapes else target.aliases.get(name)
         if primary is None:
             unexpected.append(name)
             continue
         if primary not in given or name == primary:
-            given[primary] = value
+            given[primary] = name
         if primary != name:
             tied.append((name, primary))
-    mismatched, dtypes, overflow = [], [], []
-    for name, primary in tied:
-        a, b = as_array(state[name]), as_array(given[primary])
-        if a.shape != b.shape:
-            mismatched.append(f"{name}: checkpoint {a.shape} vs {b.shape} of {primary}, which it is tied to")
-        elif not np.array_equal(a, b, equal_nan=is_float(a.dtype) and is_float(b.dtype)):
-            unexpected.append(f"{name} (tied to {primary} in this model, but the state holds another value)")
     pending = [n for n in given if n in target.pending]
     if pending:
         raise errors.DeferredInitializationError(
             f"cannot load {', '.join(pending)}: shape not known yet; call pm.materialize(example_input) first")
-    values: dict[str, np.ndarray] = {}
-    for name, value in given.items():
-        try:
-            values[name] = fit(value, target.shapes[name], target.dtypes[name], "safe" if cast else "exact")
-        except Misfit as m:
-            if m.kind == "shape":
-                mismatched.append(f"{name}: checkpoint {m.got} vs model {m.want}")
-            elif m.kind == "overflow":
-                overflow.append(f"{name}: {m.count} value(s) of {m.got} overflow {m.want}")
-            else:
-                dtypes.append(f"{name}: checkpoint {m.got} vs model {m.want}")
+    mismatched, dtypes = [], []
+    for name, primary in tied:
+        if specs[name][0] != specs[given[primary]][0]:
+            mismatched.append(f"{name}: checkpoint {specs[name][0]} vs {specs[given[primary]][0]} of {primary}, "
+                              f"which it is tied to")
+    for primary, name in given.items():
+        shape, dtype = specs[name]
+        want = resolve(target.dtypes[primary])
+        if tuple(shape) != tuple(target.shapes[primary]):
+            mismatched.append(f"{primary}: checkpoint {tuple(shape)} vs model {tuple(target.shapes[primary])}")
+        elif dtype != want and (not cast or not can_cast(dtype, want)):
+            dtypes.append(f"{primary}: checkpoint {dtype} vs model {want}")
     missing = [n for n in target.shapes if n not in given]
+    _refuse(missing if strict else [], unexpected if strict else [], mismatched, dtypes, [])
+    return given, tied
+
+
+def _refuse(missing: list[str], unexpected: list[str], mismatched: list[str], dtypes: list[str],
+            overflow: list[str]) -> None:
+    """Raise one error listing every misfit (the class of the gravest), or return when there is none."""
     problems = []
-    if strict and missing:
+    if missing:
         problems.append(f"missing: {', '.join(missing)}")
-    if strict and unexpected:
+    if unexpected:
         problems.append(f"unexpected: {', '.join(unexpected)}")
     if mismatched:
         problems.append(f"shape mismatch: {'; '.join(mismatched)}")
@@ -142,11 +148,57 @@ def fit_state(state: Mapping[str, Any], target: Target, strict: bool = True, cas
         problems.append(f"dtype mismatch: {'; '.join(dtypes)} (pass cast=True to convert)")
     if overflow:
         problems.append(f"cast would overflow: {'; '.join(overflow)}")
-    if problems:
-        text = "state does not fit the model, nothing was written; " + " | ".join(problems)
-        if mismatched:
-            raise errors.ShapeMismatchError(text)
-        if dtypes or overflow:
-            raise errors.DtypeMismatchError(text)
-        raise errors.ParameterNotFoundError(text)
+    if not problems:
+        return
+    text = "state does not fit the model, nothing was written; " + " | ".join(problems)
+    if mismatched:
+        raise errors.ShapeMismatchError(text)
+    if dtypes or overflow:
+        raise errors.DtypeMismatchError(text)
+    raise errors.ParameterNotFoundError(text)
+
+
+def fit_value(value: np.ndarray, name: str, target: Target, cast: bool) -> np.ndarray:
+    """One value of a planned state in the model's dtype; DtypeMismatchError naming it if the cast overflows."""
+    try:
+        return fit(value, target.shapes[name], target.dtypes[name], "safe" if cast else "exact")
+    except Misfit as m:
+        _refuse([], [], [], [], [f"{name}: {m.count} value(s) of {m.got} overflow {m.want}"])
+        raise
+
+
+def tied_conflict(alias: str, primary: str, a: np.ndarray, b: np.ndarray) -> str | None:
+    """Why an alias's value cannot be loaded with its primary's (another value), or None when they agree."""
+    if np.array_equal(a, b, equal_nan=is_float(a.dtype) and is_float(b.dtype)):
+        return None
+    return f"{alias} (tied to {primary} in this model, but the state holds another value)"
+
+
+def fit_state(state: Mapping[str, Any], target: Target, strict: bool = True, cast: bool = False) -> dict[str, np.ndarray]:
+    """primary name -> value that fits, for every entry of state; raise one error listing every misfit.
+
+    Nothing is written here: callers write the result only when this returns, so a load is all or nothing.
+    """
+    arrays, bad = {}, []
+    for name, value in state.items():
+        try:
+            arrays[name] = as_array(value)
+        except Exception as e:
+            bad.append(f"{name}: {type(value).__name__} is not an array ({e})")
+    if bad:
+        _refuse([], [], [], bad, [])
+    given, tied = plan_state({n: (a.shape, a.dtype) for n, a in arrays.items()}, target, strict, cast)
+    conflicts = [c for alias, primary in tied if (c := tied_conflict(alias, primary, arrays[alias],
+                                                                        arrays[given[primary]]))]
+    if conflicts and strict:
+        _refuse([], conflicts, [], [], [])
+    values: dict[str, np.ndarray] = {}
+    overflow = []
+    for primary, name in given.items():
+        try:
+            values[primary] = fit(arrays[name], target.shapes[primary], target.dtypes[primary],
+                                  "safe" if cast else "exact")
+        except Misfit as m:
+            overflow.append(f"{primary}: {m.count} value(s) of {m.got} overflow {m.want}")
+    _refuse([], [], [], [], overflow)
     return values

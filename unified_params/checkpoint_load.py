@@ -1,0 +1,112 @@
+"""pm.load, streamed: headers judged before any data, checksums verified one tensor at a time, then written.
+
+Three phases, all or nothing: (1) the headers alone: every name, shape, dtype and byte range against the
+model (a tensor the model lacks, or a wrong size, is refused without reading its data); (2) every tensor
+to be written is read, verified against its CRC-32 and cast-checked, holding one tensor at a time;
+(3) each is read again and written. Nothing is written unless phases 1 and 2 pass.
+"""
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
+from typing import BinaryIO
+
+import numpy as np
+
+from . import errors, safetensors_io
+from .checkpoint import crc32, named, open_for_reading, trusted_checksums, user_path
+from .dtypes import resolve
+from .fit import Target, fit_value, plan_state, tied_conflict
+from .safetensors_io import Entry
+
+
+@dataclass
+class Source:
+    """One open checkpoint file: the name to show, its header and its trusted checksums (None: a foreign file)."""
+
+    shown: str
+    file: BinaryIO
+    header: safetensors_io.Header
+    sums: dict[str, int] | None
+
+
+@dataclass
+class Located:
+    """Where one tensor of a (possibly sharded) checkpoint lives."""
+
+    source: Source
+    entry: Entry
+
+    def read(self) -> np.ndarray:
+        return safetensors_io.read_tensor(self.source.file, self.entry, repr(self.source.shown))
+
+
+def open_source(stack: ExitStack, shown: str) -> Source:
+    """Open one file and judge its header and metadata (no tensor data is read)."""
+    f = stack.enter_context(open_for_reading(shown))
+    header = safetensors_io.read_header(f, repr(shown))
+    return Source(shown, f, header, trusted_checksums(repr(shown), header.metadata, list(header.entries)))
+
+
+def locate(sources: list[Source]) -> dict[str, Located]:
+    """name -> its file and byte range over every source; a name in two files is refused."""
+    out: dict[str, Located] = {}
+    for source in sources:
+        for name, entry in source.header.entries.items():
+            if name in out:
+                raise errors.CheckpointError(f"tensor {name!r} is in both {out[name].source.shown!r} and "
+                                             f"{source.shown!r}: the shards overlap")
+            out[name] = Located(source, entry)
+    return out
+
+
+@contextmanager
+def opened(path: str | bytes | os.PathLike, files: Callable[[str], list[str]] | None = None) -> Iterator[
+        tuple[str, dict[str, Located], dict[str, str]]]:
+    """The user's path, every tensor's location and the first file's metadata, with the files open."""
+    shown = user_path(path)
+    with ExitStack() as stack:
+        sources = [open_source(stack, f) for f in (files(shown) if files else [shown])]
+        yield shown, locate(sources), sources[0].header.metadata
+
+
+def _verified(loc: Located) -> np.ndarray:
+    array = loc.read()
+    sums = loc.source.sums
+    if sums is not None and crc32(array) != sums[loc.entry.name]:
+        raise errors.CheckpointError(f"{loc.source.shown!r} is corrupt: the data of {loc.entry.name} does not "
+                                     f"match its checksum")
+    return array
+
+
+def _in_file_order(names: list[str], where: dict[str, Located]) -> list[str]:
+    return sorted(names, key=lambda n: (where[n].source.shown, where[n].entry.start))
+
+
+def load(path: str | bytes | os.PathLike, target: Target, write: Callable[[str, np.ndarray], None],
+         strict: bool = True, cast: bool = False, files: Callable[[str], list[str]] | None = None) -> None:
+    """Load a checkpoint into target through write(primary name, value), all or nothing, one tensor at a time."""
+    with opened(path, files) as (shown, where, metadata), named(shown, metadata):
+        specs = {n: (loc.entry.shape, loc.entry.dtype.newbyteorder("=")) for n, loc in where.items()}
+        given, tied = plan_state(specs, target, strict, cast)
+        primary_of = {name: primary for primary, name in given.items()}
+        aliased = {n for alias, primary in tied for n in (alias, given[primary])}
+        sums: dict[str, int] = {}
+        for name in _in_file_order(list({*primary_of, *aliased}), where):
+            array = _verified(where[name])
+            if name in aliased:
+                own = where[name].source.sums
+                sums[name] = crc32(array) if own is None else own[where[name].entry.name]
+            if name in primary_of and array.dtype != resolve(target.dtypes[primary_of[name]]):
+                fit_value(array, primary_of[name], target, cast)
+            del array
+        conflicts = [c for alias, primary in tied if sums[alias] != sums[given[primary]]
+                     and (c := tied_conflict(alias, primary, where[alias].read(), where[given[primary]].read()))]
+        if conflicts and strict:
+            raise errors.ParameterNotFoundError("state does not fit the model, nothing was written; unexpected: "
+                                                + ", ".join(conflicts))
+        for name in _in_file_order(list(primary_of), where):
+            write(primary_of[name], fit_value(_verified(where[name]), primary_of[name], target, cast))
+
