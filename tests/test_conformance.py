@@ -4,4 +4,5 @@ from unified_params.conformance.test_errors import *  # noqa: F403
 from unified_params.conformance.test_examples import *  # noqa: F403
 from unified_params.conformance.test_live import *  # noqa: F403
 from unified_params.conformance.test_names import *  # noqa: F403
+from unified_params.conformance.test_sharded import *  # noqa: F403
 from unified_params.conformance.test_side_effects import *  # noqa: F403

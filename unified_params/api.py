@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from . import checkpoint, checkpoint_load, errors
+from . import checkpoint, checkpoint_load, errors, shards
 from .adapter import DEFERRED, Node
 from .dtypes import resolve
 from .fit import Target, fit_one, fit_state
@@ -423,20 +423,28 @@ class ParamAPI:
         return self
 
     @locked
-    def save(self, path: str | bytes | os.PathLike, metadata: dict[str, str] | None = None) -> None:
+    def save(self, path: str | bytes | os.PathLike, metadata: dict[str, str] | None = None,
+             max_shard_size: int | str | None = None) -> None:
         """Write a safetensors checkpoint (canonical names and layout) atomically, one tensor at a time.
 
+        With max_shard_size ("2GB", bytes), path is a folder that gets transformers-style shards and an index.
         It holds the model's lock, so the file is one consistent snapshot of what init, set and load write.
         """
         entries = self._ready_unique()
         specs = [(self._rel(e.name), resolve(e.slot.dtype), tuple(e.slot.shape)) for e in entries]
-        view = self._model.adapter.view
-        checkpoint.save(path, specs, (view(e.slot) for e in entries), self.backend, self.tied(), metadata)
+        values = (self._model.adapter.view(e.slot) for e in entries)
+        if max_shard_size is None:
+            checkpoint.save(path, specs, values, self.backend, self.tied(), metadata)
+        else:
+            shards.save(path, specs, values, self.backend, self.tied(), metadata, max_shard_size)
 
     @locked
     def load(self, path: str | bytes | os.PathLike, strict: bool = True, cast: bool = False,
              rename: Rename | None = None) -> ParamAPI:
-        """Load a safetensors checkpoint, streamed; all or nothing (rename as in load_state_dict)."""
+        """Load a checkpoint (a file, a sharded folder or its index), streamed; all or nothing.
+
+        rename: as in load_state_dict, applied to the checkpoint's names before they are compared with the model.
+        """
         target, unique = self._target()
         write = self._model.adapter.write
         checkpoint_load.load(path, target, lambda name, value: write(unique[name].slot, value), strict, cast, rename)

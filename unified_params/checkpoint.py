@@ -16,8 +16,9 @@ import numpy as np
 from . import errors, safetensors_io
 
 FORMAT = "unified_params"
+HUB_FORMAT = "pt"  # what transformers and huggingface_hub require in "format": canonical layout is PyTorch's
 FORMAT_VERSION = "1"
-RESERVED = frozenset({"format", "format_version", "layout", "backend", "tied", "order", "crc32", "provenance",
+RESERVED = frozenset({"format", "writer", "format_version", "layout", "backend", "tied", "order", "crc32", "provenance",
                       "shards", "total_size"})
 
 
@@ -53,7 +54,7 @@ Spec = tuple[str, np.dtype, tuple[int, ...]]
 
 def own_metadata(names: list[str], backend: str, tied: list[list[str]]) -> dict[str, str]:
     """The metadata the format owns except the checksums: format, version, layout, backend, tied groups, order."""
-    return {"format": FORMAT, "format_version": FORMAT_VERSION, "backend": backend, "layout": "canonical",
+    return {"format": HUB_FORMAT, "writer": FORMAT, "format_version": FORMAT_VERSION, "backend": backend, "layout": "canonical",
             "tied": json.dumps(tied), "order": json.dumps(names)}
 
 
@@ -106,7 +107,7 @@ def target_of(shown: str) -> str:
 
 
 @contextmanager
-def replacing(shown: str) -> Iterator[str]:
+def replacing(shown: str, suffix: str = ".safetensors") -> Iterator[str]:
     """A temporary file in the target's folder that replaces the target (synced) when the block succeeds.
 
     OS errors name the user's path, never the temporary file; on any failure the temporary file is removed.
@@ -115,7 +116,7 @@ def replacing(shown: str) -> Iterator[str]:
     folder = os.path.dirname(real)
     mode = _file_mode(real)
     try:
-        fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".safetensors", dir=folder)
+        fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=suffix, dir=folder)
     except OSError as e:
         raise _named(e, shown) from e
     os.close(fd)
@@ -204,7 +205,7 @@ def _names_list(value: Any) -> bool:
 
 def trusted_checksums(where: str, metadata: Mapping[str, str], names: list[str]) -> dict[str, int] | None:
     """Validate every field load() reads; the CRC-32 table (covering every tensor), or None for a foreign file."""
-    own = metadata.get("format") == FORMAT
+    own = FORMAT in (metadata.get("writer"), metadata.get("format"))
     layout = metadata.get("layout", "canonical")
     if layout != "canonical":
         raise errors.CheckpointError(f"{where} holds {layout!r:.80} layout, not canonical: it was not written by "

@@ -15,7 +15,7 @@ from typing import BinaryIO
 
 import numpy as np
 
-from . import errors, safetensors_io
+from . import errors, safetensors_io, shards
 from .checkpoint import crc32, named, open_for_reading, trusted_checksums, user_path
 from .dtypes import resolve
 from .fit import Target, fit_value, plan_state, tied_conflict
@@ -63,13 +63,18 @@ def locate(sources: list[Source]) -> dict[str, Located]:
 
 
 @contextmanager
-def opened(path: str | bytes | os.PathLike, files: Callable[[str], list[str]] | None = None) -> Iterator[
-        tuple[str, dict[str, Located], dict[str, str]]]:
-    """The user's path, every tensor's location and the first file's metadata, with the files open."""
+def opened(path: str | bytes | os.PathLike) -> Iterator[tuple[str, dict[str, Located], dict[str, str]]]:
+    """The user's path, every tensor's location and the first file's metadata, with the files open.
+
+    path is a file, a folder (model.safetensors.index.json or model.safetensors in it) or an index file.
+    """
     shown = user_path(path)
+    files, weight_map = shards.files_of(shown)
     with ExitStack() as stack:
-        sources = [open_source(stack, f) for f in (files(shown) if files else [shown])]
-        yield shown, locate(sources), sources[0].header.metadata
+        sources = [open_source(stack, f) for f in files]
+        where = locate(sources)
+        shards.check_weight_map(shown, weight_map, {n: loc.source.shown for n, loc in where.items()})
+        yield shown, where, sources[0].header.metadata
 
 
 def _verified(loc: Located) -> np.ndarray:
@@ -86,9 +91,9 @@ def _in_file_order(names: list[str], where: dict[str, Located]) -> list[str]:
 
 
 def load(path: str | bytes | os.PathLike, target: Target, write: Callable[[str, np.ndarray], None],
-         strict: bool = True, cast: bool = False, files: Callable[[str], list[str]] | None = None) -> None:
+         strict: bool = True, cast: bool = False) -> None:
     """Load a checkpoint into target through write(primary name, value), all or nothing, one tensor at a time."""
-    with opened(path, files) as (shown, where, metadata), named(shown, metadata):
+    with opened(path) as (shown, where, metadata), named(shown, metadata):
         specs = {n: (loc.entry.shape, loc.entry.dtype.newbyteorder("=")) for n, loc in where.items()}
         given, tied = plan_state(specs, target, strict, cast)
         primary_of = {name: primary for primary, name in given.items()}
