@@ -19,6 +19,7 @@ from . import errors, safetensors_io, shards
 from .checkpoint import crc32, named, open_for_reading, trusted_checksums, user_path
 from .dtypes import resolve
 from .fit import Target, fit_value, plan_state, tied_conflict
+from .matching import Rename, rename_state
 from .safetensors_io import Entry
 
 
@@ -91,9 +92,10 @@ def _in_file_order(names: list[str], where: dict[str, Located]) -> list[str]:
 
 
 def load(path: str | bytes | os.PathLike, target: Target, write: Callable[[str, np.ndarray], None],
-         strict: bool = True, cast: bool = False) -> None:
+         strict: bool = True, cast: bool = False, rename: Rename | None = None) -> None:
     """Load a checkpoint into target through write(primary name, value), all or nothing, one tensor at a time."""
-    with opened(path) as (shown, where, metadata), named(shown, metadata):
+    with opened(path) as (shown, found, metadata), named(shown, metadata):
+        where = {new: found[old] for new, old in rename_state({n: n for n in found}, rename).items()}
         specs = {n: (loc.entry.shape, loc.entry.dtype.newbyteorder("=")) for n, loc in where.items()}
         given, tied = plan_state(specs, target, strict, cast)
         primary_of = {name: primary for primary, name in given.items()}
