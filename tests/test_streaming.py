@@ -30,13 +30,18 @@ TB = 2**40
 def _spy_reads(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """Names of the tensors whose data load() reads from now on."""
     reads: list[str] = []
-    real = safetensors_io.read_tensor
+    real, real_into = safetensors_io.read_tensor, safetensors_io.read_into
 
-    def read(f: Any, entry: safetensors_io.Entry, where: str) -> np.ndarray:
+    def read(f: Any, entry: safetensors_io.Entry, *args: Any) -> np.ndarray:
         reads.append(entry.name)
-        return real(f, entry, where)
+        return real(f, entry, *args)
+
+    def read_into(f: Any, entry: safetensors_io.Entry, *args: Any) -> None:
+        reads.append(entry.name)
+        real_into(f, entry, *args)
 
     monkeypatch.setattr(safetensors_io, "read_tensor", read)
+    monkeypatch.setattr(safetensors_io, "read_into", read_into)
     return reads
 
 
@@ -129,9 +134,9 @@ def test_failure_between_tensors_writes_nothing(ex: ModuleType, tmp_path: Path, 
     real, count = safetensors_io.read_tensor, []
     n = len(pm.state_dict())
 
-    def read(f: Any, entry: safetensors_io.Entry, where: str) -> np.ndarray:
+    def read(f: Any, entry: safetensors_io.Entry, *args: Any) -> np.ndarray:
         count.append(entry.name)
-        array = real(f, entry, where)
+        array = real(f, entry, *args)
         if len(count) == n:  # the last tensor of the verify pass: every other one has been read
             if failure == "read error":
                 raise OSError("input/output error")

@@ -446,8 +446,8 @@ class ParamAPI:
         rename: as in load_state_dict, applied to the checkpoint's names before they are compared with the model.
         """
         target, unique = self._target()
-        write = self._model.adapter.write
-        checkpoint_load.load(path, target, lambda name, value: write(unique[name].slot, value), strict, cast, rename)
+        fill = self._model.adapter.fill
+        checkpoint_load.load(path, target, lambda name, fn: fill(unique[name].slot, fn), strict, cast, rename)
         return self
 
 

@@ -3,7 +3,8 @@
 Three phases, all or nothing: (1) the headers alone: every name, shape, dtype and byte range against the
 model (a tensor the model lacks, or a wrong size, is refused without reading its data); (2) every tensor
 to be written is read, verified against its CRC-32 and cast-checked, holding one tensor at a time;
-(3) each is read again and written. Nothing is written unless phases 1 and 2 pass.
+(3) each is read again straight into the parameter's memory where the adapter allows (its fill), else
+through one array. Nothing is written unless phases 1 and 2 pass and the files are unchanged since.
 """
 from __future__ import annotations
 
@@ -23,7 +24,7 @@ from .matching import Rename, rename_state
 from .safetensors_io import Entry
 
 
-@dataclass
+@dataclass(eq=False)
 class Source:
     """One open checkpoint file: the name to show, its header and its trusted checksums (None: a foreign file)."""
 
@@ -31,6 +32,7 @@ class Source:
     file: BinaryIO
     header: safetensors_io.Header
     sums: dict[str, int] | None
+    stamp: int = 0
 
 
 @dataclass
@@ -40,15 +42,26 @@ class Located:
     source: Source
     entry: Entry
 
-    def read(self) -> np.ndarray:
-        return safetensors_io.read_tensor(self.source.file, self.entry, repr(self.source.shown))
+    def read(self, scratch: np.ndarray | None = None) -> np.ndarray:
+        return safetensors_io.read_tensor(self.source.file, self.entry, repr(self.source.shown), scratch)
+
+    def filler(self, primary: str, target: Target, cast: bool) -> Callable[[np.ndarray], None]:
+        """fn(out) that puts this tensor into `out` (native memory where the adapter allows), cast as planned."""
+        def fn(out: np.ndarray) -> None:
+            if out.dtype == self.entry.dtype and out.flags.c_contiguous:
+                safetensors_io.read_into(self.source.file, self.entry, out, repr(self.source.shown))
+            else:
+                out[...] = fit_value(self.read(), primary, target, cast)
+
+        return fn
 
 
 def open_source(stack: ExitStack, shown: str) -> Source:
     """Open one file and judge its header and metadata (no tensor data is read)."""
     f = stack.enter_context(open_for_reading(shown))
     header = safetensors_io.read_header(f, repr(shown))
-    return Source(shown, f, header, trusted_checksums(repr(shown), header.metadata, list(header.entries)))
+    sums = trusted_checksums(repr(shown), header.metadata, list(header.entries))
+    return Source(shown, f, header, sums, os.fstat(f.fileno()).st_mtime_ns)
 
 
 def locate(sources: list[Source]) -> dict[str, Located]:
@@ -78,8 +91,8 @@ def opened(path: str | bytes | os.PathLike) -> Iterator[tuple[str, dict[str, Loc
         yield shown, where, sources[0].header.metadata
 
 
-def _verified(loc: Located) -> np.ndarray:
-    array = loc.read()
+def _verified(loc: Located, scratch: np.ndarray) -> np.ndarray:
+    array = loc.read(scratch)
     sums = loc.source.sums
     if sums is not None and crc32(array) != sums[loc.entry.name]:
         raise errors.CheckpointError(f"{loc.source.shown!r} is corrupt: the data of {loc.entry.name} does not "
@@ -87,13 +100,25 @@ def _verified(loc: Located) -> np.ndarray:
     return array
 
 
+def _unchanged(sources: set[Source]) -> None:
+    """Refuse before writing if a file was replaced or modified since its header was read."""
+    for source in sources:
+        then, now = os.fstat(source.file.fileno()), os.stat(source.shown)
+        if (then.st_ino, then.st_size, then.st_mtime_ns) != (now.st_ino, now.st_size, now.st_mtime_ns) \
+                or then.st_mtime_ns != source.stamp:
+            raise errors.CheckpointError(f"{source.shown!r} changed while it was being loaded; nothing was written")
+
+
 def _in_file_order(names: list[str], where: dict[str, Located]) -> list[str]:
     return sorted(names, key=lambda n: (where[n].source.shown, where[n].entry.start))
 
 
-def load(path: str | bytes | os.PathLike, target: Target, write: Callable[[str, np.ndarray], None],
+def load(path: str | bytes | os.PathLike, target: Target, fill: Callable[[str, Callable[[np.ndarray], None]], None],
          strict: bool = True, cast: bool = False, rename: Rename | None = None) -> None:
-    """Load a checkpoint into target through write(primary name, value), all or nothing, one tensor at a time."""
+    """Load a checkpoint into target, all or nothing, one tensor at a time.
+
+    fill(primary name, fn) lets fn write one verified tensor in place (an adapter's fill).
+    """
     with opened(path) as (shown, found, metadata), named(shown, metadata):
         where = {new: found[old] for new, old in rename_state({n: n for n in found}, rename).items()}
         specs = {n: (loc.entry.shape, loc.entry.dtype.newbyteorder("=")) for n, loc in where.items()}
@@ -101,19 +126,21 @@ def load(path: str | bytes | os.PathLike, target: Target, write: Callable[[str, 
         primary_of = {name: primary for primary, name in given.items()}
         aliased = {n for alias, primary in tied for n in (alias, given[primary])}
         sums: dict[str, int] = {}
-        for name in _in_file_order(list({*primary_of, *aliased}), where):
-            array = _verified(where[name])
+        reads = _in_file_order(list({*primary_of, *aliased}), where)
+        scratch = np.empty(max((where[n].entry.end - where[n].entry.start for n in reads), default=0), np.uint8)
+        for name in reads:
+            array = _verified(where[name], scratch)
             if name in aliased:
                 own = where[name].source.sums
                 sums[name] = crc32(array) if own is None else own[where[name].entry.name]
             if name in primary_of and array.dtype != resolve(target.dtypes[primary_of[name]]):
                 fit_value(array, primary_of[name], target, cast)
-            del array
+        del scratch
         conflicts = [c for alias, primary in tied if sums[alias] != sums[given[primary]]
                      and (c := tied_conflict(alias, primary, where[alias].read(), where[given[primary]].read()))]
         if conflicts and strict:
             raise errors.ParameterNotFoundError("state does not fit the model, nothing was written; unexpected: "
                                                 + ", ".join(conflicts))
+        _unchanged({where[n].source for n in reads})
         for name in _in_file_order(list(primary_of), where):
-            write(primary_of[name], fit_value(_verified(where[name]), primary_of[name], target, cast))
-
+            fill(primary_of[name], where[name].filler(primary_of[name], target, cast))

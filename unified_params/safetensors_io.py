@@ -121,17 +121,24 @@ def _check_coverage(where: str, entries: Mapping[str, Entry], data_start: int, s
         raise _refuse(where, f"the tensors end at byte {at} but the file has {size} bytes")
 
 
-def read_tensor(f: BinaryIO, entry: Entry, where: str) -> np.ndarray:
-    """One tensor's data (a fresh array), read from its byte range."""
-    buffer = np.empty(entry.end - entry.start, np.uint8)
+def read_tensor(f: BinaryIO, entry: Entry, where: str, scratch: np.ndarray | None = None) -> np.ndarray:
+    """One tensor's data: a fresh array, or a view of `scratch` (uint8, at least the tensor's size) for reuse."""
+    n = entry.end - entry.start
+    buffer = np.empty(n, np.uint8) if scratch is None else scratch[:n]
+    read_into(f, entry, buffer, where)
+    return buffer.view(entry.dtype).reshape(entry.shape)
+
+
+def read_into(f: BinaryIO, entry: Entry, out: np.ndarray, where: str) -> None:
+    """Read a tensor's bytes straight into a C-contiguous array of its size (native memory, a scratch buffer)."""
+    view = memoryview(out.reshape(-1).view(np.uint8))
     f.seek(entry.start)
-    view, got = memoryview(buffer), 0
-    while got < len(buffer):
+    got = 0
+    while got < len(view):
         n = f.readinto(view[got:])
         if not n:
             raise _refuse(where, f"the data of {entry.name!r} ends early (the file changed while it was read?)")
         got += n
-    return buffer.view(entry.dtype).reshape(entry.shape)
 
 
 def code_of(dtype: np.dtype) -> str:
