@@ -10,43 +10,20 @@ import numpy as np
 from unified_params._lazy import lazy
 from unified_params.adapter import Node, Slot
 from unified_params.errors import ShapeMismatchError
-from unified_params.layout import (
-    aligned_empty,
-    native_copy,
-    shape_to_canonical,
-    to_canonical,
-)
+from unified_params.layout import Layout, aligned_empty, fill_native, native_copy, shape_to_canonical, to_canonical
 from unified_params.layout import canonical_copy as _canonical_copy
 from unified_params.naming import Group, attribute_paths, group_children
+from unified_params.rules import Leaf, Rule, leaf_of
+
+from .flax_rules import LINEN
 
 jax = lazy("jax")
 jnp = lazy("jax.numpy")
 linen = lazy("flax.linen")
 flax_meta = lazy("flax.core.meta")
 
-PARAM_LEAVES = {"kernel": "weight", "scale": "weight", "embedding": "weight", "bias": "bias"}
-STAT_LEAVES = {"mean": "running_mean", "var": "running_var"}
 SKIPPED_COLLECTIONS = {"intermediates", "perturbations", "losses", "cache"}
 STATS_COLLECTION = "batch_stats"
-
-
-def canonical_leaf(native: str, stats: bool) -> str:
-    """The canonical leaf for a native variable name: kernel/scale/embedding -> weight, mean/var -> running_*."""
-    if stats:
-        return STAT_LEAVES.get(native, native)
-    return PARAM_LEAVES.get(native, native)
-
-
-def kernel_layout(native: str, ndim: int, owner: Any) -> str:
-    """The native layout of a variable: dense kernels are (in, out), conv kernels (*k, in, out)."""
-    if native != "kernel" or ndim < 2:
-        return ""
-    if ndim == 2:
-        return "dense_in_out"
-    kind = type(owner).__name__ if owner is not None else ""
-    if owner is None or "Conv" in kind:
-        return "channels_last"
-    return ""
 
 
 def to_numpy(value: Any) -> np.ndarray:
@@ -54,25 +31,25 @@ def to_numpy(value: Any) -> np.ndarray:
     return np.array(value, copy=True)
 
 
-def canonical_copy(value: Any, layout: str) -> np.ndarray:
+def canonical_copy(value: Any, layout: Layout | None) -> np.ndarray:
     """A contiguous numpy copy of a natively laid out array, in canonical layout."""
     return _canonical_copy(np.asarray(value), layout)
 
 
-def canonical_view(value: Any, layout: str) -> np.ndarray:
+def canonical_view(value: Any, layout: Layout | None) -> np.ndarray:
     """A read-only canonical-layout view of a jax array (no copy on CPU)."""
     return to_canonical(np.asarray(value), layout)
 
 
-def native_array(value: np.ndarray, layout: str, dtype: Any) -> Any:
+def native_array(value: np.ndarray, layout: Layout | None, dtype: Any) -> Any:
     """A jax array in native layout and the given dtype from a canonical numpy value (one copy on CPU)."""
     return jax.device_put(native_copy(value, layout, np.dtype(dtype)))
 
 
-def filled_array(shape: tuple[int, ...], dtype: Any, layout: str, fn: Callable[[np.ndarray], None]) -> Any:
+def filled_array(shape: tuple[int, ...], dtype: Any, layout: Layout | None, fn: Callable[[np.ndarray], None]) -> Any:
     """A jax array of native shape and dtype whose canonical-layout view fn wrote, in one buffer on CPU."""
     buffer = aligned_empty(tuple(shape), np.dtype(dtype))
-    fn(to_canonical(buffer, layout))
+    fill_native(buffer, layout, fn)
     return jax.device_put(buffer)
 
 
@@ -161,15 +138,18 @@ def unique_leaves(slots: list[Slot]) -> list[Slot]:
 
 @dataclass
 class LinenLeaf:
-    """One linen variable as found in the module and its variables: what a Slot is made from."""
+    """One linen variable as found in the module and its variables, and the leaf its layer's rule gives it."""
 
     collection: str
     path: tuple[str, ...]
     value: Any
     native_shape: tuple[int | None, ...]
     dtype: str
-    layout: str
-    owner: Any
+    leaf: Leaf
+
+    @property
+    def layout(self) -> Layout | None:
+        return self.leaf.layout
 
     @property
     def name(self) -> str:
@@ -184,29 +164,12 @@ def _param_dtype(module: Any) -> str:
     return dtype_name(getattr(module, "param_dtype", None) or np.float32)
 
 
-def deferred_leaves(module: Any) -> list[tuple[str, str, tuple[int | None, ...]]]:
-    """(collection, name, native shape with None where the input decides) for an uninitialized linen layer."""
-    out: list[tuple[str, str, tuple[int | None, ...]]] = []
-    if isinstance(module, linen.Dense):
-        out.append(("params", "kernel", (None, module.features)))
-        if module.use_bias:
-            out.append(("params", "bias", (module.features,)))
-    elif isinstance(module, (linen.Conv, linen.ConvTranspose)):
-        k = module.kernel_size
-        k = (k,) if isinstance(k, int) else tuple(k)
-        out.append(("params", "kernel", (*k, None, module.features)))
-        if module.use_bias:
-            out.append(("params", "bias", (module.features,)))
-    elif isinstance(module, linen.Embed):
-        out.append(("params", "embedding", (module.num_embeddings, module.features)))
-    elif isinstance(module, (linen.BatchNorm, linen.LayerNorm, linen.GroupNorm, linen.RMSNorm)):
-        if getattr(module, "use_scale", True):
-            out.append(("params", "scale", (None,)))
-        if getattr(module, "use_bias", False):
-            out.append(("params", "bias", (None,)))
-        if isinstance(module, linen.BatchNorm):
-            out += [(STATS_COLLECTION, "mean", (None,)), (STATS_COLLECTION, "var", (None,))]
-    return out
+def deferred_leaves(module: Any) -> list[tuple[str, Leaf, tuple[int | None, ...]]]:
+    """(collection, leaf, native shape with None where the input decides) for an uninitialized linen layer."""
+    rule = LINEN.for_layer(module)
+    if rule is None:
+        return []
+    return [("params" if leaf.trainable else STATS_COLLECTION, leaf, shape) for leaf, shape in rule.before_data(module)]
 
 
 def _shape_of(value: Any) -> tuple[int, ...]:
@@ -269,7 +232,8 @@ class LinenTree:
                 for key, child in grouped]
 
     def _module_node(self, key: str, module: Any, bound: Any, path: tuple[str, ...], canon: tuple[str, ...]) -> Node:
-        node = Node(key, module, label=type(module).__name__)
+        rule = LINEN.for_layer(module)
+        node = Node(key, module, label=type(module).__name__, layer_type=rule and rule.layer_type)
         self.layers.setdefault(path, ".".join(canon))
         covered: set[str] = set()
         for position, (child_key, native, child) in enumerate(self._children(module, bound)):
@@ -291,10 +255,10 @@ class LinenTree:
             node.children.append(self._module_node(child_key, native, child if scope is not None else None,
                                                    child_path, (*canon, child_key)))
         if self.variables is None:
-            node.slots = unique_leaves([self._deferred_slot(module, path, col, name, shape)
-                                        for col, name, shape in deferred_leaves(module)])
+            node.slots = unique_leaves([self._deferred_slot(module, path, col, leaf, shape)
+                                        for col, leaf, shape in deferred_leaves(module)])
             return node
-        node.slots = self._own_slots(path, module)
+        node.slots = self._own_slots(path, rule)
         for name in self._subtree_keys(path):
             if name not in covered:
                 node.children.append(self._vars_node(name, (*path, name), (*canon, name)))
@@ -315,7 +279,7 @@ class LinenTree:
                 keys += [k for k, v in sub.items() if isinstance(v, Mapping) and k not in keys]
         return keys
 
-    def _own_slots(self, path: tuple[str, ...], owner: Any) -> list[Slot]:
+    def _own_slots(self, path: tuple[str, ...], rule: Rule | None) -> list[Slot]:
         slots = []
         for col in self.collections:
             sub = get_path(self.variables[col], path)
@@ -326,24 +290,23 @@ class LinenTree:
                     continue
                 value = self.values(raw)
                 shape = _shape_of(value)
-                leaf = LinenLeaf(col, (*path, name), raw, shape, _dtype_of(value),
-                                 kernel_layout(name, len(shape), owner), owner)
+                leaf = LinenLeaf(col, (*path, name), raw, shape, _dtype_of(value), leaf_of(rule, name))
                 slots.append(self.make_slot(leaf))
         return unique_leaves(slots)
 
     def _vars_node(self, key: str, path: tuple[str, ...], canon: tuple[str, ...]) -> Node:
-        node = Node(key, None, label="")
+        """A compact child, known from the variables only: its rule is that of the Flax class its automatic name gives."""
+        rule = LINEN.by_autoname(path[-1])
+        node = Node(key, None, label="", layer_type=rule and rule.layer_type)
         self.layers.setdefault(path, ".".join(canon))
-        node.slots = self._own_slots(path, None)
+        node.slots = self._own_slots(path, rule)
         for name in self._subtree_keys(path):
             node.children.append(self._vars_node(name, (*path, name), (*canon, name)))
         return node
 
-    def _deferred_slot(self, module: Any, path: tuple[str, ...], col: str, name: str,
+    def _deferred_slot(self, module: Any, path: tuple[str, ...], col: str, leaf: Leaf,
                        shape: tuple[int | None, ...]) -> Slot:
-        leaf = LinenLeaf(col, (*path, name), None, shape, _param_dtype(module),
-                         kernel_layout(name, len(shape), module), module)
-        return self.make_slot(leaf)
+        return self.make_slot(LinenLeaf(col, (*path, leaf.native), None, shape, _param_dtype(module), leaf))
 
 
 def _is_module(value: Any) -> bool:
@@ -352,9 +315,10 @@ def _is_module(value: Any) -> bool:
 
 def linen_slot_fields(leaf: LinenLeaf) -> dict[str, Any]:
     """The Slot fields every linen-shaped variable shares: canonical leaf, shape, dtype, trainable."""
-    stats = leaf.collection == STATS_COLLECTION
     return {
-        "leaf": canonical_leaf(leaf.name, stats),
+        "leaf": leaf.leaf.name,
+        "kind": leaf.leaf.kind,
+        "layout": leaf.layout,
         "shape": shape_to_canonical(leaf.native_shape, leaf.layout),
         "dtype": leaf.dtype,
         "trainable": leaf.collection == "params",

@@ -61,10 +61,9 @@ SEED = 0
 
 @dataclass(frozen=True)
 class LinenRef:
-    """Where a slot lives in the variables tree, and its native layout."""
+    """Where a slot lives in the variables tree."""
 
     path: tuple[str, ...]
-    layout: str
 
 
 @dataclass
@@ -166,7 +165,7 @@ class FlaxAdapter(Adapter):
     @staticmethod
     def _slot(leaf: LinenLeaf) -> Slot:
         path = (leaf.collection, *leaf.path)
-        return Slot(native_name=leaf.native_name, ref=LinenRef(path, leaf.layout), storage=path, **linen_slot_fields(leaf))
+        return Slot(native_name=leaf.native_name, ref=LinenRef(path), storage=path, **linen_slot_fields(leaf))
 
     def stamp(self, root: Node) -> _Stamp:
         """The variables tree root was built from; the adapter's own writes (same paths, dtypes, shapes) carry it on."""
@@ -191,16 +190,16 @@ class FlaxAdapter(Adapter):
         return get_path(self._variables, slot.ref.path)
 
     def read(self, slot: Slot) -> np.ndarray:
-        return canonical_copy(unbox(get_path(self._variables, slot.ref.path)), slot.ref.layout)
+        return canonical_copy(unbox(get_path(self._variables, slot.ref.path)), slot.layout)
 
     def view(self, slot: Slot) -> np.ndarray:
-        return canonical_view(unbox(get_path(self._variables, slot.ref.path)), slot.ref.layout)
+        return canonical_view(unbox(get_path(self._variables, slot.ref.path)), slot.layout)
 
     def fill(self, slot: Slot, fn: Callable[[np.ndarray], None]) -> None:
         """fn writes the canonical view of one native-layout buffer, which becomes the new jax array."""
         old = get_path(self._variables, slot.ref.path)
         value = unbox(old)
-        new = filled_array(value.shape, value.dtype, slot.ref.layout, fn)
+        new = filled_array(value.shape, value.dtype, slot.layout, fn)
         self._replace(set_path(self._variables, slot.ref.path, rebox(old, new)))
 
     def write(self, slot: Slot, value: np.ndarray) -> None:
@@ -213,12 +212,12 @@ class FlaxAdapter(Adapter):
         new = self._variables
         for slot, value in pairs:
             old = get_path(new, slot.ref.path)
-            new = set_path(new, slot.ref.path, rebox(old, native_array(value, slot.ref.layout, unbox(old).dtype)))
+            new = set_path(new, slot.ref.path, rebox(old, native_array(value, slot.layout, unbox(old).dtype)))
         self._replace(new)
 
     def grad(self, slot: Slot) -> np.ndarray | None:
         g = self._grads.get(slot.ref.path)
-        return None if g is None else canonical_copy(g, slot.ref.layout)
+        return None if g is None else canonical_copy(g, slot.layout)
 
     def compute_grads(self, inputs: Sequence[Any], loss: Callable[[Any], Any] | None) -> None:
         """jax.grad of loss(output) w.r.t. the params collection, in inference mode like forward (as every backend)."""

@@ -29,18 +29,18 @@ from unified_params.freshness import Contents, identical
 from unified_params.layout import (
     aligned_empty,
     canonical_copy,
+    fill_native,
     native_copy,
     shape_to_canonical,
     to_canonical,
 )
 from unified_params.naming import Group, alias_paths, attribute_paths, group_children
+from unified_params.rules import Rule, adopt_ruled_layouts, leaf_of
+
+from .keras_rules import RULES
 
 keras = lazy("keras")
 
-LEAVES = {
-    "kernel": "weight", "gamma": "weight", "scale": "weight", "embeddings": "weight",
-    "bias": "bias", "beta": "bias", "moving_mean": "running_mean", "moving_variance": "running_var",
-}
 AUTO_NAME = re.compile(r"variable(_\d+)?")
 INPUT_SPEC_ERROR = re.compile(
     r"of layer '(?P<layer>[^']+)' is incompatible with the layer: expected axis (?P<axis>-?\d+) of input shape "
@@ -53,12 +53,11 @@ LAYER_IN_MESSAGE = re.compile(r"layer '([^']+)'")
 
 @dataclass(eq=False)
 class Ref:
-    """A slot's handle: the Keras variable (None while its layer is unbuilt), its layer and native layout."""
+    """A slot's handle: the Keras variable (None while its layer is unbuilt), its layer and its name in the layer."""
 
     variable: Any
     layer: Any
     name: str
-    layout: str
 
 
 def _backend() -> str:
@@ -81,40 +80,6 @@ def _numpy_view(value: Any) -> np.ndarray:
     if backend == "torch" and value.device.type == "cpu" and str(value.dtype) != "torch.bfloat16":
         return value.detach().numpy()
     return keras.ops.convert_to_numpy(value)
-
-
-def _layout(layer: Any, variable_name: str, ndim: int) -> tuple[str, str]:
-    """The canonical leaf and the native layout of a variable of layer."""
-    leaf = LEAVES.get(variable_name, variable_name)
-    if variable_name != "kernel":
-        return leaf, ""
-    if isinstance(layer, keras.layers.EinsumDense) or ndim < 2:
-        return "kernel", ""
-    return leaf, "dense_in_out" if ndim == 2 else "channels_last"
-
-
-def _pending_variables(layer: Any) -> list[tuple[str, tuple[int | None, ...], bool]]:
-    """(name, native shape, trainable) of the variables an unbuilt layer will create, from its configuration."""
-    L = keras.layers
-    out: list[tuple[str, tuple[int | None, ...], bool]] = []
-    if isinstance(layer, L.Dense) and not isinstance(layer, L.EinsumDense):
-        out.append(("kernel", (None, layer.units), True))
-        if layer.use_bias:
-            out.append(("bias", (layer.units,), True))
-    elif isinstance(layer, (L.Conv1D, L.Conv2D, L.Conv3D, L.Conv1DTranspose, L.Conv2DTranspose, L.Conv3DTranspose)):
-        transpose = isinstance(layer, (L.Conv1DTranspose, L.Conv2DTranspose, L.Conv3DTranspose))
-        channels = (layer.filters, None) if transpose else (None, layer.filters)
-        out.append(("kernel", (*layer.kernel_size, *channels), True))
-        if layer.use_bias:
-            out.append(("bias", (layer.filters,), True))
-    elif isinstance(layer, (L.BatchNormalization, L.LayerNormalization, L.GroupNormalization)):
-        if getattr(layer, "scale", False):
-            out.append(("gamma", (None,), True))
-        if getattr(layer, "center", False):
-            out.append(("beta", (None,), True))
-        if isinstance(layer, L.BatchNormalization):
-            out += [("moving_mean", (None,), False), ("moving_variance", (None,), False)]
-    return out
 
 
 def _attribute_items(layer: Any) -> list[tuple[str, Any]]:
@@ -246,10 +211,12 @@ class KerasAdapter(Adapter):
         return isinstance(model, keras.Layer)
 
     def tree(self) -> Node:
-        return self._node("", self.model, (self.model.name,))
+        return adopt_ruled_layouts(self._node("", self.model, (self.model.name,)))
 
     def _node(self, key: str, layer: Any, scope: tuple[str, ...]) -> Node:
-        node = Node(key, layer, slots=self._slots(layer, scope), label=type(layer).__name__)
+        rule = RULES.for_layer(layer)
+        node = Node(key, layer, slots=self._slots(layer, scope, rule), label=type(layer).__name__,
+                    layer_type=rule and rule.layer_type)
         for child_key, child in _children(layer):
             if isinstance(child, Group):
                 node.children.append(Node(child_key, child.container, label=type(child.container).__name__, children=[
@@ -258,31 +225,34 @@ class KerasAdapter(Adapter):
                 node.children.append(self._node(child_key, child, (*scope, child.name)))
         return node
 
-    def _slots(self, layer: Any, scope: tuple[str, ...]) -> list[Slot]:
+    def _slots(self, layer: Any, scope: tuple[str, ...], rule: Rule | None) -> list[Slot]:
         slots: list[Slot] = []
         taken: set[str] = set()
         attrs: dict[int, str] | None = None
-        for v in _own_variables(layer):
+        own = _own_variables(layer)
+        for v in own:
             name = v.name
             if AUTO_NAME.fullmatch(name):
                 attrs = _variable_keys(layer) if attrs is None else attrs
                 name = attrs.get(id(v), name)
-            leaf, layout = _layout(layer, name, len(v.shape))
-            if leaf in taken:
-                leaf = name if name not in taken else f"{name}_{len(taken)}"
-            taken.add(leaf)
-            slots.append(Slot(leaf, v.path, Ref(v, layer, name, layout), id(v),
-                              shape_to_canonical(tuple(v.shape), layout), str(v.dtype), trainable=bool(v.trainable)))
-        if not layer.built:
-            existing = {v.name for v in _own_variables(layer)}
-            for name, shape, trainable in _pending_variables(layer):
-                leaf, layout = _layout(layer, name, len(shape))
-                if name in existing or leaf in taken:
+            leaf = leaf_of(rule, name)
+            canonical = leaf.name
+            if canonical in taken:
+                canonical = name if name not in taken else f"{name}_{len(taken)}"
+            taken.add(canonical)
+            shape = shape_to_canonical(tuple(v.shape), leaf.layout)
+            slots.append(Slot(canonical, v.path, Ref(v, layer, name), id(v), shape, str(v.dtype),
+                              trainable=bool(v.trainable), layout=leaf.layout))
+        if not layer.built and rule is not None:
+            existing = {v.name for v in own}
+            for leaf, shape in rule.before_data(layer):
+                if leaf.native in existing or leaf.name in taken:
                     continue
-                taken.add(leaf)
-                slots.append(Slot(leaf, "/".join((*scope, name)), Ref(None, layer, name, layout), ("deferred", id(layer), name),
-                                  shape_to_canonical(shape, layout), str(layer.variable_dtype),
-                                  trainable=trainable and bool(layer.trainable), initialized=False))
+                taken.add(leaf.name)
+                slots.append(Slot(leaf.name, "/".join((*scope, leaf.native)), Ref(None, layer, leaf.native),
+                                  ("deferred", id(layer), leaf.native), shape_to_canonical(shape, leaf.layout),
+                                  str(layer.variable_dtype), trainable=leaf.trainable and bool(layer.trainable),
+                                  initialized=False, layout=leaf.layout))
         return slots
 
     def stamp(self, root: Node) -> _Stamp:
@@ -302,13 +272,13 @@ class KerasAdapter(Adapter):
         return variable
 
     def read(self, slot: Slot) -> np.ndarray:
-        return canonical_copy(_numpy_view(self._variable(slot).value), slot.ref.layout)
+        return canonical_copy(_numpy_view(self._variable(slot).value), slot.layout)
 
     def view(self, slot: Slot) -> np.ndarray:
-        return to_canonical(_numpy_view(self._variable(slot).value), slot.ref.layout)
+        return to_canonical(_numpy_view(self._variable(slot).value), slot.layout)
 
     def write(self, slot: Slot, value: np.ndarray) -> None:
-        self._variable(slot).assign(native_copy(value, slot.ref.layout))
+        self._variable(slot).assign(native_copy(value, slot.layout))
 
     def fill(self, slot: Slot, fn: Callable[[np.ndarray], None]) -> None:
         """fn writes the torch backend's tensor in place, else one native-layout buffer that is then assigned."""
@@ -316,17 +286,17 @@ class KerasAdapter(Adapter):
         if _backend() == "torch":
             tensor = variable.value.detach()
             if tensor.device.type == "cpu" and tensor.is_contiguous() and str(tensor.dtype) != "torch.bfloat16":
-                fn(to_canonical(tensor.numpy(), slot.ref.layout))
+                fill_native(tensor.numpy(), slot.layout, fn)
                 return
         buffer = aligned_empty(tuple(variable.shape), resolve(slot.dtype))
-        fn(to_canonical(buffer, slot.ref.layout))
+        fill_native(buffer, slot.layout, fn)
         variable.assign(buffer)
 
     def grad(self, slot: Slot) -> np.ndarray | None:
         found = self._grads.get(id(slot.ref.variable))
         if found is None or found[0] is not slot.ref.variable:
             return None
-        return canonical_copy(found[1], slot.ref.layout)
+        return canonical_copy(found[1], slot.layout)
 
     def compute_grads(self, inputs: Sequence[Any], loss: Callable[[Any], Any] | None) -> None:
         variables = list(self.model.trainable_variables)
@@ -506,7 +476,7 @@ class KerasAdapter(Adapter):
         if native is None or getattr(variable, "_value", True) is not None or getattr(native, "_unified_params", None):
             return
         hooks = self._hooks
-        _, layout = _layout(layer, variable.name, len(variable.shape))
+        layout = leaf_of(RULES.for_layer(layer), variable.name).layout
 
         def initializer(shape: tuple, dtype: Any = None, **kwargs: Any) -> Any:
             if not in_stateless_scope() and hooks is not None:

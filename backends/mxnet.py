@@ -25,8 +25,10 @@ from unified_params.adapter import Adapter, DeferredHooks, Node, Slot
 from unified_params.backends.mxnet_import import import_mxnet
 from unified_params.freshness import Contents, identical
 from unified_params.naming import Group, attribute_paths, group_children, unregistered
+from unified_params.rules import Leaf, leaf_of
 
-_LEAVES = {"gamma": "weight", "beta": "bias"}
+from .mxnet_rules import RULES
+
 _HOOKS = "_unified_params_hooks"
 _PARAM_STATE = ("_data", "_grad", "_deferred_init", "_shape", "_dtype", "_ctx_list", "_ctx_map", "_var")
 _BLOCK_STATE = ("_cached_graph", "_cached_op", "_cached_op_args", "_in_format", "_out_format")
@@ -87,14 +89,13 @@ def _known(param: Any) -> tuple[int | None, ...]:
 
 
 def _own_params(block: Any) -> list[tuple[str, Any]]:
-    """(leaf, Parameter) for the block's own parameters: registered attributes, then any others of its dict."""
-    own = [(_LEAVES.get(attr, attr), p) for attr, p in block._reg_params.items()]
+    """(native name, Parameter) for the block's own parameters: registered attributes, then any others of its dict."""
+    own = list(block._reg_params.items())
     seen = {id(p) for _, p in own}
     prefix = block.params.prefix
     for name, p in block.params.items():
         if id(p) not in seen:
-            leaf = name[len(prefix):] if prefix and name.startswith(prefix) else name
-            own.append((_LEAVES.get(leaf, leaf), p))
+            own.append((name[len(prefix):] if prefix and name.startswith(prefix) else name, p))
     return own
 
 
@@ -263,7 +264,8 @@ class MXNetAdapter(Adapter):
         own = _own_params(block)
         for _, p in own:
             self._attach(p)
-        slots = [self._slot(leaf, p) for leaf, p in own]
+        rule = RULES.for_layer(block)
+        slots = [self._slot(leaf_of(rule, name), p) for name, p in own]
         children = []
         for child_key, child in _children(block):
             if isinstance(child, Group):
@@ -271,7 +273,8 @@ class MXNetAdapter(Adapter):
                                      children=[self._node(k, c) for k, c in child.members]))
             else:
                 children.append(self._node(child_key, child))
-        return Node(key=key, native=block, children=children, slots=slots, label=type(block).__name__)
+        return Node(key=key, native=block, children=children, slots=slots, label=type(block).__name__,
+                    layer_type=rule and rule.layer_type)
 
     def stamp(self, root: Node) -> _Stamp:
         """Blocks' _children, _reg_params and ParameterDict contents, and each parameter's dtype, grad_req, shape."""
@@ -281,9 +284,11 @@ class MXNetAdapter(Adapter):
         return stamp.changed(attributes)
 
     @staticmethod
-    def _slot(leaf: str, param: Any) -> Slot:
+    def _slot(leaf: Leaf, param: Any) -> Slot:
         return Slot(
-            leaf=leaf,
+            leaf=leaf.name,
+            kind=leaf.kind,
+            layout=leaf.layout,
             native_name=param.name,
             ref=param,
             storage=id(param),
@@ -535,7 +540,7 @@ def _checker(path: str, current: list[str]) -> Callable[[Any, Any], None]:
                 if h not in (0, -1) and n not in (0, -1) and h != n:
                     shapes = ", ".join(str(tuple(a.shape)) for a in args)
                     raise errors.ShapeMismatchError(
-                        f"layer {path!r} ({type(block).__name__}): its {_LEAVES.get(attr, attr)} "
+                        f"layer {path!r} ({type(block).__name__}): its {leaf_of(RULES.for_layer(block), attr).name} "
                         f"{param.name} has shape {tuple(have)} but an input of shape {shapes} needs "
                         f"{tuple(need)}: expected size {h}, got {n} (dimension {k}); give inputs of the "
                         f"size the layer was built for, or build a new model for the new size")

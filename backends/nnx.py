@@ -21,18 +21,17 @@ from unified_params.adapter import NATIVE_GRAD, Adapter, DeferredHooks, Node, Sl
 from unified_params.errors import DeferredInitializationError
 from unified_params.freshness import Contents, reaches
 from unified_params.layout import shape_to_canonical
+from unified_params.rules import Rule, adopt_ruled_layouts, leaf_of
 
 from ._jax import (
     LinenLeaf,
     LinenTree,
     as_input,
     canonical_copy,
-    canonical_leaf,
     canonical_view,
     compare_shapes,
     dtype_name,
     filled_array,
-    kernel_layout,
     linen_slot_fields,
     mismatch_from_failure,
     native_array,
@@ -42,6 +41,7 @@ from ._jax import (
     unique_leaves,
     walk,
 )
+from .flax_rules import NNX
 
 jax = lazy("jax")
 nnx = lazy("flax.nnx")
@@ -53,10 +53,9 @@ PRIVATE = ("_pytree__", "to_nnx__")
 
 @dataclass(frozen=True)
 class NNXRef:
-    """The Variable behind a slot (None while its ToNNX module is not initialized) and its native layout."""
+    """The Variable behind a slot (None while its ToNNX module is not initialized)."""
 
     var: Any
-    layout: str
 
 
 def _get(var: Any) -> Any:
@@ -149,14 +148,15 @@ class _Tree:
         self.paths = _first_paths(model)
         self.layers: dict[int, str] = {}
         self.active: set[int] = set()
-        self.root = self.node("", model, (), ())
+        self.root = adopt_ruled_layouts(self.node("", model, (), ()))
 
     def node(self, key: str, obj: Any, path: tuple, canon: tuple[str, ...]) -> Node:
         if isinstance(obj, nnx.Module):
             self.layers.setdefault(id(obj), ".".join(canon))
         if isinstance(obj, bridge.ToNNX):
             return self.tonnx(key, obj, path, canon)
-        node = Node(key, obj, label=type(obj).__name__)
+        rule = NNX.for_layer(obj) if isinstance(obj, nnx.Module) else None
+        node = Node(key, obj, label=type(obj).__name__, layer_type=rule and rule.layer_type)
         if id(obj) in self.active:
             return node
         self.active.add(id(obj))
@@ -175,7 +175,7 @@ class _Tree:
         for child_key, value, child_path in items:
             if isinstance(value, nnx.Variable):
                 if _is_slot(value):
-                    node.slots.append(self.slot(child_key, value, obj, child_path))
+                    node.slots.append(self.slot(child_key, value, rule, child_path))
             elif isinstance(value, (nnx.Rngs, nnx.RngStream)):
                 continue
             elif _has_data(value):
@@ -186,13 +186,12 @@ class _Tree:
         node.slots = unique_leaves(node.slots)
         return node
 
-    def slot(self, name: str, var: Any, owner: Any, path: tuple) -> Slot:
+    def slot(self, name: str, var: Any, rule: Rule | None, path: tuple) -> Slot:
         value = _get(var)
-        shape = tuple(np.shape(value))
-        layout = kernel_layout(name, len(shape), owner)
-        stats = isinstance(var, nnx.BatchStat)
-        return Slot(canonical_leaf(name, stats), self.paths.get(id(var), "/".join(map(str, path))), NNXRef(var, layout),
-                    id(var), shape_to_canonical(shape, layout), dtype_name(value.dtype), trainable=isinstance(var, nnx.Param))
+        leaf = leaf_of(rule, name)
+        return Slot(leaf.name, self.paths.get(id(var), "/".join(map(str, path))), NNXRef(var), id(var),
+                    shape_to_canonical(tuple(np.shape(value)), leaf.layout), dtype_name(value.dtype),
+                    trainable=isinstance(var, nnx.Param), kind=leaf.kind, layout=leaf.layout)
 
     def tonnx(self, key: str, obj: Any, path: tuple, canon: tuple[str, ...]) -> Node:
         prefix = "/".join(map(str, path))
@@ -201,9 +200,9 @@ class _Tree:
             var = leaf.value
             fallback = "/".join(p for p in (prefix, *leaf.path) if p)
             if var is None:
-                return Slot(native_name=fallback, ref=NNXRef(None, leaf.layout), storage=(id(obj), leaf.collection, *leaf.path),
+                return Slot(native_name=fallback, ref=NNXRef(None), storage=(id(obj), leaf.collection, *leaf.path),
                             **linen_slot_fields(leaf))
-            return Slot(native_name=self.paths.get(id(var), fallback), ref=NNXRef(var, leaf.layout), storage=id(var),
+            return Slot(native_name=self.paths.get(id(var), fallback), ref=NNXRef(var), storage=id(var),
                         **linen_slot_fields(leaf))
 
         builder = LinenTree(obj.to_nnx__module, _tonnx_variables(obj), make_slot, values=_get)
@@ -335,24 +334,24 @@ class NNXAdapter(Adapter):
         return slot.ref.var
 
     def read(self, slot: Slot) -> np.ndarray:
-        return canonical_copy(_get(slot.ref.var), slot.ref.layout)
+        return canonical_copy(_get(slot.ref.var), slot.layout)
 
     def view(self, slot: Slot) -> np.ndarray:
-        return canonical_view(_get(slot.ref.var), slot.ref.layout)
+        return canonical_view(_get(slot.ref.var), slot.layout)
 
     def fill(self, slot: Slot, fn: Callable[[np.ndarray], None]) -> None:
         """fn writes the canonical view of one native-layout buffer, which becomes the Variable's value."""
         var = slot.ref.var
         value = _get(var)
-        _set(var, filled_array(value.shape, value.dtype, slot.ref.layout, fn))
+        _set(var, filled_array(value.shape, value.dtype, slot.layout, fn))
 
     def write(self, slot: Slot, value: np.ndarray) -> None:
         var = slot.ref.var
-        _set(var, native_array(value, slot.ref.layout, _get(var).dtype))
+        _set(var, native_array(value, slot.layout, _get(var).dtype))
 
     def grad(self, slot: Slot) -> np.ndarray | None:
         g = self._grads.get(id(slot.ref.var))
-        return None if g is None else canonical_copy(g, slot.ref.layout)
+        return None if g is None else canonical_copy(g, slot.layout)
 
     def compute_grads(self, inputs: Sequence[Any], loss: Callable[[Any], Any] | None) -> None:
         """nnx.grad of an eval-mode clone, in inference mode like forward (as every backend); the model stays as it is."""

@@ -16,6 +16,9 @@ from unified_params._lazy import lazy
 from unified_params.adapter import Adapter, DeferredHooks, Node, Slot
 from unified_params.errors import ShapeMismatchError, UnifiedParamsError
 from unified_params.freshness import Contents, identical
+from unified_params.rules import leaf_of
+
+from .torch_rules import RULES
 
 torch = lazy("torch")
 
@@ -25,15 +28,6 @@ SKIPPED_BUFFERS = {"num_batches_tracked"}
 @functools.cache
 def _dtype_name(dtype: Any) -> str:
     return str(dtype).removeprefix("torch.")
-
-
-def _lazy_shape(module: Any, leaf: str) -> tuple[int | None, ...]:
-    """The canonical shape of a not yet materialized parameter, from the module's configuration."""
-    out = getattr(module, "out_features", None) or getattr(module, "out_channels", None)
-    kernel = tuple(getattr(module, "kernel_size", ()))
-    if out is None:
-        return (None,)
-    return (out, None, *kernel) if leaf == "weight" else (out,)
 
 
 def _to_numpy(tensor: Any) -> np.ndarray:
@@ -136,21 +130,21 @@ class TorchAdapter(Adapter):
         return self._node("", self.model, "")
 
     def _node(self, key: str, module: Any, prefix: str) -> Node:
-        node = Node(key, module, label=type(module).__name__)
+        rule = RULES.for_layer(module)
+        node = Node(key, module, label=type(module).__name__, layer_type=rule and rule.layer_type)
         mixin = torch.nn.parameter.UninitializedTensorMixin
-        for leaf, p in module._parameters.items():
-            if p is None:
-                continue
-            pending = isinstance(p, mixin)
-            shape = _lazy_shape(module, leaf) if pending else tuple(p.shape)
-            node.slots.append(Slot(leaf, prefix + leaf, p, id(p), shape, _dtype_name(p.dtype),
-                                   trainable=p.requires_grad, initialized=not pending))
-        for leaf, b in module._buffers.items():
-            if b is None or leaf in SKIPPED_BUFFERS or leaf in module._non_persistent_buffers_set:
-                continue
-            pending = isinstance(b, mixin)
-            shape = (None,) if pending else tuple(b.shape)
-            node.slots.append(Slot(leaf, prefix + leaf, b, id(b), shape, _dtype_name(b.dtype), trainable=False, initialized=not pending))
+        before: dict[str, tuple] | None = None
+        tensors = [(n, p, p.requires_grad) for n, p in module._parameters.items() if p is not None]
+        tensors += [(n, b, False) for n, b in module._buffers.items()
+                    if b is not None and n not in SKIPPED_BUFFERS and n not in module._non_persistent_buffers_set]
+        for name, t, trainable in tensors:
+            leaf = leaf_of(rule, name)
+            pending = isinstance(t, mixin)
+            if pending and before is None:
+                before = {lf.native: shape for lf, shape in rule.before_data(module)} if rule else {}
+            shape = before.get(name, (None,)) if pending else tuple(t.shape)
+            node.slots.append(Slot(leaf.name, prefix + name, t, id(t), shape, _dtype_name(t.dtype), trainable=trainable,
+                                   kind=leaf.kind, initialized=not pending, layout=leaf.layout))
         for child_key, child in module._modules.items():
             if child is not None:
                 node.children.append(self._node(child_key, child, f"{prefix}{child_key}."))

@@ -13,6 +13,7 @@ import numpy as np
 
 from .dtypes import resolve
 from .errors import UnsupportedError
+from .layout import Layout
 
 KNOWN_KINDS = ("weight", "bias", "running_mean", "running_var")
 
@@ -31,7 +32,9 @@ class Slot:
     """One native parameter or buffer, as the adapter found it in the model.
 
     `shape` is in canonical layout with None for a dimension not known yet. `storage` is equal
-    for two slots that share one storage (tied). `ref` is the adapter's own handle.
+    for two slots that share one storage (tied). `ref` is the adapter's own handle. `layout` is the
+    transform from native to canonical that the layer's rule declares; None when no rule covers
+    the variable (native layout, not known to be canonical: never transformed by a guess).
     """
 
     leaf: str
@@ -43,6 +46,7 @@ class Slot:
     trainable: bool = True
     kind: str = ""
     initialized: bool | None = None
+    layout: Layout | None = None
 
     def __post_init__(self) -> None:
         if not self.kind:
@@ -53,13 +57,18 @@ class Slot:
 
 @dataclass
 class Node:
-    """One layer or container: its key in its parent, its children in order, its own slots."""
+    """One layer or container: its key in its parent, its children in order, its own slots.
+
+    `layer_type` is the canonical layer type its rule declares (`linear`, `conv`, ...), None for a
+    container or a layer class without a rule.
+    """
 
     key: str
     native: Any
     children: list[Node] = field(default_factory=list)
     slots: list[Slot] = field(default_factory=list)
     label: str = ""
+    layer_type: str | None = None
 
 
 class DeferredHooks(Protocol):

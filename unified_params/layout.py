@@ -1,40 +1,191 @@
-"""Canonical layout (PyTorch's) and the transforms from the layouts other frameworks store.
+"""Layouts: exact, invertible transforms between a framework's native array and the canonical tensor.
 
-Canonical: dense weight (out, in); conv weight (out, in, *kernel). Native layouts handled here:
-``"dense_in_out"`` (Keras/Flax dense kernel (in, out)) and ``"channels_last"`` (Keras/Flax conv
-kernel (*kernel, in, out)). ``""`` means the native layout is already canonical.
+Canonical is PyTorch's layout: dense weight (out, in), conv weight (out, in, *kernel). A `Layout` is
+a sequence of steps applied native -> canonical (`Permute`, `Reshape`, `Reverse`); each step has an
+exact inverse, works on shapes with None for unknown dimensions, and gives views where numpy can,
+so reads and writes go through native memory without a temporary. `IDENTITY` is a layout whose
+native form is already canonical; `None` where a layout is expected means "no rule: native layout,
+not known to be canonical" and transforms nothing. A step that cannot be a view (a gate reorder, a
+concatenation of several native arrays) returns a copy; `writable_view` then gives None and the
+copy helpers below go through one scratch array instead.
 """
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
+
 import numpy as np
 
-
-def _perm_to_canonical(layout: str, ndim: int) -> tuple[int, ...] | None:
-    if not layout or ndim < 2:
-        return None
-    if layout == "dense_in_out":
-        return (1, 0) if ndim == 2 else None
-    if layout == "channels_last":
-        return (ndim - 1, ndim - 2, *range(ndim - 2))
-    raise ValueError(f"unknown layout {layout!r}")
+Shape = tuple  # of int | None
 
 
-def to_canonical(array: np.ndarray, layout: str) -> np.ndarray:
+class Step(Protocol):
+    """One exact transform of a layout; forward is native -> canonical."""
+
+    def forward(self, array: np.ndarray) -> np.ndarray:
+        """The array in the next (more canonical) form, a view where possible."""
+
+    def inverse(self, array: np.ndarray) -> np.ndarray:
+        """The array in the previous (more native) form, a view where possible."""
+
+    def forward_shape(self, shape: Shape) -> Shape:
+        """The shape forward gives an array of this shape (None for unknown dimensions)."""
+
+    def inverse_shape(self, shape: Shape) -> Shape:
+        """The shape inverse gives an array of this shape (None for unknown dimensions)."""
+
+
+def _axes(spec: tuple, ndim: int) -> tuple[int, ...]:
+    """A permutation spec with negative axes and at most one Ellipsis (the other axes in order) for ndim axes."""
+    explicit = [a % ndim for a in spec if a is not Ellipsis]
+    rest = [a for a in range(ndim) if a not in explicit]
+    out: list[int] = []
+    for a in spec:
+        out.extend(rest if a is Ellipsis else [a % ndim])
+    if sorted(out) != list(range(ndim)):
+        raise ValueError(f"permutation {spec} does not fit {ndim} dimensions")
+    return tuple(out)
+
+
+@dataclass(frozen=True)
+class Permute:
+    """Canonical axis i is native axis axes[i]; axes may count from the end and hold one `...` for the rest in order."""
+
+    axes: tuple
+
+    def forward(self, array: np.ndarray) -> np.ndarray:
+        return array.transpose(_axes(self.axes, array.ndim))
+
+    def inverse(self, array: np.ndarray) -> np.ndarray:
+        return array.transpose(np.argsort(_axes(self.axes, array.ndim)))
+
+    def forward_shape(self, shape: Shape) -> Shape:
+        return tuple(shape[i] for i in _axes(self.axes, len(shape)))
+
+    def inverse_shape(self, shape: Shape) -> Shape:
+        return tuple(shape[i] for i in np.argsort(_axes(self.axes, len(shape))))
+
+
+@dataclass(frozen=True)
+class Reverse:
+    """Reverse the order of elements along axes (counted from the end when negative); its own inverse."""
+
+    axes: tuple[int, ...]
+
+    def forward(self, array: np.ndarray) -> np.ndarray:
+        return np.flip(array, self.axes)
+
+    inverse = forward
+
+    def forward_shape(self, shape: Shape) -> Shape:
+        return tuple(shape)
+
+    inverse_shape = forward_shape
+
+
+def _reshape(array: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    """array reshaped, a view when its strides allow (numpy copies otherwise)."""
+    try:
+        return np.reshape(array, shape, copy=False)
+    except ValueError:
+        return np.reshape(array, shape)
+
+
+def _fit(spec: tuple[int, ...], shape: Shape) -> Shape:
+    """spec (one -1 allowed) resolved against shape's total size; -1 stays None while a dimension is unknown."""
+    if None in shape:
+        return tuple(None if d == -1 else d for d in spec)
+    total = int(np.prod(shape, dtype=np.int64))
+    known = int(np.prod([d for d in spec if d != -1], dtype=np.int64))
+    return tuple(total // known if d == -1 else d for d in spec)
+
+
+@dataclass(frozen=True)
+class Reshape:
+    """Native-side shape <-> canonical-side shape (each may hold one -1): (kh, kw, in, mult) <-> (kh, kw, in * mult)."""
+
+    native: tuple[int, ...]
+    canonical: tuple[int, ...]
+
+    def forward(self, array: np.ndarray) -> np.ndarray:
+        return _reshape(array, _fit(self.canonical, array.shape))
+
+    def inverse(self, array: np.ndarray) -> np.ndarray:
+        return _reshape(array, _fit(self.native, array.shape))
+
+    def forward_shape(self, shape: Shape) -> Shape:
+        return _fit(self.canonical, shape)
+
+    def inverse_shape(self, shape: Shape) -> Shape:
+        return _fit(self.native, shape)
+
+
+@dataclass(frozen=True)
+class Layout:
+    """An exact transform native -> canonical: its steps in order; `name` says it in words for docs and errors."""
+
+    steps: tuple[Step, ...] = ()
+    name: str = "canonical"
+
+    def to_canonical(self, native: np.ndarray) -> np.ndarray:
+        """The native array in canonical layout (a view where every step allows)."""
+        for step in self.steps:
+            native = step.forward(native)
+        return native
+
+    def from_canonical(self, canonical: np.ndarray) -> np.ndarray:
+        """The canonical array in native layout (a view where every step allows)."""
+        for step in reversed(self.steps):
+            canonical = step.inverse(canonical)
+        return canonical
+
+    def canonical_shape(self, native: Shape) -> Shape:
+        """A native shape (None for unknown dimensions) in canonical form."""
+        for step in self.steps:
+            native = step.forward_shape(native)
+        return tuple(native)
+
+    def native_shape(self, canonical: Shape) -> Shape:
+        """A canonical shape (None for unknown dimensions) in native form."""
+        for step in reversed(self.steps):
+            canonical = step.inverse_shape(canonical)
+        return tuple(canonical)
+
+    def writable_view(self, native: np.ndarray) -> np.ndarray | None:
+        """A canonical view that writes through to native memory, or None when a step has to copy."""
+        view = self.to_canonical(native)
+        return view if np.may_share_memory(view, native) else None
+
+
+IDENTITY = Layout()
+"""The native form is canonical (PyTorch, Gluon)."""
+
+DENSE_IN_OUT = Layout((Permute((1, 0)),), "dense kernel (in, out)")
+"""A dense kernel stored (in, out), as Keras and Flax do."""
+
+CHANNELS_LAST = Layout((Permute((-1, -2, ...)),), "conv kernel (*kernel, in, out)")
+"""A conv kernel stored (*kernel, in, out) (Keras, Flax); a transposed-conv kernel (*kernel, out, in) alike."""
+
+
+def to_canonical(array: np.ndarray, layout: Layout | None) -> np.ndarray:
     """A view of a natively laid out array in canonical layout."""
-    perm = _perm_to_canonical(layout, array.ndim)
-    return array if perm is None else array.transpose(perm)
+    return array if layout is None else layout.to_canonical(array)
 
 
-def from_canonical(array: np.ndarray, layout: str) -> np.ndarray:
+def from_canonical(array: np.ndarray, layout: Layout | None) -> np.ndarray:
     """A view of a canonical array in the native layout."""
-    perm = _perm_to_canonical(layout, array.ndim)
-    return array if perm is None else array.transpose(np.argsort(perm))
+    return array if layout is None else layout.from_canonical(array)
 
 
-def shape_to_canonical(shape: tuple, layout: str) -> tuple:
+def shape_to_canonical(shape: Shape, layout: Layout | None) -> Shape:
     """A native shape (None allowed for unknown dimensions) in canonical order."""
-    perm = _perm_to_canonical(layout, len(shape))
-    return tuple(shape) if perm is None else tuple(shape[i] for i in perm)
+    return tuple(shape) if layout is None else layout.canonical_shape(tuple(shape))
+
+
+def shape_to_native(shape: Shape, layout: Layout | None) -> Shape:
+    """A canonical shape (None allowed for unknown dimensions) in native order."""
+    return tuple(shape) if layout is None else layout.native_shape(tuple(shape))
 
 
 PANEL = 16
@@ -50,7 +201,7 @@ def copy_into(dst: np.ndarray, src: np.ndarray) -> None:
 
 
 def aligned_empty(shape: tuple[int, ...], dtype: np.dtype | str, align: int = 64) -> np.ndarray:
-    """An uninitialized C-contiguous array whose data starts on an align-byte boundary (JAX adopts those without a copy)."""
+    """An uninitialized C-contiguous array whose data starts on an align-byte boundary (JAX adopts it without a copy)."""
     dtype = np.dtype(dtype)
     size = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
     raw = np.empty(size + align, np.uint8)
@@ -58,7 +209,7 @@ def aligned_empty(shape: tuple[int, ...], dtype: np.dtype | str, align: int = 64
     return raw[offset : offset + size].view(dtype).reshape(shape)
 
 
-def canonical_copy(native: np.ndarray, layout: str) -> np.ndarray:
+def canonical_copy(native: np.ndarray, layout: Layout | None) -> np.ndarray:
     """A C-contiguous copy of a natively laid out array, in canonical layout."""
     view = to_canonical(native, layout)
     out = np.empty(view.shape, view.dtype)
@@ -66,10 +217,20 @@ def canonical_copy(native: np.ndarray, layout: str) -> np.ndarray:
     return out
 
 
-def native_copy(value: np.ndarray, layout: str, dtype: np.dtype | str | None = None) -> np.ndarray:
+def fill_native(native: np.ndarray, layout: Layout | None, fn: Callable[[np.ndarray], None]) -> None:
+    """fn writes native's canonical view in place, or one canonical scratch array that is then copied in."""
+    view = native if layout is None else layout.writable_view(native)
+    if view is not None:
+        fn(view)
+        return
+    scratch = np.empty(layout.canonical_shape(native.shape), native.dtype)
+    fn(scratch)
+    copy_into(native, layout.from_canonical(scratch))
+
+
+def native_copy(value: np.ndarray, layout: Layout | None, dtype: np.dtype | str | None = None) -> np.ndarray:
     """A 64-byte aligned C-contiguous copy of a canonical value in native layout (and dtype, if given)."""
     value = np.asarray(value)
-    target = from_canonical(value, layout)
-    out = aligned_empty(target.shape, value.dtype if dtype is None else dtype)
-    copy_into(to_canonical(out, layout), value)
+    out = aligned_empty(shape_to_native(value.shape, layout), value.dtype if dtype is None else dtype)
+    fill_native(out, layout, lambda view: copy_into(view, value))
     return out

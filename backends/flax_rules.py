@@ -1,0 +1,82 @@
+"""The Flax rule tables, one for linen and one for NNX: dense kernels (in, out) and conv kernels (*kernel, in, out).
+
+Both frameworks name variables alike (`kernel`, `bias`, `scale`, `embedding`, and the batch
+statistics `mean`/`var`), so the leaves are shared. Linen layers' shapes before data serve modules
+wrapped without variables and `nnx.bridge.ToNNX` modules before `lazy_init` (None where the input decides).
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from unified_params.layout import CHANNELS_LAST, DENSE_IN_OUT, IDENTITY
+from unified_params.rules import Entry, Leaf, Rule, RuleTable
+
+BIAS = Leaf("bias", "bias", IDENTITY)
+DENSE = (Leaf("kernel", "weight", DENSE_IN_OUT), BIAS)
+CONV = (Leaf("kernel", "weight", CHANNELS_LAST), BIAS)
+NORM = (Leaf("scale", "weight", IDENTITY), BIAS)
+STATS = (*NORM, Leaf("mean", "running_mean", IDENTITY, trainable=False),
+         Leaf("var", "running_var", IDENTITY, trainable=False))
+EMBED = (Leaf("embedding", "weight", IDENTITY),)
+
+
+def _bias(module: Any, size: int | None) -> tuple | None:
+    return (size,) if module.use_bias else None
+
+
+def _dense(module: Any) -> dict:
+    return {"kernel": (None, module.features), "bias": _bias(module, module.features)}
+
+
+def _conv(module: Any) -> dict:
+    k = module.kernel_size
+    k = (k,) if isinstance(k, int) else tuple(k)
+    return {"kernel": (*k, None, module.features), "bias": _bias(module, module.features)}
+
+
+def _embed(module: Any) -> dict:
+    return {"embedding": (module.num_embeddings, module.features)}
+
+
+def _norm(module: Any) -> dict:
+    return {"scale": (None,) if getattr(module, "use_scale", True) else None,
+            "bias": (None,) if getattr(module, "use_bias", False) else None,
+            "mean": (None,), "var": (None,)}
+
+
+def _linen() -> dict[type, Entry]:
+    from flax import linen
+
+    return {
+        linen.Dense: Rule("linear", DENSE, _dense),
+        linen.Conv: Rule("conv", CONV, _conv),
+        linen.ConvTranspose: Rule("conv_transpose", CONV, _conv),
+        linen.Embed: Rule("embedding", EMBED, _embed),
+        linen.BatchNorm: Rule("batch_norm", STATS, _norm),
+        linen.LayerNorm: Rule("layer_norm", NORM, _norm),
+        linen.GroupNorm: Rule("group_norm", NORM, _norm),
+        linen.InstanceNorm: Rule("instance_norm", NORM, _norm),
+        linen.RMSNorm: Rule("rms_norm", NORM[:1], _norm),
+    }
+
+
+def _nnx() -> dict[type, Entry]:
+    from flax import nnx
+
+    table: dict[type, Entry] = {
+        nnx.Linear: Rule("linear", DENSE),
+        nnx.Conv: Rule("conv", CONV),
+        nnx.ConvTranspose: Rule("conv_transpose", CONV),
+        nnx.Embed: Rule("embedding", EMBED),
+        nnx.BatchNorm: Rule("batch_norm", STATS),
+        nnx.LayerNorm: Rule("layer_norm", NORM),
+        nnx.GroupNorm: Rule("group_norm", NORM),
+        nnx.RMSNorm: Rule("rms_norm", NORM[:1]),
+    }
+    if hasattr(nnx, "InstanceNorm"):
+        table[nnx.InstanceNorm] = Rule("instance_norm", NORM)
+    return table
+
+
+LINEN = RuleTable(_linen)
+NNX = RuleTable(_nnx)

@@ -1,0 +1,59 @@
+"""The Keras 3 rule table: dense kernels (in, out) and conv kernels (*kernel, in, out) in PyTorch's layout.
+
+Shapes before data serve layers that are not built yet (None where the input decides).
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from unified_params.layout import CHANNELS_LAST, DENSE_IN_OUT, IDENTITY, Layout
+from unified_params.rules import Entry, Leaf, Rule, RuleTable
+
+BIAS = Leaf("bias", "bias", IDENTITY)
+NORM = (Leaf("gamma", "weight", IDENTITY), Leaf("beta", "bias", IDENTITY))
+STATS = (Leaf("moving_mean", "running_mean", IDENTITY, trainable=False),
+         Leaf("moving_variance", "running_var", IDENTITY, trainable=False))
+
+
+def _kernel(layout: Layout) -> tuple[Leaf, Leaf]:
+    return Leaf("kernel", "weight", layout), BIAS
+
+
+def _dense(layer: Any) -> dict:
+    return {"kernel": (None, layer.units), "bias": (layer.units,) if layer.use_bias else None}
+
+
+def _conv(layer: Any) -> dict:
+    return {"kernel": (*layer.kernel_size, None, layer.filters), "bias": (layer.filters,) if layer.use_bias else None}
+
+
+def _conv_transpose(layer: Any) -> dict:
+    return {"kernel": (*layer.kernel_size, layer.filters, None), "bias": (layer.filters,) if layer.use_bias else None}
+
+
+def _norm(layer: Any) -> dict:
+    affine = {"gamma": (None,) if getattr(layer, "scale", False) else None,
+              "beta": (None,) if getattr(layer, "center", False) else None}
+    return {**affine, "moving_mean": (None,), "moving_variance": (None,)}
+
+
+def _rules() -> dict[type, Entry]:
+    from keras import layers
+
+    conv = Rule("conv", _kernel(CHANNELS_LAST), _conv)
+    transpose = Rule("conv_transpose", _kernel(CHANNELS_LAST), _conv_transpose)
+    table: dict[type, Entry] = {
+        layers.Dense: Rule("linear", _kernel(DENSE_IN_OUT), _dense),
+        **{getattr(layers, f"Conv{d}D"): conv for d in (1, 2, 3)},
+        **{getattr(layers, f"Conv{d}DTranspose"): transpose for d in (1, 2, 3)},
+        layers.BatchNormalization: Rule("batch_norm", (*NORM, *STATS), _norm),
+        layers.LayerNormalization: Rule("layer_norm", NORM, _norm),
+        layers.GroupNormalization: Rule("group_norm", NORM, _norm),
+        layers.Embedding: Rule("embedding", (Leaf("embeddings", "weight", IDENTITY),)),
+    }
+    if hasattr(layers, "RMSNormalization"):
+        table[layers.RMSNormalization] = Rule("rms_norm", (Leaf("scale", "weight", IDENTITY),))
+    return table
+
+
+RULES = RuleTable(_rules)

@@ -1,0 +1,61 @@
+"""The PyTorch rule table: torch's own layout is canonical, so every leaf keeps its name and layout.
+
+Shapes before data serve the `Lazy*` modules (an input size of 0 is not known yet).
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from unified_params.layout import IDENTITY
+from unified_params.rules import Entry, Leaf, Rule, RuleTable
+
+
+def _leaves(*names: str) -> tuple[Leaf, ...]:
+    return tuple(Leaf(n, n, IDENTITY, trainable=not n.startswith("running_")) for n in names)
+
+
+def _size(n: int) -> int | None:
+    return n or None
+
+
+def _linear(m: Any) -> dict:
+    return {"weight": (m.out_features, _size(m.in_features)), "bias": (m.out_features,)}
+
+
+def _conv(m: Any) -> dict:
+    inputs = _size(m.in_channels // m.groups)
+    return {"weight": (m.out_channels, inputs, *m.kernel_size), "bias": (m.out_channels,)}
+
+
+def _conv_transpose(m: Any) -> dict:
+    return {"weight": (_size(m.in_channels), m.out_channels // m.groups, *m.kernel_size), "bias": (m.out_channels,)}
+
+
+def _norm(m: Any) -> dict:
+    size = _size(getattr(m, "num_features", 0) or getattr(m, "num_channels", 0))
+    return dict.fromkeys(("weight", "bias", "running_mean", "running_var"), (size,))
+
+
+def _rules() -> dict[type, Entry]:
+    from torch import nn
+    from torch.nn.modules.batchnorm import _BatchNorm
+    from torch.nn.modules.conv import _ConvNd, _ConvTransposeNd
+    from torch.nn.modules.instancenorm import _InstanceNorm
+
+    weight_bias, stats = _leaves("weight", "bias"), _leaves("weight", "bias", "running_mean", "running_var")
+    table: dict[type, Entry] = {
+        nn.Linear: Rule("linear", weight_bias, _linear),
+        _ConvNd: Rule("conv", weight_bias, _conv),
+        _ConvTransposeNd: Rule("conv_transpose", weight_bias, _conv_transpose),
+        _BatchNorm: Rule("batch_norm", stats, _norm),
+        _InstanceNorm: Rule("instance_norm", stats, _norm),
+        nn.LayerNorm: Rule("layer_norm", weight_bias),
+        nn.GroupNorm: Rule("group_norm", weight_bias, _norm),
+        nn.Embedding: Rule("embedding", _leaves("weight")),
+    }
+    if hasattr(nn, "RMSNorm"):
+        table[nn.RMSNorm] = Rule("rms_norm", _leaves("weight"))
+    return table
+
+
+RULES = RuleTable(_rules)
