@@ -91,6 +91,7 @@ def test_lookup_follows_the_mro_and_none_stops_it() -> None:
 ZOO_TYPES = {"conv": "conv", "bn": "batch_norm", "embed": "embedding", "norm": "layer_norm", "head": "linear"}
 
 
+@pytest.mark.unified_params
 def test_zoo_layer_types_on_every_backend(adapter_cls: Any, ex: Any) -> None:
     built = ex.zoo()
     root = adapter_cls(built.model, built.variables).tree()
