@@ -15,7 +15,7 @@ from unified_params.layout import canonical_copy as _canonical_copy
 from unified_params.naming import Group, attribute_paths, group_children
 from unified_params.rules import Leaf, Rule, leaf_of
 
-from .flax_rules import LINEN
+from .flax_rules import LINEN, by_signature
 
 jax = lazy("jax")
 jnp = lazy("jax.numpy")
@@ -279,6 +279,15 @@ class LinenTree:
                 keys += [k for k, v in sub.items() if isinstance(v, Mapping) and k not in keys]
         return keys
 
+    def _own_shapes(self, path: tuple[str, ...]) -> dict[str, tuple[int, ...]]:
+        """Native name -> shape of the variables directly at path, over every collection."""
+        shapes = {}
+        for col in self.collections:
+            sub = get_path(self.variables[col], path)
+            if isinstance(sub, Mapping):
+                shapes.update((name, _shape_of(self.values(raw))) for name, raw in sub.items() if not isinstance(raw, Mapping))
+        return shapes
+
     def _own_slots(self, path: tuple[str, ...], rule: Rule | None) -> list[Slot]:
         slots = []
         for col in self.collections:
@@ -295,8 +304,8 @@ class LinenTree:
         return unique_leaves(slots)
 
     def _vars_node(self, key: str, path: tuple[str, ...], canon: tuple[str, ...]) -> Node:
-        """A compact child, known from the variables only: its rule is that of the Flax class its automatic name gives."""
-        rule = LINEN.by_autoname(path[-1])
+        """A compact child, known from its variables only: its Flax class from its automatic name or its variables."""
+        rule = LINEN.by_autoname(path[-1]) or by_signature(self._own_shapes(path))
         node = Node(key, None, label="", layer_type=rule and rule.layer_type)
         self.layers.setdefault(path, ".".join(canon))
         node.slots = self._own_slots(path, rule)

@@ -6,6 +6,7 @@ wrapped without variables and `nnx.bridge.ToNNX` modules before `lazy_init` (Non
 """
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from unified_params.layout import CHANNELS_LAST, DENSE_IN_OUT, IDENTITY
@@ -76,6 +77,24 @@ def _nnx() -> dict[type, Entry]:
     if hasattr(nnx, "InstanceNorm"):
         table[nnx.InstanceNorm] = Rule("instance_norm", NORM)
     return table
+
+
+def by_signature(shapes: Mapping[str, tuple[int, ...]]) -> Rule | None:
+    """The rule of a linen compact child named by the user, known from its variables only, where exactly one Flax
+    class has them: Dense (kernel (in, out), bias (out,)), Embed (embedding), BatchNorm (statistics). Conv kernels,
+    whose variables Conv, ConvTranspose and ConvLocal share, and the other norms match none: they stay native."""
+    names = set(shapes)
+    kernel, bias = shapes.get("kernel"), shapes.get("bias")
+    table = LINEN.table
+    from flax import linen
+
+    if names <= {"kernel", "bias"} and kernel is not None and len(kernel) == 2 and bias in (None, kernel[1:]):
+        return table[linen.Dense]
+    if names == {"embedding"} and len(shapes["embedding"]) == 2:
+        return table[linen.Embed]
+    if {"mean", "var"} <= names <= {"scale", "bias", "mean", "var"} and len({shapes[n] for n in names}) == 1:
+        return table[linen.BatchNorm]
+    return None
 
 
 LINEN = RuleTable(_linen)
