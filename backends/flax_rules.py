@@ -6,10 +6,11 @@ wrapped without variables and `nnx.bridge.ToNNX` modules before `lazy_init` (Non
 """
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from typing import Any
 
-from unified_params.layout import CHANNELS_LAST, DENSE_IN_OUT, IDENTITY
+from unified_params.layout import CHANNELS_LAST, DENSE_IN_OUT, IDENTITY, Layout, Permute, Reverse
 from unified_params.rules import Entry, Leaf, Rule, RuleTable
 
 BIAS = Leaf("bias", "bias", IDENTITY)
@@ -29,10 +30,36 @@ def _dense(module: Any) -> dict:
     return {"kernel": (None, module.features), "bias": _bias(module, module.features)}
 
 
-def _conv(module: Any) -> dict:
+def _kernel_size(module: Any) -> tuple[int, ...]:
     k = module.kernel_size
-    k = (k,) if isinstance(k, int) else tuple(k)
-    return {"kernel": (*k, None, module.features), "bias": _bias(module, module.features)}
+    return (k,) if isinstance(k, int) else tuple(k)
+
+
+def _conv(module: Any) -> dict:
+    return {"kernel": (*_kernel_size(module), None, module.features), "bias": _bias(module, module.features)}
+
+
+def _conv_swapped(module: Any) -> dict:
+    return {"kernel": (*_kernel_size(module), module.features, None), "bias": _bias(module, module.features)}
+
+
+@functools.cache
+def _transpose_rule(swapped: bool, spatial: int, shapes: bool) -> Rule:
+    """`transpose_kernel=True` stores (*kernel, out, in) and flips it in the call: PyTorch's (in, out, *kernel) is
+    CHANNELS_LAST. `False` stores (*kernel, in, out) used unflipped: PyTorch's weight is it with the kernel reversed."""
+    if swapped:
+        return Rule("conv_transpose", CONV, _conv_swapped if shapes else None)
+    flipped = Layout((Permute((-2, -1, ...)), Reverse(tuple(range(2, 2 + spatial)))),
+                     "transposed conv kernel (*kernel, in, out), kernel reversed")
+    return Rule("conv_transpose", (Leaf("kernel", "weight", flipped), BIAS), _conv if shapes else None)
+
+
+def _linen_transpose(module: Any) -> Rule:
+    return _transpose_rule(bool(module.transpose_kernel), len(_kernel_size(module)), True)
+
+
+def _nnx_transpose(module: Any) -> Rule:
+    return _transpose_rule(bool(module.transpose_kernel), len(_kernel_size(module)), False)
 
 
 def _embed(module: Any) -> dict:
@@ -51,7 +78,7 @@ def _linen() -> dict[type, Entry]:
     return {
         linen.Dense: Rule("linear", DENSE, _dense),
         linen.Conv: Rule("conv", CONV, _conv),
-        linen.ConvTranspose: Rule("conv_transpose", CONV, _conv),
+        linen.ConvTranspose: _linen_transpose,
         linen.Embed: Rule("embedding", EMBED, _embed),
         linen.BatchNorm: Rule("batch_norm", STATS, _norm),
         linen.LayerNorm: Rule("layer_norm", NORM, _norm),
@@ -67,7 +94,7 @@ def _nnx() -> dict[type, Entry]:
     table: dict[type, Entry] = {
         nnx.Linear: Rule("linear", DENSE),
         nnx.Conv: Rule("conv", CONV),
-        nnx.ConvTranspose: Rule("conv_transpose", CONV),
+        nnx.ConvTranspose: _nnx_transpose,
         nnx.Embed: Rule("embedding", EMBED),
         nnx.BatchNorm: Rule("batch_norm", STATS),
         nnx.LayerNorm: Rule("layer_norm", NORM),

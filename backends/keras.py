@@ -9,7 +9,6 @@ LayerNormalization, GroupNormalization); other unbuilt layers show their paramet
 """
 from __future__ import annotations
 
-import contextlib
 import functools
 import re
 import sys
@@ -37,6 +36,7 @@ from unified_params.layout import (
 from unified_params.naming import Group, alias_paths, attribute_paths, group_children
 from unified_params.rules import Rule, adopt_ruled_layouts, leaf_of
 
+from .keras_ops import ops
 from .keras_rules import RULES
 
 keras = lazy("keras")
@@ -60,26 +60,8 @@ class Ref:
     name: str
 
 
-def _backend() -> str:
-    return keras.backend.backend()
-
-
 def _to_numpy(value: Any) -> np.ndarray:
     return np.array(keras.ops.convert_to_numpy(value), copy=True)
-
-
-def _numpy_view(value: Any) -> np.ndarray:
-    """The backend tensor's memory as numpy, without a copy where the backend allows (read-only use)."""
-    backend = _backend()
-    if backend == "tensorflow":
-        import tensorflow as tf
-
-        return np.asarray(tf.convert_to_tensor(value))
-    if backend == "jax":
-        return np.asarray(value)
-    if backend == "torch" and value.device.type == "cpu" and str(value.dtype) != "torch.bfloat16":
-        return value.detach().numpy()
-    return keras.ops.convert_to_numpy(value)
 
 
 def _attribute_items(layer: Any) -> list[tuple[str, Any]]:
@@ -272,22 +254,21 @@ class KerasAdapter(Adapter):
         return variable
 
     def read(self, slot: Slot) -> np.ndarray:
-        return canonical_copy(_numpy_view(self._variable(slot).value), slot.layout)
+        return canonical_copy(ops().numpy_view(self._variable(slot).value), slot.layout)
 
     def view(self, slot: Slot) -> np.ndarray:
-        return to_canonical(_numpy_view(self._variable(slot).value), slot.layout)
+        return to_canonical(ops().numpy_view(self._variable(slot).value), slot.layout)
 
     def write(self, slot: Slot, value: np.ndarray) -> None:
         self._variable(slot).assign(native_copy(value, slot.layout))
 
     def fill(self, slot: Slot, fn: Callable[[np.ndarray], None]) -> None:
-        """fn writes the torch backend's tensor in place, else one native-layout buffer that is then assigned."""
+        """fn writes the variable's memory in place where the backend hands it out (torch), else one buffer then assigned."""
         variable = self._variable(slot)
-        if _backend() == "torch":
-            tensor = variable.value.detach()
-            if tensor.device.type == "cpu" and tensor.is_contiguous() and str(tensor.dtype) != "torch.bfloat16":
-                fill_native(tensor.numpy(), slot.layout, fn)
-                return
+        memory = ops().writable(variable.value)
+        if memory is not None:
+            fill_native(memory, slot.layout, fn)
+            return
         buffer = aligned_empty(tuple(variable.shape), resolve(slot.dtype))
         fill_native(buffer, slot.layout, fn)
         variable.assign(buffer)
@@ -301,32 +282,7 @@ class KerasAdapter(Adapter):
     def compute_grads(self, inputs: Sequence[Any], loss: Callable[[Any], Any] | None) -> None:
         variables = list(self.model.trainable_variables)
         objective = loss or _sum_outputs
-        backend = _backend()
-        if backend == "tensorflow":
-            import tensorflow as tf
-
-            with tf.GradientTape() as tape:
-                value = objective(self._call(inputs))
-            grads = [g if g is None else tf.convert_to_tensor(g) for g in tape.gradient(value, variables)]
-        elif backend == "jax":
-            import jax
-
-            options = {"training": False} if self.model._call_has_training_arg else {}
-
-            def f(trainable: list[Any], fixed: list[Any], *xs: Any) -> Any:
-                out, _ = self.model.stateless_call(trainable, fixed, *xs, **options)
-                return objective(out)
-
-            fixed = [v.value for v in self.model.non_trainable_variables]
-            grads = jax.jit(jax.grad(f))([v.value for v in variables], fixed, *inputs)
-        elif backend == "torch":
-            import torch
-
-            with torch.enable_grad():
-                value = objective(self._call(inputs))
-                grads = torch.autograd.grad(value, [v.value for v in variables], allow_unused=True)
-        else:
-            raise NotImplementedError(f"pm.grads() is not implemented for the Keras backend {backend!r}")
+        grads = ops().gradients(self.model, variables, objective, inputs, self._call)
         self._grads = {id(v): (v, _to_numpy(g)) for v, g in zip(variables, grads) if g is not None}
 
     def _call(self, inputs: Sequence[Any]) -> Any:
@@ -465,7 +421,7 @@ class KerasAdapter(Adapter):
         if self._depth or not self._changed:
             return
         self._changed = False
-        with _eager():
+        with ops().eager():
             self._hooks.shapes_known()
 
     def _bridge(self, layer: Any, variable: Any) -> None:
@@ -492,16 +448,6 @@ class KerasAdapter(Adapter):
 
         initializer._unified_params = True  # type: ignore[attr-defined]
         variable._initializer = initializer
-
-
-def _eager() -> Any:
-    """Writes from inside a tf.function trace go to the variables at once (tf.init_scope), as Keras initializes them."""
-    if _backend() == "tensorflow":
-        import tensorflow as tf
-
-        if not tf.executing_eagerly():
-            return tf.init_scope()
-    return contextlib.nullcontext()
 
 
 def _describe(path: str | None, name: str) -> str:

@@ -148,3 +148,21 @@ def test_nnx_layer_without_rule_keeps_native_names_and_layout() -> None:
     pm = up.wrap(model)
     assert pm.names() == ["kernel"] and pm["kernel"].shape == (3, 2, 4)
     np.testing.assert_array_equal(pm["kernel"].numpy(), np.asarray(model.kernel[...]))
+
+
+@pytest.mark.parametrize("transpose_kernel", [False, True])
+def test_linen_conv_transpose_carries_torch_weights_either_way(transpose_kernel: bool) -> None:
+    torch = pytest.importorskip("torch")
+    jax = pytest.importorskip("jax")
+    nn = pytest.importorskip("flax.linen")
+    import unified_params as up
+
+    x = np.random.default_rng(1).standard_normal((2, 5, 6, 3)).astype(np.float32)
+    source = torch.nn.Sequential(torch.nn.ConvTranspose2d(3, 4, (3, 2), stride=2))
+    layer = nn.ConvTranspose(4, (3, 2), strides=(2, 2), padding="VALID", transpose_kernel=transpose_kernel)
+    module = nn.Sequential([layer])
+    pm = up.wrap(module, module.init(jax.random.PRNGKey(0), x))
+    up.transfer(up.wrap(source), pm)
+    with torch.no_grad():
+        expected = source(torch.from_numpy(x.transpose(0, 3, 1, 2))).numpy().transpose(0, 2, 3, 1)
+    np.testing.assert_allclose(np.asarray(module.apply(pm.variables, x)), expected, rtol=1e-5, atol=1e-5)

@@ -1,0 +1,116 @@
+"""The Keras backend's own operations, chosen once per process: numpy views, in-place memory, gradients, eager writes.
+
+Keras 3 fixes its backend at import, so `ops()` picks one `Ops` object at first use and the
+adapter never branches on the backend's name again.
+"""
+from __future__ import annotations
+
+import contextlib
+import functools
+from collections.abc import Callable, Sequence
+from typing import Any, ContextManager
+
+import numpy as np
+
+from unified_params._lazy import lazy
+
+keras = lazy("keras")
+
+
+class Ops:
+    """What works on every Keras backend: copies through keras.ops, no gradients."""
+
+    name = ""
+
+    def numpy_view(self, value: Any) -> np.ndarray:
+        """The tensor's memory as numpy, without a copy where the backend allows (read-only use)."""
+        return keras.ops.convert_to_numpy(value)
+
+    def writable(self, value: Any) -> np.ndarray | None:
+        """The tensor's own memory as a writable numpy array, or None where the backend cannot hand it out."""
+        return None
+
+    def gradients(self, model: Any, variables: list[Any], objective: Callable[[Any], Any],
+                  inputs: Sequence[Any], call: Callable[[Sequence[Any]], Any]) -> list[Any]:
+        """d objective(model output) / d variable for each variable (None where unused), as backend tensors."""
+        raise NotImplementedError(f"pm.grads() is not implemented for the Keras backend {self.name!r}")
+
+    def eager(self) -> ContextManager[Any]:
+        """A context in which variable writes take effect at once."""
+        return contextlib.nullcontext()
+
+
+class TensorflowOps(Ops):
+    name = "tensorflow"
+
+    def numpy_view(self, value: Any) -> np.ndarray:
+        import tensorflow as tf
+
+        return np.asarray(tf.convert_to_tensor(value))
+
+    def gradients(self, model: Any, variables: list[Any], objective: Callable[[Any], Any],
+                  inputs: Sequence[Any], call: Callable[[Sequence[Any]], Any]) -> list[Any]:
+        import tensorflow as tf
+
+        with tf.GradientTape() as tape:
+            value = objective(call(inputs))
+        return [g if g is None else tf.convert_to_tensor(g) for g in tape.gradient(value, variables)]
+
+    def eager(self) -> ContextManager[Any]:
+        """Writes inside a tf.function trace reach the variables at once (tf.init_scope), as Keras initializes them."""
+        import tensorflow as tf
+
+        return contextlib.nullcontext() if tf.executing_eagerly() else tf.init_scope()
+
+
+class JaxOps(Ops):
+    name = "jax"
+
+    def numpy_view(self, value: Any) -> np.ndarray:
+        return np.asarray(value)
+
+    def gradients(self, model: Any, variables: list[Any], objective: Callable[[Any], Any],
+                  inputs: Sequence[Any], call: Callable[[Sequence[Any]], Any]) -> list[Any]:
+        import jax
+
+        options = {"training": False} if model._call_has_training_arg else {}
+
+        def f(trainable: list[Any], fixed: list[Any], *xs: Any) -> Any:
+            out, _ = model.stateless_call(trainable, fixed, *xs, **options)
+            return objective(out)
+
+        fixed = [v.value for v in model.non_trainable_variables]
+        return jax.jit(jax.grad(f))([v.value for v in variables], fixed, *inputs)
+
+
+class TorchOps(Ops):
+    name = "torch"
+
+    def numpy_view(self, value: Any) -> np.ndarray:
+        if value.device.type == "cpu" and str(value.dtype) != "torch.bfloat16":
+            return value.detach().numpy()
+        return keras.ops.convert_to_numpy(value)
+
+    def writable(self, value: Any) -> np.ndarray | None:
+        tensor = value.detach()
+        if tensor.device.type != "cpu" or not tensor.is_contiguous() or str(tensor.dtype) == "torch.bfloat16":
+            return None
+        return tensor.numpy()
+
+    def gradients(self, model: Any, variables: list[Any], objective: Callable[[Any], Any],
+                  inputs: Sequence[Any], call: Callable[[Sequence[Any]], Any]) -> list[Any]:
+        import torch
+
+        with torch.enable_grad():
+            value = objective(call(inputs))
+            return list(torch.autograd.grad(value, [v.value for v in variables], allow_unused=True))
+
+
+@functools.cache
+def _for(name: str) -> Ops:
+    return next((cls() for cls in (TensorflowOps, JaxOps, TorchOps) if cls.name == name), Ops())
+
+
+def ops() -> Ops:
+    """The operations of the Keras backend this process runs."""
+    return _for(keras.backend.backend())
