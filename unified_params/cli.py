@@ -1,4 +1,4 @@
-"""The `unified-params` command: backends, conformance, compare."""
+"""The `unified-params` command: backends, conformance, compare, inspect."""
 from __future__ import annotations
 
 import argparse
@@ -215,6 +215,19 @@ def _plot_file(value: str) -> str:
         raise argparse.ArgumentTypeError(str(e)) from None
 
 
+def cmd_inspect(args: argparse.Namespace) -> int:
+    from .errors import CheckpointError
+    from .inspection import tables
+
+    try:
+        found, ok = tables(args.file)
+    except CheckpointError as e:
+        print(f"unified-params inspect: {e}", file=sys.stderr)
+        return 1
+    _render(found, args.format)
+    return 0 if ok else 1
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="unified-params", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -239,6 +252,10 @@ def main(argv: list[str] | None = None) -> int:
             p.add_argument("--seed", type=int, default=0, help="seed of the reference's Uniform(-0.5, 0.5) init")
             p.add_argument("--rtol", type=float, default=1e-5)
             p.add_argument("--atol", type=float, default=1e-6)
+    p = sub.add_parser("inspect", help="names, shapes, dtypes, tied groups and checksum status of a checkpoint")
+    p.set_defaults(fn=cmd_inspect)
+    p.add_argument("file", help="a .safetensors file, a sharded checkpoint's folder or its index")
+    p.add_argument("--format", choices=("table", "json", "markdown"), default="table")
     args = parser.parse_args(argv)
     return args.fn(args)
 
