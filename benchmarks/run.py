@@ -220,8 +220,30 @@ def render(results: list[dict[str, Any]], imports: dict[str, Any], args: argpars
                   "sha256 of `0.weight` after `init(Normal(std=0.01), seed=0)`: "
                   + ", ".join(f"{k} `{v}`" for k, v in fingerprints.items())
                   + (" — bitwise identical on every backend." if same else " — **differs between backends**."), ""]
+    if "checkpoints" in results_extra:
+        lines += checkpoint_lines(results_extra["checkpoints"])
     lines.append(END)
     return "\n".join(lines)
+
+
+results_extra: dict[str, Any] = {}
+
+
+def checkpoint_lines(results: dict[str, Any]) -> list[str]:
+    """The checkpoints section: save/load against safetensors.torch and the disk (benchmarks/checkpoints.py)."""
+    from tabulate import tabulate
+
+    if "error" in results:
+        return ["### checkpoints (torch)", "", f"Not measured: {results['error']}", ""]
+    sys.path.insert(0, str(HERE))
+    from checkpoints import HEADERS as CKPT_HEADERS
+    from checkpoints import rows as ckpt_rows
+
+    first = next(iter(results.values()))
+    return ["### checkpoints (torch)", "",
+            f"{first['bytes'] / 1e9:.2f} GB in 16 tensors (largest {first['largest'] / 1e6:.0f} MB); each row a fresh "
+            "process, reads from a cold page cache; `pm.save` also fsyncs, `save_file` does not.", "",
+            tabulate(ckpt_rows(results), headers=CKPT_HEADERS, tablefmt="github"), ""]
 
 
 def console(results: list[dict[str, Any]], imports: dict[str, Any]) -> None:
@@ -271,6 +293,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--timeout", type=float, default=420.0, help="seconds per backend")
     parser.add_argument("--no-write", action="store_true", help=f"do not update {DOC.relative_to(ROOT)}")
     parser.add_argument("--json", help="also write the raw results to this file")
+    parser.add_argument("--no-checkpoints", action="store_true", help="skip the checkpoint save/load rows")
     args = parser.parse_args(argv)
     shown = sys.argv[1:] if argv is None else argv
     args.argv = [a for i, a in enumerate(shown) if a not in ("--json", "--no-write") and (i == 0 or shown[i - 1] != "--json")]
@@ -289,6 +312,15 @@ def main(argv: list[str] | None = None) -> int:
                 results.append(run_backend(name, args))
             except subprocess.TimeoutExpired:
                 results.append({"backend": name, "error": f"timed out after {args.timeout:.0f} s"})
+    if not args.no_checkpoints:
+        print("benchmarking checkpoints ...", file=sys.stderr, flush=True)
+        sys.path.insert(0, str(HERE))
+        from checkpoints import measure
+
+        try:
+            results_extra["checkpoints"] = measure(args.small, args.repeat)
+        except (subprocess.CalledProcessError, OSError) as e:
+            results_extra["checkpoints"] = {"error": str(e)}
     wall = time.perf_counter() - start
     console(results, imports)
     if args.json:
