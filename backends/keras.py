@@ -333,7 +333,7 @@ class KerasAdapter(Adapter):
                     f"Keras infers shapes from data: pass example inputs to pm.materialize(x) "
                     f"(layers not built yet: {', '.join(unbuilt)})")
             return
-        snapshot = _Snapshot([*layers, *(layer._tracker for layer in layers)])
+        snapshot = _Snapshot.of(self.model)
         self._quiet = True
         try:
             self._call(inputs)
@@ -390,6 +390,7 @@ class KerasAdapter(Adapter):
 
         @functools.wraps(original)
         def build(*args: Any, **kwargs: Any) -> None:
+            outer = None if adapter._depth or adapter._quiet else _Snapshot.of(layer)
             adapter._depth += 1
             try:
                 original(*args, **kwargs)
@@ -398,7 +399,12 @@ class KerasAdapter(Adapter):
             if layer.built and vars(layer).get("build") is build:
                 object.__setattr__(layer, "build", original)
             adapter._changed = True
-            adapter._notify(layer)
+            try:
+                adapter._notify(layer)
+            except BaseException:
+                if outer is not None:
+                    outer.restore()  # unbuilt again: the next call builds and tries the recorded initializers again
+                raise
 
         build._unified_params = self  # type: ignore[attr-defined]
         object.__setattr__(layer, "build", build)
@@ -490,6 +496,12 @@ class _Snapshot:
             for value in state.values():
                 _save_contents(value, contents, depth=2)
             self._saved.append((obj, state, contents))
+
+    @classmethod
+    def of(cls, root: Any) -> _Snapshot:
+        """The state of root, its sublayers and their trackers."""
+        layers = root._flatten_layers(include_self=True, recursive=True)
+        return cls([*layers, *(layer._tracker for layer in layers)])
 
     def restore(self) -> None:
         """Put every attribute and every container's contents back as they were."""

@@ -173,11 +173,17 @@ def _install_bridge() -> None:
     finish = Parameter._finish_deferred_init
 
     def _finish_deferred_init(self: Any) -> None:
+        saved = self._deferred_init
         if self.__dict__.get(_HOOKS) and self._deferred_init and not getattr(_state, "paused", 0):
             init, ctx, default_init, data = self._deferred_init
             if data is None:
                 self._deferred_init = (_bridge_initializer(init, self), ctx, default_init, data)
-        finish(self)
+        try:
+            finish(self)
+        except BaseException:
+            if self._data is None:
+                self._deferred_init = saved  # a failed recorded initializer fails again on the next forward
+            raise
 
     _finish_deferred_init._unified_params = True  # type: ignore[attr-defined]
     _finish_deferred_init.__doc__ = finish.__doc__

@@ -464,15 +464,18 @@ class NNXAdapter(Adapter):
 
 
 def _release(model: Any, skip: Any = None) -> None:
-    """Put back the model's own class and tell every other watcher that shapes are known."""
+    """Tell every other watcher that shapes are known, then put back the model's own class.
+
+    A recorded initializer that fails keeps the class swapped, so the next call fails the same way.
+    """
     cls = type(model)
     hooks = vars(cls).get("_up_hooks")
     if hooks is None:
         return
-    _swap_class(model, cls._up_base)
     for h in hooks:
         if h is not skip:
             h.shapes_known()
+    _swap_class(model, cls._up_base)
 
 
 def _recording(call: Callable, keys: Mapping[int, str], out: dict[str, Any]) -> Callable:

@@ -286,16 +286,32 @@ class TorchAdapter(Adapter):
                 h.remove()
 
     def watch(self, hooks: DeferredHooks) -> None:
-        handles: dict[int, Any] = {}
-
-        def known(module: Any, args: Any) -> None:
-            if not _has_pending(module):
-                handles.pop(id(module)).remove()
-                hooks.shapes_known()
-
         for module in self.model.modules():
-            if _has_pending(module) and id(module) not in handles:
-                handles[id(module)] = module.register_forward_pre_hook(known)
+            watching = (h for h in module._forward_pre_hooks.values() if isinstance(h, ShapesKnown))
+            if _has_pending(module) and all(h.hooks is not hooks for h in watching):
+                known = ShapesKnown(hooks)
+                known.handle = module.register_forward_pre_hook(known)
+
+
+class ShapesKnown:
+    """Forward pre-hook of a lazy module: once its shapes are known, apply the recorded initializers, then step aside.
+
+    A failing initializer leaves the hook in place, so the next forward fails the same way. A module-level class,
+    not a closure: a model carrying it pickles and deep-copies, and the copy gets an inert hook (no pending records).
+    """
+
+    def __init__(self, hooks: DeferredHooks | None) -> None:
+        self.hooks, self.handle = hooks, None
+
+    def __call__(self, module: Any, args: Any) -> None:
+        if self.hooks is not None and not _has_pending(module):
+            self.hooks.shapes_known()
+            self.hooks = None
+            if self.handle is not None:
+                self.handle.remove()
+
+    def __reduce__(self) -> tuple:
+        return ShapesKnown, (None,)
 
 
 def _slot_refs(node: Node) -> Iterator[Any]:

@@ -12,7 +12,7 @@ import numpy as np
 from . import checkpoint, checkpoint_load, errors, shards
 from .adapter import DEFERRED, Node
 from .dtypes import resolve
-from .fit import Target, fit_one, fit_state
+from .fit import Target, check_example_inputs, fit_one, fit_state
 from .index import Entry
 from .init import Initializer, make_value
 from .matching import Rename, rename_state
@@ -312,6 +312,7 @@ class ParamAPI:
         else:
             values = [(e.slot, make_value(initializer, seed, e.name, e.slot.shape, e.slot.dtype)) for e in ready]
             self._model.adapter.write_many(values)
+        self._model.supersede([e.name for e in selected])
         pending = [e.name for e in selected if not e.slot.initialized]
         if pending:
             self._model.records.append(Record(initializer, seed, pending))
@@ -342,6 +343,7 @@ class ParamAPI:
         reason = self.capabilities.get(DEFERRED)
         if reason and not self.initialized:
             raise errors.UnsupportedError(f"{self.backend} cannot materialize deferred parameters: {reason}")
+        check_example_inputs(example_inputs)
         self._model.materializing = True
         try:
             self._model.adapter.materialize(list(example_inputs))

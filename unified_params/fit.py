@@ -202,3 +202,36 @@ def fit_state(state: Mapping[str, Any], target: Target, strict: bool = True, cas
             overflow.append(f"{primary}: {m.count} value(s) of {m.got} overflow {m.want}")
     _refuse([], [], [], [], overflow)
     return values
+
+
+def _not_an_input(x: Any) -> str | None:
+    """Why x cannot be an example input (not an array of at least one dimension), or None when it can."""
+    if isinstance(x, Mapping):
+        return next((why for why in map(_not_an_input, x.values()) if why), None)
+    shape = getattr(x, "shape", None)
+    if shape is not None and hasattr(x, "dtype") and not isinstance(x, np.ndarray):
+        return None if len(tuple(shape)) >= 1 else f"a 0-d {type(x).__name__}"
+    try:
+        array = np.asarray(x)
+    except Exception:  # noqa: BLE001 - ragged or foreign objects: judged item by item below
+        array = None
+    if array is not None and array.dtype.kind in "biufc":
+        return None if array.ndim >= 1 else f"the scalar {x!r}"
+    if isinstance(x, (list, tuple)) and x:
+        return next((why for why in map(_not_an_input, x) if why), None)
+    return f"{x!r} ({type(x).__name__})"
+
+
+def check_example_inputs(inputs: Any) -> None:
+    """Refuse example inputs that are not arrays (a string, a scalar, None) before the model sees them.
+
+    After the first input, None and Python numbers pass: optional arguments such as a mask or a flag.
+    """
+    for i, x in enumerate(inputs):
+        if i and (x is None or isinstance(x, (bool, int, float))):
+            continue
+        why = _not_an_input(x)
+        if why:
+            raise errors.ShapeMismatchError(
+                f"materialize(): example input {i} is {why}, not an array: pass arrays or native tensors of the "
+                f"model's input shape (e.g. np.zeros((2, 20), 'float32')); nothing was changed")

@@ -90,6 +90,14 @@ class ModelState:
             record.names = [n for n in record.names if n not in ready]
         self.records = [r for r in self.records if r.names]
 
+    def supersede(self, names: list[str]) -> None:
+        """Drop names from earlier records: a later init of them wins (also over one that failed in a native forward)."""
+        if self.records and names:
+            gone = set(names)
+            for record in self.records:
+                record.names = [n for n in record.names if n not in gone]
+            self.records = [r for r in self.records if r.names]
+
     def initial_value(self, storage: Hashable, shape: tuple[int, ...], dtype: str) -> np.ndarray | None:
         """The value the recorded initializers give one parameter, for adapters that initialize natively."""
         entry = self.index(fresh=True).by_storage(storage)
