@@ -3,21 +3,21 @@ from __future__ import annotations
 
 import math
 import os
-import re
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
 
-from . import checkpoint, checkpoint_load, errors, shards
+from . import checkpoint, checkpoint_load, errors, selection, shards
 from .adapter import DEFERRED, Node
+from .atomic import hold_interrupts
 from .dtypes import resolve
 from .fit import Target, check_example_inputs, fit_one, fit_state
 from .index import Entry
-from .init import Initializer, make_value
+from .init import Initializer, fills_in_place, make_value
 from .matching import Rename, rename_state
 from .model_state import ModelState, Record, locked
-from .rng import fresh_seed
+from .rng import check_seed
 
 
 class ParamView:
@@ -111,7 +111,9 @@ class ParamView:
     def set(self, value: Any) -> None:
         """Write a value in canonical layout; the shape must match and the dtype cast be safe."""
         slot = self._ready().slot
-        self._api._model.adapter.write(slot, fit_one(value, self._full, slot.shape, slot.dtype, "set()"))
+        value = fit_one(value, self._full, slot.shape, slot.dtype, "set()")
+        with hold_interrupts():
+            self._api._model.adapter.write(slot, value)
 
     @locked
     def update(self, fn: Callable[[np.ndarray], Any]) -> None:
@@ -270,22 +272,16 @@ class ParamAPI:
 
     def _select(self, pattern: str | None, kind: str | tuple[str, ...] | None, trainable: bool | None = None,
                 attributes: bool = True) -> list[Entry]:
-        regex = None
-        if pattern is not None:
-            try:
-                regex = re.compile(pattern)
-            except (re.error, TypeError) as e:
-                raise errors.SelectionError(f"pattern {pattern!r} does not compile: {e}") from e
-        kinds = (kind,) if isinstance(kind, str) else kind
-        return [
-            e for e in self._unique(attributes or trainable is not None)
-            if (regex is None or regex.fullmatch(self._rel(e.name)))
+        """One entry per storage (its first name here) when any of its names fits every selector."""
+        regex, kinds = selection.compile_pattern(pattern), selection.kinds(kind)
+        entries = self._entries(attributes or trainable is not None)
+        return selection.by_storage(entries, lambda e: e.slot.storage, lambda e: (
+            (regex is None or regex.fullmatch(self._rel(e.name)) is not None)
             and (kinds is None or e.slot.kind in kinds)
-            and (trainable is None or e.slot.trainable == trainable)
-        ]
+            and (trainable is None or e.slot.trainable == trainable)))
 
     def collect(self, pattern: str | None = None, kind: str | tuple[str, ...] | None = None, trainable: bool | None = None) -> dict[str, ParamView]:
-        """name -> view for the parameters whose canonical name fully matches pattern and whose kind is kind."""
+        """name -> view for the parameters one of whose names fully matches pattern and whose kind is kind (a tied group once)."""
         return {self._rel(e.name): ParamView(self, e) for e in self._select(pattern, kind, trainable, attributes=False)}
 
     @locked
@@ -297,25 +293,28 @@ class ParamAPI:
         if isinstance(initializer, type) and issubclass(initializer, Initializer):
             initializer = initializer()
         if not callable(initializer) and not isinstance(initializer, Initializer):
-            raise errors.InitializerError(f"{initializer!r} is not an initializer: pass up.init.Normal(...) or a function (shape, dtype, rng, name) -> array")
+            raise errors.InitializerError(f"{errors.quote(initializer)} is not an initializer: pass up.init.Normal(...) or a function (shape, dtype, rng, name) -> array")
+        seed = check_seed(seed)
         selected = self._select(pattern, kind)
         if not selected:
-            what = " and ".join(x for x in (pattern is not None and f"pattern {pattern!r}", kind is not None and f"kind {kind!r}") if x)
-            raise errors.SelectionError(f"{what or 'the selection'} matches no parameter in {self._where()}; names are: {', '.join(self.names()[:12])}")
-        seed = fresh_seed() if seed is None else int(seed)
+            what = " and ".join(x for x in (pattern is not None and f"pattern {errors.quote(pattern)}", kind is not None and f"kind {errors.quote(kind)}") if x)
+            raise errors.SelectionError(f"{what or 'the selection'} matches no parameter in {self._where()}; names are: {errors.quote_all(self.names(), 12)}")
         ready = [e for e in selected if e.slot.initialized]
+        in_place = isinstance(initializer, Initializer) and fills_in_place(initializer)
         if isinstance(initializer, Initializer):
             for e in selected:
                 initializer.check(tuple(1 if d is None else d for d in e.slot.shape), e.name, e.slot.dtype)
-            for e in ready:
-                self._model.adapter.fill(e.slot, lambda out, name=e.name: initializer.fill(out, seed, name))
-        else:
-            values = [(e.slot, make_value(initializer, seed, e.name, e.slot.shape, e.slot.dtype)) for e in ready]
-            self._model.adapter.write_many(values)
-        self._model.supersede([e.name for e in selected])
-        pending = [e.name for e in selected if not e.slot.initialized]
-        if pending:
-            self._model.records.append(Record(initializer, seed, pending))
+        values = [] if in_place else [(e.slot, make_value(initializer, seed, e.name, e.slot.shape, e.slot.dtype)) for e in ready]
+        with hold_interrupts():
+            if in_place:
+                for e in ready:
+                    self._model.adapter.fill(e.slot, lambda out, name=e.name: initializer.fill(out, seed, name))
+            else:
+                self._model.adapter.write_many(values)
+            self._model.supersede([e.name for e in selected])
+            pending = [e.name for e in selected if not e.slot.initialized]
+            if pending:
+                self._model.records.append(Record(initializer, seed, pending))
         return self
 
     def tied(self) -> list[list[str]]:

@@ -58,6 +58,20 @@ def short_list(names: Sequence[str], limit: int = 10) -> str:
     return shown if len(names) <= limit else f"{shown} and {len(names) - limit} more"
 
 
+def quote(name: object, limit: int = 72) -> str:
+    """repr(name) for a message, shortened in the middle when longer than limit, so both ends stay readable."""
+    text = repr(name)
+    if len(text) <= limit:
+        return text
+    head = (limit - 3 + 1) // 2
+    return f"{text[:head]}...{text[len(text) - (limit - 3 - head):]}"
+
+
+def quote_all(names: Iterable[object], limit: int = 10) -> str:
+    """short_list of the names, each quoted (and shortened) by quote()."""
+    return short_list([quote(n) for n in names], limit)
+
+
 def closest(name: str, candidates: Iterable[str], n: int = 5) -> list[str]:
     """The candidates most similar to name, best first."""
     import difflib
@@ -73,8 +87,8 @@ def not_found(name: str, candidates: Iterable[str], where: str = "the model") ->
     """A ParameterNotFoundError for name that suggests the closest existing names."""
     candidates = list(candidates)
     near = closest(name, candidates)
-    hint = f"closest: {', '.join(near)}" if near else f"names are: {', '.join(candidates[:10])}"
-    return ParameterNotFoundError(f"no parameter named {name!r} in {where}; {hint}")
+    hint = f"closest: {quote_all(near)}" if near else f"names are: {quote_all(candidates)}"
+    return ParameterNotFoundError(f"no parameter named {quote(name)} in {where}; {hint}")
 
 
 def gone(name: str, candidates: Iterable[str]) -> ParameterNotFoundError:
@@ -89,6 +103,6 @@ def gone(name: str, candidates: Iterable[str]) -> ParameterNotFoundError:
 def deferred(name: str) -> DeferredInitializationError:
     """The error for touching a parameter whose shape is not known yet."""
     return DeferredInitializationError(
-        f"parameter {name!r} is not initialized yet (its shape is not known): call "
+        f"parameter {quote(name)} is not initialized yet (its shape is not known): call "
         f"pm.materialize(example_input) or run the model once on data first"
     )

@@ -70,12 +70,12 @@ def fit_one(value: Any, name: str, shape: tuple[int, ...], dtype: str | np.dtype
     except Misfit as m:
         cls = error or (errors.ShapeMismatchError if m.kind == "shape" else errors.DtypeMismatchError)
         text = {
-            "type": f"{source} gave {m.got} for parameter {name!r}, not an array: {m.want}",
-            "shape": f"{source} gave shape {m.got} for parameter {name!r}, which has shape {m.want}",
-            "dtype": f"{source} gave dtype {m.got} for parameter {name!r} ({m.want}): casting would be unsafe; "
+            "type": f"{source} gave {m.got} for parameter {errors.quote(name)}, not an array: {m.want}",
+            "shape": f"{source} gave shape {m.got} for parameter {errors.quote(name)}, which has shape {m.want}",
+            "dtype": f"{source} gave dtype {m.got} for parameter {errors.quote(name)} ({m.want}): casting would be unsafe; "
                      f"convert it explicitly",
-            "finite": f"{source} gave {m.count} NaN or inf value(s) for parameter {name!r}",
-            "overflow": f"{source} gave {m.count} value(s) for parameter {name!r} that overflow {m.want} "
+            "finite": f"{source} gave {m.count} NaN or inf value(s) for parameter {errors.quote(name)}",
+            "overflow": f"{source} gave {m.count} value(s) for parameter {errors.quote(name)} that overflow {m.want} "
                         f"(they would become inf); scale them or use a wider dtype",
         }[m.kind]
         raise cls(text) from None

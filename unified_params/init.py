@@ -7,6 +7,7 @@ layout, as in PyTorch: weight (out, in, *kernel).
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Callable
 from typing import Any
 
@@ -14,7 +15,7 @@ import numpy as np
 
 from . import rng as _rng
 from .dtypes import is_float, resolve
-from .errors import InitializerError
+from .errors import InitializerError, quote
 from .fit import fit_one
 
 __all__ = [
@@ -28,6 +29,40 @@ CustomInit = Callable[[tuple, np.dtype, np.random.Generator, str], Any]
 def _work_dtype(dtype: np.dtype) -> np.dtype:
     """numpy draws float32 and float64 directly; narrower floats are drawn in float32 and cast."""
     return dtype if dtype in (np.float32, np.float64) else np.dtype(np.float32)
+
+
+def _number(owner: str, key: str, value: Any, minimum: float | None = None, integral: bool = False) -> float:
+    """value as a finite Python number (an int when integral and it is one); InitializerError naming owner and key otherwise.
+
+    numpy and torch scalars count as numbers; bools, strings and arrays of more than one element do not.
+    """
+    number = None
+    real = not isinstance(value, (bool, np.bool_, str, bytes)) and not (isinstance(value, numbers.Complex) and not isinstance(value, numbers.Real))
+    if real and getattr(value, "ndim", 0) == 0:
+        try:
+            number = float(value)
+        except (TypeError, ValueError, OverflowError, RuntimeError):
+            number = math.inf if isinstance(value, numbers.Integral) else None
+    if number is None:
+        raise InitializerError(f"{owner}: {key}={quote(value)} is not a number; pass a finite float")
+    if math.isfinite(number) and integral and isinstance(value, numbers.Integral):
+        return int(value)
+    if not math.isfinite(number):
+        raise InitializerError(f"{owner}: {key}={quote(value)} is not finite; pass a finite float")
+    if minimum is not None and number < minimum:
+        raise InitializerError(f"{owner}: {key}={quote(value)} is negative; pass {key} >= {minimum:g}")
+    return number
+
+
+def _fits(initializer: Initializer, name: str, dtype: str, peak: float, what: str) -> None:
+    """Refuse, before anything is written, an initializer whose values could reach peak beyond dtype's largest finite value."""
+    target = resolve(dtype)
+    if not is_float(target):
+        return
+    largest = min(float(np.finfo(target).max), float(np.finfo(_work_dtype(target)).max))
+    if not peak <= largest:
+        raise InitializerError(f"{initializer!r} cannot initialize {quote(name)}: its {what} reach {peak:.3g}, beyond the "
+                               f"largest {target.name} ({largest:.3g}), so it would write inf or NaN; use smaller arguments")
 
 
 def _fill_drawn(out: np.ndarray, seed: int, name: str, draw: Callable[[np.random.Generator, np.ndarray], None]) -> None:
@@ -47,7 +82,7 @@ def fans(shape: tuple[int, ...], name: str = "") -> tuple[int, int]:
     """(fan_in, fan_out) of a canonical-layout shape (out, in, *kernel)."""
     if len(shape) < 2:
         raise InitializerError(
-            f"cannot compute fan-in/fan-out of {name or 'a parameter'} with shape {shape}: it needs at "
+            f"cannot compute fan-in/fan-out of {quote(name) if name else 'a parameter'} with shape {shape}: it needs at "
             f"least 2 dimensions; select weights only, e.g. kind='weight'"
         )
     receptive = math.prod(shape[2:])
@@ -63,8 +98,8 @@ class Initializer:
     def check(self, shape: tuple[int, ...], name: str, dtype: str = "float32") -> None:
         """Raise InitializerError before anything is written if this initializer cannot fill shape in dtype."""
         for key, value in vars(self).items():
-            if isinstance(value, (int, float)) and not isinstance(value, bool) and not math.isfinite(value):
-                raise InitializerError(f"{self!r} cannot initialize {name or 'a parameter'}: {key}={value} is not finite")
+            if isinstance(value, numbers.Real) and not isinstance(value, bool) and not math.isfinite(value):
+                raise InitializerError(f"{self!r} cannot initialize {quote(name)}: {key}={value} is not finite")
 
     def __call__(self, shape: tuple, dtype: Any, rng: np.random.Generator | None = None, name: str = "") -> np.ndarray:
         """The custom-initializer signature, so built-ins compose with user code."""
@@ -81,17 +116,18 @@ class Constant(Initializer):
     """Every element equal to value."""
 
     def __init__(self, value: float = 0.0) -> None:
-        if not np.isfinite(value).all():
-            raise InitializerError(f"Constant({value!r}): the value must be finite")
-        self.value = value
+        self.value = _number("Constant", "value", value, integral=True)
 
     def check(self, shape: tuple[int, ...], name: str, dtype: str = "float32") -> None:
         super().check(shape, name, dtype)
         target = resolve(dtype)
-        with np.errstate(over="ignore", invalid="ignore"):
-            cast = np.asarray(self.value).astype(target)
-        if is_float(target) and not np.isfinite(cast).all():
-            raise InitializerError(f"{self!r} cannot initialize {name or 'a parameter'}: the value overflows {target.name}")
+        try:
+            with np.errstate(over="ignore", invalid="ignore"):
+                cast = np.asarray(self.value).astype(target)
+        except OverflowError:
+            cast = np.asarray(np.inf)
+        if not np.isfinite(cast).all() or (not is_float(target) and cast != self.value):
+            raise InitializerError(f"{self!r} cannot initialize {quote(name)}: the value overflows {target.name}")
 
     def fill(self, out: np.ndarray, seed: int, name: str) -> None:
         out[...] = self.value
@@ -115,12 +151,21 @@ class Normal(Initializer):
     """Normal(mean, std), drawn per chunk (Box-Muller from the chunk's raw bits, see rng.normal)."""
 
     def __init__(self, mean: float = 0.0, std: float = 0.01) -> None:
-        self.mean, self.std = mean, std
+        self.mean = _number("Normal", "mean", mean)
+        self.std = _number("Normal", "std", std, minimum=0.0)
 
     def _std(self, shape: tuple, name: str) -> float:
         return self.std
 
+    def check(self, shape: tuple[int, ...], name: str, dtype: str = "float32") -> None:
+        super().check(shape, name, dtype)
+        if math.prod(shape):
+            peak = abs(self.mean) + _rng.reach(_work_dtype(resolve(dtype))) * self._std(shape, name)
+            _fits(self, name, dtype, peak, "values (mean + 5.6 std in float32, 8.5 in float64)")
+
     def fill(self, out: np.ndarray, seed: int, name: str) -> None:
+        if not out.size:
+            return
         mean, std = self.mean, self._std(out.shape, name)
         _fill_drawn(out, seed, name, lambda g, z: _rng.normal(g, z, mean, std))
 
@@ -129,12 +174,22 @@ class Uniform(Initializer):
     """Uniform on [low, high), drawn per chunk."""
 
     def __init__(self, low: float = -0.07, high: float = 0.07) -> None:
-        self.low, self.high = low, high
+        self.low, self.high = _number("Uniform", "low", low), _number("Uniform", "high", high)
+        if self.low > self.high:
+            raise InitializerError(f"Uniform(low={self.low}, high={self.high}): low is above high; pass low <= high")
 
     def _bounds(self, shape: tuple, name: str) -> tuple[float, float]:
         return self.low, self.high
 
+    def check(self, shape: tuple[int, ...], name: str, dtype: str = "float32") -> None:
+        super().check(shape, name, dtype)
+        if math.prod(shape):
+            low, high = self._bounds(shape, name)
+            _fits(self, name, dtype, max(abs(low), abs(high), high - low), "bounds (or their distance)")
+
     def fill(self, out: np.ndarray, seed: int, name: str) -> None:
+        if not out.size:
+            return
         low, high = self._bounds(out.shape, name)
         _fill_drawn(out, seed, name, lambda g, u: _rng.uniform(g, u, low, high))
 
@@ -151,7 +206,7 @@ class XavierUniform(_FanBased, Uniform):
     """Glorot uniform: U(-b, b), b = gain * sqrt(6 / (fan_in + fan_out))."""
 
     def __init__(self, gain: float = 1.0) -> None:
-        self.gain = gain
+        self.gain = _number(type(self).__name__, "gain", gain, minimum=0.0)
 
     def _bounds(self, shape: tuple, name: str) -> tuple[float, float]:
         fan_in, fan_out = fans(shape, name)
@@ -163,7 +218,7 @@ class XavierNormal(_FanBased, Normal):
     """Glorot normal: N(0, gain * sqrt(2 / (fan_in + fan_out)))."""
 
     def __init__(self, gain: float = 1.0) -> None:
-        self.gain, self.mean = gain, 0.0
+        self.gain, self.mean = _number(type(self).__name__, "gain", gain, minimum=0.0), 0.0
 
     def _std(self, shape: tuple, name: str) -> float:
         fan_in, fan_out = fans(shape, name)
@@ -171,14 +226,14 @@ class XavierNormal(_FanBased, Normal):
 
 
 def _kaiming_std(a: float, mode: str, nonlinearity: str, shape: tuple, name: str) -> float:
-    if mode not in ("fan_in", "fan_out"):
-        raise InitializerError(f"unknown mode {mode!r}; one of 'fan_in', 'fan_out'")
+    if not isinstance(mode, str) or mode not in ("fan_in", "fan_out"):
+        raise InitializerError(f"unknown mode {quote(mode)}; one of 'fan_in', 'fan_out'")
     fan_in, fan_out = fans(shape, name)
     fan = fan_in if mode == "fan_in" else fan_out
     gains = {"linear": 1.0, "sigmoid": 1.0, "tanh": 5.0 / 3, "relu": math.sqrt(2.0),
              "leaky_relu": math.sqrt(2.0 / (1 + a * a)), "selu": 0.75}
-    if nonlinearity not in gains:
-        raise InitializerError(f"unknown nonlinearity {nonlinearity!r}; one of {sorted(gains)}")
+    if not isinstance(nonlinearity, str) or nonlinearity not in gains:
+        raise InitializerError(f"unknown nonlinearity {quote(nonlinearity)}; one of {sorted(gains)}")
     return gains[nonlinearity] / math.sqrt(fan)
 
 
@@ -186,8 +241,8 @@ class KaimingUniform(_FanBased, Uniform):
     """He uniform, as torch.nn.init.kaiming_uniform_: U(-b, b), b = gain * sqrt(3 / fan)."""
 
     def __init__(self, a: float = 0.0, mode: str = "fan_in", nonlinearity: str = "leaky_relu") -> None:
-        self.a, self.mode, self.nonlinearity = a, mode, nonlinearity
-        _kaiming_std(a, mode, nonlinearity, (1, 1), type(self).__name__)
+        self.a, self.mode, self.nonlinearity = _number(type(self).__name__, "a", a), mode, nonlinearity
+        _kaiming_std(self.a, mode, nonlinearity, (1, 1), type(self).__name__)
 
     def _bounds(self, shape: tuple, name: str) -> tuple[float, float]:
         b = math.sqrt(3.0) * _kaiming_std(self.a, self.mode, self.nonlinearity, shape, name)
@@ -198,8 +253,8 @@ class KaimingNormal(_FanBased, Normal):
     """He normal, as torch.nn.init.kaiming_normal_: N(0, gain / sqrt(fan))."""
 
     def __init__(self, a: float = 0.0, mode: str = "fan_in", nonlinearity: str = "leaky_relu") -> None:
-        self.a, self.mode, self.nonlinearity, self.mean = a, mode, nonlinearity, 0.0
-        _kaiming_std(a, mode, nonlinearity, (1, 1), type(self).__name__)
+        self.a, self.mode, self.nonlinearity, self.mean = _number(type(self).__name__, "a", a), mode, nonlinearity, 0.0
+        _kaiming_std(self.a, mode, nonlinearity, (1, 1), type(self).__name__)
 
     def _std(self, shape: tuple, name: str) -> float:
         return _kaiming_std(self.a, self.mode, self.nonlinearity, shape, name)
@@ -209,15 +264,25 @@ class TruncatedNormal(Initializer):
     """Normal(mean, std) redrawn outside [a, b] (default mean -/+ 2 std), per chunk."""
 
     def __init__(self, mean: float = 0.0, std: float = 1.0, a: float | None = None, b: float | None = None) -> None:
-        self.mean, self.std = mean, std
-        self.a = mean - 2 * std if a is None else a
-        self.b = mean + 2 * std if b is None else b
-        mass = 0.5 * (math.erf((self.b - mean) / (std * math.sqrt(2))) - math.erf((self.a - mean) / (std * math.sqrt(2)))) if std > 0 else 0.0
+        self.mean, self.std = _number("TruncatedNormal", "mean", mean), _number("TruncatedNormal", "std", std, minimum=0.0)
+        if not self.std > 0:
+            raise InitializerError(f"TruncatedNormal(std={self.std}): std must be above 0 (with std 0 every value is the mean: "
+                                   f"use Constant({self.mean}))")
+        self.a = self.mean - 2 * self.std if a is None else _number("TruncatedNormal", "a", a)
+        self.b = self.mean + 2 * self.std if b is None else _number("TruncatedNormal", "b", b)
         if not self.a < self.b:
             raise InitializerError(f"TruncatedNormal(a={self.a}, b={self.b}): a must be below b")
+        scale = self.std * math.sqrt(2)
+        mass = 0.5 * (math.erf((self.b - self.mean) / scale) - math.erf((self.a - self.mean) / scale))
         if not mass > 1e-4:
-            raise InitializerError(f"TruncatedNormal(mean={mean}, std={std}, a={self.a}, b={self.b}): [a, b] must hold a "
-                                   f"sizeable part of the distribution (it holds {mass:.3g}); need std > 0 and a < b near the mean")
+            raise InitializerError(f"TruncatedNormal(mean={self.mean}, std={self.std}, a={self.a}, b={self.b}): [a, b] must hold "
+                                   f"a sizeable part of the distribution (it holds {mass:.3g}); put a < b near the mean")
+
+    def check(self, shape: tuple[int, ...], name: str, dtype: str = "float32") -> None:
+        super().check(shape, name, dtype)
+        spread = _rng.reach(_work_dtype(resolve(dtype))) * self.std
+        _fits(self, name, dtype, abs(self.mean) + spread, "draws (mean + 5.6 std in float32, 8.5 in float64)")
+        _fits(self, name, dtype, max(abs(max(self.a, self.mean - spread)), abs(min(self.b, self.mean + spread))), "values")
 
     def fill(self, out: np.ndarray, seed: int, name: str) -> None:
         mean, std, lo, hi = self.mean, self.std, self.a, self.b
@@ -241,14 +306,17 @@ class Orthogonal(Initializer):
     """A (semi-)orthogonal matrix over (out, prod(rest)), as torch.nn.init.orthogonal_."""
 
     def __init__(self, gain: float = 1.0) -> None:
-        self.gain = gain
+        self.gain = _number("Orthogonal", "gain", gain)
 
     def check(self, shape: tuple[int, ...], name: str, dtype: str = "float32") -> None:
         super().check(shape, name, dtype)
         if len(shape) < 2:
-            raise InitializerError(f"Orthogonal needs at least 2 dimensions; {name} has shape {shape}: select weights only, e.g. kind='weight'")
+            raise InitializerError(f"Orthogonal needs at least 2 dimensions; {quote(name)} has shape {shape}: select weights only, e.g. kind='weight'")
+        _fits(self, name, dtype, abs(self.gain), "values (up to |gain|)")
 
     def fill(self, out: np.ndarray, seed: int, name: str) -> None:
+        if not out.size:
+            return
         rows, cols = out.shape[0], out.size // out.shape[0]
         flat = _rng.generator(seed, name).standard_normal((rows, cols))
         if rows < cols:
@@ -260,18 +328,26 @@ class Orthogonal(Initializer):
         out[...] = (self.gain * q).reshape(out.shape)
 
 
+def fills_in_place(initializer: Initializer) -> bool:
+    """True for a built-in fill (not overridden by a subclass): it cannot fail once check() passed, so it may write in place."""
+    cls = type(initializer)
+    return all(getattr(cls, m, None) is None or getattr(cls, m).__module__ == __name__ for m in ("fill", "_std", "_bounds"))
+
+
 def make_value(initializer: Initializer | CustomInit, seed: int, name: str, shape: tuple[int, ...], dtype: str) -> np.ndarray:
     """The value initializer gives parameter name: validated shape, a safe dtype, all finite."""
     dtype_ = resolve(dtype)
     try:
         if isinstance(initializer, Initializer):
-            out = np.empty(shape, dtype_)
-            initializer.fill(out, seed, name)
-            return out
-        result = initializer(tuple(shape), dtype_, _rng.generator(seed, name), name)
+            result = np.empty(shape, dtype_)
+            initializer.fill(result, seed, name)
+            if fills_in_place(initializer):
+                return result
+        else:
+            result = initializer(tuple(shape), dtype_, _rng.generator(seed, name), name)
     except InitializerError:
         raise
     except Exception as e:
-        raise InitializerError(f"initializer {initializer!r} raised on parameter {name!r}: {type(e).__name__}: {e}") from e
-    source = f"initializer {getattr(initializer, '__name__', initializer)!r}"
+        raise InitializerError(f"initializer {initializer!r} raised on parameter {quote(name)}: {type(e).__name__}: {e}") from e
+    source = f"initializer {quote(getattr(initializer, '__name__', initializer))}"
     return fit_one(result, name, shape, dtype_, source, finite=True, error=InitializerError)

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import operator
 import os
 import secrets
 import threading
@@ -29,6 +30,8 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 import numpy as np
+
+from .errors import InitializerError, quote
 
 CHUNK = 1 << 18
 BLOCK = 1 << 18
@@ -40,6 +43,25 @@ _scratch = threading.local()
 def fresh_seed() -> int:
     """A random seed, for init calls that give none (like the frameworks' unseeded initializers)."""
     return secrets.randbits(63)
+
+
+def check_seed(seed: object) -> int:
+    """seed as a non-negative int, a fresh random one for None; InitializerError naming it otherwise (bools too)."""
+    if seed is None:
+        return fresh_seed()
+    if not isinstance(seed, (bool, np.bool_)):
+        try:
+            value = operator.index(seed)
+        except TypeError:
+            value = -1
+        if value >= 0:
+            return value
+    raise InitializerError(f"seed {quote(seed)} is not valid: pass a non-negative integer, or seed=None for a fresh random seed")
+
+
+def reach(dtype: np.dtype) -> float:
+    """The largest |value| of a standard normal drawn by normal() in dtype: sqrt(-2 ln) of the smallest uniform, 1% margin."""
+    return 1.01 * math.sqrt(2 * _spec(np.dtype(dtype)).fraction * math.log(2))
 
 
 @lru_cache(maxsize=4096)

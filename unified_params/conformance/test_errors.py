@@ -1,6 +1,7 @@
 """Bad input on every backend: the named error, a message that says what to do, the model unchanged."""
 from __future__ import annotations
 
+import re
 from types import ModuleType
 
 import numpy as np
@@ -184,7 +185,7 @@ def test_unknown_layer_key_and_relative_name_suggest_closest(ex: ModuleType) -> 
     with pytest.raises(up.ParameterNotFoundError, match="block 1") as err:
         pm.layer(0, "blok 1")
     assert isinstance(err.value, KeyError)
-    with pytest.raises(up.ParameterNotFoundError, match="closest: weight"):
+    with pytest.raises(up.ParameterNotFoundError, match="closest: 'weight'"):
         pm.layer(1)["wieght"]
     with pytest.raises(up.ParameterNotFoundError, match="closest: .*0.block 1.0.bias"):
         pm["0.block 1.0.bais"]
@@ -205,10 +206,15 @@ def _overflow(shape: tuple, dtype: np.dtype, rng: np.random.Generator, name: str
 
 @pytest.mark.parametrize("initializer, kind, match", [
     (_overflow, "weight", "overflow float32"),
-    (up.init.Normal(std=float("nan")), None, "std=nan is not finite"),
-    (up.init.Uniform(0.0, float("inf")), None, "high=inf is not finite"),
-    (up.init.XavierUniform(), None, "0.bias.*2 dimensions"),
-    (up.init.Orthogonal(), "bias", "2 dimensions; 0.bias"),
+    (up.init.Normal(std=1e38), None, "'0.weight'.*reach 5.7e\\+38, beyond the largest float32"),
+    (up.init.Normal(mean=3.3e38, std=1e37), None, "reach .* beyond the largest float32"),
+    (up.init.Uniform(-3e38, 3e38), None, "'0.weight'.*bounds .*reach 6e\\+38"),
+    (up.init.XavierUniform(gain=2.2e38), "weight", "'2.weight'.*beyond the largest float32"),
+    (up.init.XavierNormal(gain=2e38), "weight", "beyond the largest float32"),
+    (up.init.TruncatedNormal(std=1e38), None, "draws .* beyond the largest float32"),
+    (up.init.Orthogonal(gain=1e39), "weight", "'0.weight'.*beyond the largest float32"),
+    (up.init.XavierUniform(), None, "'0.bias'.*2 dimensions"),
+    (up.init.Orthogonal(), "bias", "2 dimensions; '0.bias'"),
     (5, None, "not an initializer"),
 ])
 @feature("errors")
@@ -220,13 +226,44 @@ def test_initializer_that_cannot_give_finite_values_changes_nothing(ex: ModuleTy
     assert_unchanged(ex, pm, before)
 
 
+@pytest.mark.parametrize("make, match", [
+    (lambda: up.init.TruncatedNormal(a=5.0, b=4.0), "a must be below b"),
+    (lambda: up.init.TruncatedNormal(0.0, 1.0, a=20.0, b=21.0), "sizeable part"),
+    (lambda: up.init.TruncatedNormal(std=0.0), r"^TruncatedNormal\(std=0.0\): std must be above 0 .*Constant\(0.0\)"),
+    (lambda: up.init.Constant(float("nan")), "value=nan is not finite"),
+    (lambda: up.init.KaimingNormal(nonlinearity="swish"), "unknown nonlinearity 'swish'"),
+    (lambda: up.init.KaimingUniform(mode="fan_avg"), "unknown mode 'fan_avg'"),
+    (lambda: up.init.KaimingUniform(mode=["fan_in"]), r"unknown mode \['fan_in'\]"),
+    (lambda: up.init.Normal(std=float("nan")), "std=nan is not finite"),
+    (lambda: up.init.Normal(std=np.float32("nan")), r"std=np.float32\(nan\) is not finite"),
+    (lambda: up.init.Normal(mean=np.array(np.inf)), "mean=.*inf.* is not finite"),
+    (lambda: up.init.Uniform(0.0, float("inf")), "high=inf is not finite"),
+    (lambda: up.init.Uniform(1.0, 0.0), "low is above high"),
+    (lambda: up.init.Normal(std=-0.1), "std=-0.1 is negative"),
+    (lambda: up.init.TruncatedNormal(std=-1.0), "std=-1.0 is negative"),
+    (lambda: up.init.XavierUniform(gain=-1.0), "gain=-1.0 is negative"),
+    (lambda: up.init.XavierNormal(gain=float("inf")), "gain=inf is not finite"),
+    (lambda: up.init.Orthogonal(gain=np.float64("nan")), "gain=.*nan.* is not finite"),
+    (lambda: up.init.KaimingNormal(a=float("nan")), "a=nan is not finite"),
+    (lambda: up.init.Normal(std="0.1"), "std='0.1' is not a number"),
+    (lambda: up.init.Uniform(low=None), "low=None is not a number"),
+    (lambda: up.init.Constant([1.0, 2.0]), r"value=\[1.0, 2.0\] is not a number"),
+    (lambda: up.init.Constant(True), "value=True is not a number"),
+    (lambda: up.init.Constant(1j), "value=1j is not a number"),
+    (lambda: up.init.TruncatedNormal(a="x"), "a='x' is not a number"),
+])
 @feature("errors")
-def test_builtin_initializer_arguments_are_checked() -> None:
-    for make in (lambda: up.init.TruncatedNormal(a=5.0, b=4.0), lambda: up.init.TruncatedNormal(0.0, 1.0, a=20.0, b=21.0),
-                 lambda: up.init.TruncatedNormal(std=0.0), lambda: up.init.Constant(float("nan")),
-                 lambda: up.init.KaimingNormal(nonlinearity="swish"), lambda: up.init.KaimingUniform(mode="fan_avg")):
-        with pytest.raises(up.InitializerError):
-            make()
+def test_builtin_initializer_arguments_are_checked(make, match: str) -> None:  # noqa: ANN001
+    with pytest.raises(up.InitializerError, match=match):
+        make()
+
+
+@feature("errors")
+def test_normal_with_std_zero_writes_the_mean(ex: ModuleType) -> None:
+    pm = wrapped(ex.mlp())
+    pm.init(up.init.Normal(mean=0.5, std=0.0), kind="weight", seed=0)
+    for name in ("0.weight", "2.weight"):
+        assert (ex.native_value(pm, name) == np.float32(0.5)).all()
 
 
 @feature("errors")
@@ -396,3 +433,91 @@ def test_builtin_constant_that_overflows_changes_nothing(ex: ModuleType) -> None
     with pytest.raises(up.InitializerError, match="overflows float32"):
         pm.init(up.init.Constant(1e39))
     assert_unchanged(ex, pm, before)
+
+
+@pytest.mark.parametrize("seed", [-1, 1.5, float("nan"), True, "0", np.float64(2.0), [0]], ids=repr)
+@feature("errors")
+def test_bad_seed_is_refused_before_anything_is_written(ex: ModuleType, seed: object) -> None:
+    pm = wrapped(ex.mlp())
+    before = native_state(ex, pm)
+    for initializer in (up.init.Normal(std=1.0), lambda shape, dtype, rng, name: rng.uniform(size=shape)):
+        with pytest.raises(up.InitializerError, match=f"^seed {re.escape(repr(seed))} is not valid: pass a non-negative integer"):
+            pm.init(initializer, seed=seed)  # type: ignore[arg-type]
+    assert_unchanged(ex, pm, before)
+
+
+@feature("errors")
+@pytest.mark.requires("deferred")
+def test_bad_seed_on_a_deferred_model_is_refused_at_init_not_at_materialize(ex: ModuleType) -> None:
+    from unified_params.conformance.examples import deferred_input
+
+    pm = wrapped(ex.deferred())
+    with pytest.raises(up.InitializerError, match="seed -1 is not valid"):
+        pm.init(up.init.Normal(std=1.0), seed=-1)
+    pm.materialize(deferred_input(20))
+    assert pm.initialized
+
+
+@pytest.mark.parametrize("selector", [{"kind": 3}, {"kind": b"weight"}, {"kind": ("weight", 3)}, {"kind": ()},
+                                      {"pattern": b".*weight"}, {"pattern": re.compile(b".*")}, {"pattern": ["0.weight"]}], ids=repr)
+@feature("errors")
+def test_selection_argument_of_the_wrong_type_is_a_selection_error(ex: ModuleType, selector: dict) -> None:
+    pm = wrapped(ex.mlp())
+    before = native_state(ex, pm)
+    key = next(iter(selector))
+    match = f"^{key} {re.escape(repr(selector[key]))} is not a"
+    with pytest.raises(up.SelectionError, match=match):
+        pm.collect(**selector)
+    with pytest.raises(up.SelectionError, match=match):
+        pm.init(up.init.Zeros(), **selector)
+    assert_unchanged(ex, pm, before)
+    assert list(pm.collect(pattern=re.compile(r".*weight"), kind=["weight"])) == ["0.weight", "2.weight"]
+
+
+@feature("errors")
+def test_a_tied_parameter_is_selected_by_any_of_its_names(ex: ModuleType) -> None:
+    pm, reference = wrapped(ex.tied()), wrapped(ex.tied())
+    assert list(pm.collect(r"4\.weight")) == ["2.weight"]
+    assert list(pm.collect(r"[46]\..*")) == ["2.weight", "2.bias", "6.weight", "6.bias"]
+    assert list(pm.collect(r".*weight")) == ["0.weight", "2.weight", "6.weight"]
+    before = native_state(ex, pm)
+    pm.init(up.init.Normal(std=1.0), pattern=r"4\.weight", seed=3)
+    reference.init(up.init.Normal(std=1.0), pattern=r"2\.weight", seed=3)
+    for name in pm.names():
+        expected = ex.native_value(reference, "2.weight") if name in ("2.weight", "4.weight") else before[name]
+        np.testing.assert_array_equal(ex.native_value(pm, name), expected, err_msg=name)
+
+
+@feature("errors")
+def test_interrupt_during_init_is_held_until_every_write_is_done(ex: ModuleType, monkeypatch: pytest.MonkeyPatch) -> None:
+    import signal
+
+    from unified_params import rng
+
+    pm, reference = wrapped(ex.mlp()), wrapped(ex.mlp())
+    reference.init(up.init.Normal(std=1.0), seed=4)
+    real, calls = rng.fill_chunks, []
+
+    def fill_then_interrupt(*args, **kwargs) -> None:  # noqa: ANN002, ANN003
+        real(*args, **kwargs)
+        calls.append(1)
+        if len(calls) == 1:
+            signal.raise_signal(signal.SIGINT)
+
+    monkeypatch.setattr(rng, "fill_chunks", fill_then_interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        pm.init(up.init.Normal(std=1.0), seed=4)
+    assert len(calls) == len(pm.names())
+    for name in pm.names():
+        np.testing.assert_array_equal(ex.native_value(pm, name), ex.native_value(reference, name), err_msg=name)
+
+
+@feature("errors")
+def test_error_messages_quote_the_names_they_mention(ex: ModuleType) -> None:
+    pm = wrapped(ex.mlp())
+    with pytest.raises(up.ParameterNotFoundError, match="^no parameter named '0.wieght' in the model; closest: '0.weight'"):
+        pm["0.wieght"]
+    with pytest.raises(up.SelectionError, match="^pattern '9.*' matches no parameter in the model; names are: '0.weight', '0.bias'"):
+        pm.init(up.init.Zeros(), pattern="9.*")
+    with pytest.raises(up.InitializerError, match="of '0.bias' with shape"):
+        pm.init(up.init.XavierNormal())
