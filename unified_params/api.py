@@ -281,7 +281,7 @@ class ParamAPI:
             and (trainable is None or e.slot.trainable == trainable)))
 
     def collect(self, pattern: str | None = None, kind: str | tuple[str, ...] | None = None, trainable: bool | None = None) -> dict[str, ParamView]:
-        """name -> view for the parameters one of whose names fully matches pattern and whose kind is kind (a tied group once)."""
+        """name -> view of the parameters one of whose names fully matches pattern, of kind kind (a tied group once)."""
         return {self._rel(e.name): ParamView(self, e) for e in self._select(pattern, kind, trainable, attributes=False)}
 
     @locked
@@ -293,18 +293,23 @@ class ParamAPI:
         if isinstance(initializer, type) and issubclass(initializer, Initializer):
             initializer = initializer()
         if not callable(initializer) and not isinstance(initializer, Initializer):
-            raise errors.InitializerError(f"{errors.quote(initializer)} is not an initializer: pass up.init.Normal(...) or a function (shape, dtype, rng, name) -> array")
+            raise errors.InitializerError(f"{errors.quote(initializer)} is not an initializer: pass up.init.Normal(...) "
+                                          f"or a function (shape, dtype, rng, name) -> array")
         seed = check_seed(seed)
         selected = self._select(pattern, kind)
         if not selected:
-            what = " and ".join(x for x in (pattern is not None and f"pattern {errors.quote(pattern)}", kind is not None and f"kind {errors.quote(kind)}") if x)
-            raise errors.SelectionError(f"{what or 'the selection'} matches no parameter in {self._where()}; names are: {errors.quote_all(self.names(), 12)}")
+            given = (pattern is not None and f"pattern {errors.quote(pattern)}",
+                     kind is not None and f"kind {errors.quote(kind)}")
+            what = " and ".join(x for x in given if x) or "the selection"
+            raise errors.SelectionError(f"{what} matches no parameter in {self._where()}; "
+                                        f"names are: {errors.quote_all(self.names(), 12)}")
         ready = [e for e in selected if e.slot.initialized]
         in_place = isinstance(initializer, Initializer) and fills_in_place(initializer)
         if isinstance(initializer, Initializer):
             for e in selected:
                 initializer.check(tuple(1 if d is None else d for d in e.slot.shape), e.name, e.slot.dtype)
-        values = [] if in_place else [(e.slot, make_value(initializer, seed, e.name, e.slot.shape, e.slot.dtype)) for e in ready]
+        make = [] if in_place else ready
+        values = [(e.slot, make_value(initializer, seed, e.name, e.slot.shape, e.slot.dtype)) for e in make]
         with hold_interrupts():
             if in_place:
                 for e in ready:

@@ -10,7 +10,7 @@ from types import FrameType
 
 @contextmanager
 def hold_interrupts() -> Iterator[None]:
-    """Run the block with SIGINT held; one that arrived meanwhile is delivered (KeyboardInterrupt by default) at its end.
+    """Run the block with SIGINT held; one that arrived meanwhile is delivered (KeyboardInterrupt by default) after it.
 
     Every write path (init, set, load, transfer, materialize) writes inside this block, after all checks.
     Only the main thread receives signals, so elsewhere the block runs as it is.

@@ -32,13 +32,13 @@ def _work_dtype(dtype: np.dtype) -> np.dtype:
 
 
 def _number(owner: str, key: str, value: Any, minimum: float | None = None, integral: bool = False) -> float:
-    """value as a finite Python number (an int when integral and it is one); InitializerError naming owner and key otherwise.
+    """value as a finite Python number (an int if integral and it is one); InitializerError naming owner and key if not.
 
     numpy and torch scalars count as numbers; bools, strings and arrays of more than one element do not.
     """
     number = None
-    real = not isinstance(value, (bool, np.bool_, str, bytes)) and not (isinstance(value, numbers.Complex) and not isinstance(value, numbers.Real))
-    if real and getattr(value, "ndim", 0) == 0:
+    complex_ = isinstance(value, numbers.Complex) and not isinstance(value, numbers.Real)
+    if not complex_ and not isinstance(value, (bool, np.bool_, str, bytes)) and getattr(value, "ndim", 0) == 0:
         try:
             number = float(value)
         except (TypeError, ValueError, OverflowError, RuntimeError):
@@ -55,7 +55,7 @@ def _number(owner: str, key: str, value: Any, minimum: float | None = None, inte
 
 
 def _fits(initializer: Initializer, name: str, dtype: str, peak: float, what: str) -> None:
-    """Refuse, before anything is written, an initializer whose values could reach peak beyond dtype's largest finite value."""
+    """Refuse, before anything is written, an initializer whose values could reach peak, beyond dtype's largest value."""
     target = resolve(dtype)
     if not is_float(target):
         return
@@ -264,7 +264,8 @@ class TruncatedNormal(Initializer):
     """Normal(mean, std) redrawn outside [a, b] (default mean -/+ 2 std), per chunk."""
 
     def __init__(self, mean: float = 0.0, std: float = 1.0, a: float | None = None, b: float | None = None) -> None:
-        self.mean, self.std = _number("TruncatedNormal", "mean", mean), _number("TruncatedNormal", "std", std, minimum=0.0)
+        self.mean = _number("TruncatedNormal", "mean", mean)
+        self.std = _number("TruncatedNormal", "std", std, minimum=0.0)
         if not self.std > 0:
             raise InitializerError(f"TruncatedNormal(std={self.std}): std must be above 0 (with std 0 every value is the mean: "
                                    f"use Constant({self.mean}))")
@@ -282,7 +283,8 @@ class TruncatedNormal(Initializer):
         super().check(shape, name, dtype)
         spread = _rng.reach(_work_dtype(resolve(dtype))) * self.std
         _fits(self, name, dtype, abs(self.mean) + spread, "draws (mean + 5.6 std in float32, 8.5 in float64)")
-        _fits(self, name, dtype, max(abs(max(self.a, self.mean - spread)), abs(min(self.b, self.mean + spread))), "values")
+        low, high = max(self.a, self.mean - spread), min(self.b, self.mean + spread)
+        _fits(self, name, dtype, max(abs(low), abs(high)), "values")
 
     def fill(self, out: np.ndarray, seed: int, name: str) -> None:
         mean, std, lo, hi = self.mean, self.std, self.a, self.b
@@ -311,7 +313,8 @@ class Orthogonal(Initializer):
     def check(self, shape: tuple[int, ...], name: str, dtype: str = "float32") -> None:
         super().check(shape, name, dtype)
         if len(shape) < 2:
-            raise InitializerError(f"Orthogonal needs at least 2 dimensions; {quote(name)} has shape {shape}: select weights only, e.g. kind='weight'")
+            raise InitializerError(f"Orthogonal needs at least 2 dimensions; {quote(name)} has shape {shape}: "
+                                   f"select weights only, e.g. kind='weight'")
         _fits(self, name, dtype, abs(self.gain), "values (up to |gain|)")
 
     def fill(self, out: np.ndarray, seed: int, name: str) -> None:
@@ -329,9 +332,9 @@ class Orthogonal(Initializer):
 
 
 def fills_in_place(initializer: Initializer) -> bool:
-    """True for a built-in fill (not overridden by a subclass): it cannot fail once check() passed, so it may write in place."""
-    cls = type(initializer)
-    return all(getattr(cls, m, None) is None or getattr(cls, m).__module__ == __name__ for m in ("fill", "_std", "_bounds"))
+    """True for a built-in fill (not overridden by a subclass): it cannot fail once check() passed, so it writes in place."""
+    methods = [getattr(type(initializer), m, None) for m in ("fill", "_std", "_bounds")]
+    return all(m is None or m.__module__ == __name__ for m in methods)
 
 
 def make_value(initializer: Initializer | CustomInit, seed: int, name: str, shape: tuple[int, ...], dtype: str) -> np.ndarray:
@@ -348,6 +351,7 @@ def make_value(initializer: Initializer | CustomInit, seed: int, name: str, shap
     except InitializerError:
         raise
     except Exception as e:
-        raise InitializerError(f"initializer {initializer!r} raised on parameter {quote(name)}: {type(e).__name__}: {e}") from e
+        raise InitializerError(f"initializer {initializer!r} raised on parameter {quote(name)}: "
+                               f"{type(e).__name__}: {e}") from e
     source = f"initializer {quote(getattr(initializer, '__name__', initializer))}"
     return fit_one(result, name, shape, dtype_, source, finite=True, error=InitializerError)

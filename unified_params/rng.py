@@ -56,11 +56,12 @@ def check_seed(seed: object) -> int:
             value = -1
         if value >= 0:
             return value
-    raise InitializerError(f"seed {quote(seed)} is not valid: pass a non-negative integer, or seed=None for a fresh random seed")
+    raise InitializerError(f"seed {quote(seed)} is not valid: pass a non-negative integer, "
+                           f"or seed=None for a fresh random seed")
 
 
 def reach(dtype: np.dtype) -> float:
-    """The largest |value| of a standard normal drawn by normal() in dtype: sqrt(-2 ln) of the smallest uniform, 1% margin."""
+    """The largest |value| normal() draws in dtype (std 1): sqrt(-2 ln) of the smallest uniform, plus 1%."""
     return 1.01 * math.sqrt(2 * _spec(np.dtype(dtype)).fraction * math.log(2))
 
 

@@ -1,4 +1,4 @@
-"""Selection arguments (pattern, kind) checked once, and the rule that a tied storage is selected through any of its names."""
+"""Selection arguments (pattern, kind) checked once; a tied storage is selected through any of its names."""
 from __future__ import annotations
 
 import re
@@ -36,7 +36,7 @@ def kinds(kind: object) -> tuple[str, ...] | None:
 
 
 def by_storage(items: Iterable[T], storage: Callable[[T], Hashable], chosen: Callable[[T], bool]) -> list[T]:
-    """The first item of every storage for which chosen holds for any of its items (a tied group is selected by any alias)."""
+    """The first item of each storage for which chosen holds for any of its items (a tied group, by any alias)."""
     groups: dict[Hashable, list[T]] = {}
     for item in items:
         groups.setdefault(storage(item), []).append(item)
