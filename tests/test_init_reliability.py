@@ -133,3 +133,15 @@ def test_seed_none_is_documented_and_gives_a_fresh_seed_per_call() -> None:
     first = net.weight.detach().clone()
     pm.init(up.init.Normal(std=1.0))
     assert not torch.equal(first, net.weight)
+
+
+@pytest.mark.parametrize("dtype, refused, accepted", [(torch.float16, 2e4, 1e4), (torch.bfloat16, 1e38, 1e37)])
+def test_half_precision_parameters_are_checked_against_their_own_range(dtype: torch.dtype, refused: float,
+                                                                       accepted: float) -> None:
+    net = nn.Linear(64, 64).to(dtype)
+    before = net.weight.detach().clone()
+    with pytest.raises(up.InitializerError, match=f"beyond the largest {dtype}".replace("torch.", "")):
+        up.wrap(net).init(up.init.Normal(std=refused), seed=0)
+    assert torch.equal(net.weight, before)
+    up.wrap(net).init(up.init.Normal(std=accepted), seed=0)
+    assert torch.isfinite(net.weight).all() and torch.isfinite(net.bias).all()

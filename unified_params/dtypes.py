@@ -22,6 +22,15 @@ def is_float(dtype: np.dtype) -> bool:
     return dtype.kind in "fc" or (dtype.kind == "V" and dtype.name.startswith(("bfloat", "float")))
 
 
+def largest(dtype: np.dtype) -> float:
+    """The largest finite value of a float dtype, including ml_dtypes' (which numpy's finfo does not know)."""
+    if dtype.kind == "V":
+        import ml_dtypes
+
+        return float(ml_dtypes.finfo(dtype).max)
+    return float(np.finfo(dtype).max)
+
+
 def can_cast(src: np.dtype, dst: np.dtype) -> bool:
     """numpy's same_kind rule, with every float-to-float cast allowed (numpy refuses bfloat16 -> float16)."""
     if np.can_cast(src, dst, casting="same_kind"):

@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from . import dtypes
 from . import rng as _rng
 from .dtypes import is_float, resolve
 from .errors import InitializerError, quote
@@ -59,7 +60,7 @@ def _fits(initializer: Initializer, name: str, dtype: str, peak: float, what: st
     target = resolve(dtype)
     if not is_float(target):
         return
-    largest = min(float(np.finfo(target).max), float(np.finfo(_work_dtype(target)).max))
+    largest = min(dtypes.largest(target), dtypes.largest(_work_dtype(target)))
     if not peak <= largest:
         raise InitializerError(f"{initializer!r} cannot initialize {quote(name)}: its {what} reach {peak:.3g}, beyond the "
                                f"largest {target.name} ({largest:.3g}), so it would write inf or NaN; use smaller arguments")
