@@ -270,23 +270,32 @@ class ParamAPI:
                 f"the size of {', '.join(pending)} is not known yet: call pm.materialize(example_input) first")
         return sum(math.prod(e.slot.shape) for e in unique)
 
-    def _select(self, pattern: str | None, kind: str | tuple[str, ...] | None, trainable: bool | None = None,
-                attributes: bool = True) -> list[Entry]:
-        """One entry per storage (its first name here) when any of its names fits every selector."""
-        regex, kinds = selection.compile_pattern(pattern), selection.kinds(kind)
-        entries = self._entries(attributes or trainable is not None)
-        return selection.by_storage(entries, lambda e: e.slot.storage, lambda e: (
-            (regex is None or regex.fullmatch(self._rel(e.name)) is not None)
-            and (kinds is None or e.slot.kind in kinds)
-            and (trainable is None or e.slot.trainable == trainable)))
+    def _select(self, selector: selection.Selector, attributes: bool = True) -> list[Entry]:
+        """One entry per storage (its first name here) when any of its names fits every selector; expect checked."""
+        attributes = attributes or selector.trainable is not None or selector.ndims is not None
+        layers = selection.nodes(self._model.index(attributes=attributes).root) if selector.layers is not None else {}
+        chosen = selection.by_storage(self._entries(attributes), lambda e: e.slot.storage,
+                                      lambda e: selector.fits(self._rel(e.name), e.slot, layers.get(e.path)))
+        selector.check_count([self._rel(e.name) for e in chosen], self._where())
+        return chosen
 
-    def collect(self, pattern: str | None = None, kind: str | tuple[str, ...] | None = None, trainable: bool | None = None) -> dict[str, ParamView]:
-        """name -> view of the parameters one of whose names fully matches pattern, of kind kind (a tied group once)."""
-        return {self._rel(e.name): ParamView(self, e) for e in self._select(pattern, kind, trainable, attributes=False)}
+    def collect(self, pattern: str | None = None, kind: str | tuple[str, ...] | None = None, trainable: bool | None = None,
+                *, layer: Any = None, ndim: int | tuple[int, ...] | None = None, native: str | None = None,
+                expect: int | None = None) -> dict[str, ParamView]:
+        """name -> view of the selected parameters (a tied group once).
+
+        Selectors combine by AND: pattern (fullmatch of a canonical name), kind, trainable, layer (canonical layer type
+        such as "linear" or "conv", a native layer class, or a tuple of them), ndim (int or tuple), native (fullmatch of
+        the native name); expect=N raises SelectionError unless exactly N parameters are selected.
+        """
+        selector = selection.Selector.of(pattern, kind, trainable, layer, ndim, native, expect)
+        return {self._rel(e.name): ParamView(self, e) for e in self._select(selector, attributes=False)}
 
     @locked
-    def init(self, initializer: Initializer | Callable, pattern: str | None = None, kind: str | tuple[str, ...] | None = None, seed: int | None = None) -> ParamAPI:
-        """Initialize the selected parameters: all values made and checked first, then written.
+    def init(self, initializer: Initializer | Callable, pattern: str | None = None, kind: str | tuple[str, ...] | None = None,
+             seed: int | None = None, *, trainable: bool | None = None, layer: Any = None,
+             ndim: int | tuple[int, ...] | None = None, native: str | None = None, expect: int | None = None) -> ParamAPI:
+        """Initialize the parameters collect() would select: all values made and checked first, then written.
 
         Parameters whose shape is not known yet get the call recorded; it runs when the shape is known.
         """
@@ -296,13 +305,11 @@ class ParamAPI:
             raise errors.InitializerError(f"{errors.quote(initializer)} is not an initializer: pass up.init.Normal(...) "
                                           f"or a function (shape, dtype, rng, name) -> array")
         seed = check_seed(seed)
-        selected = self._select(pattern, kind)
+        selector = selection.Selector.of(pattern, kind, trainable, layer, ndim, native, expect)
+        selected = self._select(selector)
         if not selected:
-            given = (pattern is not None and f"pattern {errors.quote(pattern)}",
-                     kind is not None and f"kind {errors.quote(kind)}")
-            what = " and ".join(x for x in given if x) or "the selection"
-            raise errors.SelectionError(f"{what} matches no parameter in {self._where()}; "
-                                        f"names are: {errors.quote_all(self.names(), 12)}")
+            raise errors.SelectionError(f"{selector.describe()} matches no parameter in {self._where()}; "
+                                        f"names are: {errors.quote_all(self.names())}")
         ready = [e for e in selected if e.slot.initialized]
         in_place = isinstance(initializer, Initializer) and fills_in_place(initializer)
         if isinstance(initializer, Initializer):
