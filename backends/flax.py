@@ -16,8 +16,10 @@ import numpy as np
 
 from unified_params._lazy import lazy
 from unified_params.adapter import (
+    FREEZE,
     NATIVE_GRAD,
     NATIVE_MATERIALIZE,
+    TIE,
     Adapter,
     DeferredHooks,
     Node,
@@ -122,6 +124,9 @@ class FlaxAdapter(Adapter):
         NATIVE_MATERIALIZE: "linen modules are stateless: module.init returns new variables the wrapper "
                               "cannot see; call pm.materialize(x), then pm.variables holds them",
         NATIVE_GRAD: "JAX keeps no gradient on parameters (jax.grad returns them); use pm.grads(x)",
+        FREEZE: "linen has no trainable flag: the optimizer decides; to freeze, pass optax.masked(tx, mask) with a "
+                "mask built from pm.collect(...)",
+        TIE: "linen variables are a tree the module reads by path: share a submodule or a param in setup() instead",
     }
 
     def __init__(self, model: Any, variables: Any = None) -> None:

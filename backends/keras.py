@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from unified_params._lazy import lazy
-from unified_params.adapter import NATIVE_GRAD, Adapter, DeferredHooks, Node, Slot
+from unified_params.adapter import NATIVE_GRAD, TIE, Adapter, DeferredHooks, Node, Slot
 from unified_params.dtypes import resolve
 from unified_params.errors import ShapeMismatchError, UnifiedParamsError, deferred
 from unified_params.freshness import Contents, identical
@@ -178,6 +178,8 @@ class KerasAdapter(Adapter):
     capabilities: dict[str, str] = {
         NATIVE_GRAD: "Keras variables hold no gradient: gradients come from the backend's autodiff "
                        "(tf.GradientTape, jax.grad, torch.autograd); use pm.grads(x)",
+        TIE: "a Keras layer creates and tracks its own variables and cannot take another layer's: share the layer "
+             "itself (call one layer object twice) instead",
     }
 
     def __init__(self, model: Any, variables: Any = None) -> None:
@@ -375,6 +377,12 @@ class KerasAdapter(Adapter):
         first = next((line.strip() for line in message.splitlines() if "incompatible" in line or "shape" in line), message.strip())
         return ShapeMismatchError(
             f"the model rejected inputs of shape {shapes} at layer {where}: {first}; the model is unchanged")
+
+    def set_trainable(self, owner: Any, slot: Slot, trainable: bool) -> bool:
+        """The variable's own trainable flag (a layer with trainable=False keeps all its variables out of training)."""
+        variable = self._variable(slot)
+        variable.trainable = trainable
+        return True
 
     def watch(self, hooks: DeferredHooks) -> None:
         self._hooks = hooks

@@ -491,6 +491,26 @@ class MXNetAdapter(Adapter):
                 out.append(mx.nd.array(a, ctx=ctx, dtype=a.dtype))
         return out
 
+    def set_trainable(self, owner: Any, slot: Slot, trainable: bool) -> bool:
+        """grad_req 'write' or 'null'; a parameter Gluon made not differentiable (running statistics) stays 'null'."""
+        if not slot.ref._differentiable:
+            return False
+        slot.ref.grad_req = "write" if trainable else "null"
+        return True
+
+    def share(self, owner: Any, slot: Slot, source: Slot) -> None:
+        """Replace the Parameter in the block's registry, attribute and ParameterDict; cached graphs are rebuilt."""
+        for attr, param in list(owner._reg_params.items()):
+            if param is slot.ref:
+                owner._reg_params[attr] = source.ref
+                object.__setattr__(owner, attr, source.ref)
+        params = owner.params._params
+        if params.get(slot.ref.name) is slot.ref:
+            del params[slot.ref.name]
+        for _, block in _walk(self.model):
+            if hasattr(block, "_clear_cached_op"):
+                block._clear_cached_op()
+
 
 def _native_grad(param: Any) -> np.ndarray | None:
     """Gluon's gradient once a backward pass wrote one; Gluon's buffers start as zeros.

@@ -17,8 +17,8 @@ from typing import Any
 import numpy as np
 
 from unified_params._lazy import lazy
-from unified_params.adapter import NATIVE_GRAD, Adapter, DeferredHooks, Node, Slot
-from unified_params.errors import DeferredInitializationError
+from unified_params.adapter import FREEZE, NATIVE_GRAD, Adapter, DeferredHooks, Node, Slot
+from unified_params.errors import DeferredInitializationError, UnsupportedError
 from unified_params.freshness import Contents, reaches
 from unified_params.layout import shape_to_canonical
 from unified_params.rules import Rule, adopt_ruled_layouts, leaf_of
@@ -303,6 +303,8 @@ class NNXAdapter(Adapter):
     structures = "unified_params.backends.nnx_structures"
     capabilities: dict[str, str] = {
         NATIVE_GRAD: "JAX keeps no gradient on parameters (nnx.grad returns them); use pm.grads(x)",
+        FREEZE: "NNX has no trainable flag: the variable type (nnx.Param) and the optimizer's wrt filter decide; to "
+                "freeze, pass optax.masked(tx, mask) with a mask built from pm.collect(...)",
     }
 
     def __init__(self, model: Any, variables: Any = None) -> None:
@@ -437,6 +439,19 @@ class NNXAdapter(Adapter):
                 for name, value in _attributes(created[path]):
                     setattr(module, name, value)
         _release(self.model, skip=self._hooks)
+
+    def share(self, owner: Any, slot: Slot, source: Slot) -> None:
+        """Point the owner's attribute (or list/dict item) at source's Variable: NNX graphs share a Variable by identity."""
+        items = vars(owner).items() if isinstance(owner, nnx.Module) else (
+            owner.items() if isinstance(owner, dict) else enumerate(owner))
+        for key, value in list(items):
+            if value is slot.ref.var:
+                if isinstance(owner, nnx.Module):
+                    setattr(owner, key, source.ref.var)
+                else:
+                    owner[key] = source.ref.var
+                return
+        raise UnsupportedError(f"{slot.native_name!r} is not an attribute of its layer: tie it in the model's code")
 
     def watch(self, hooks: DeferredHooks) -> None:
         """Make the model's own first `bridge.lazy_init(model, x)` apply the recorded initializers.

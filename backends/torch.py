@@ -313,6 +313,19 @@ class ShapesKnown:
     def __reduce__(self) -> tuple:
         return ShapesKnown, (None,)
 
+    def set_trainable(self, owner: Any, slot: Slot, trainable: bool) -> bool:
+        if not isinstance(slot.ref, torch.nn.Parameter):
+            return False
+        slot.ref.requires_grad_(trainable)
+        return True
+
+    def share(self, owner: Any, slot: Slot, source: Slot) -> None:
+        for registry in (owner._parameters, owner._buffers):
+            for attr, tensor in registry.items():
+                if tensor is slot.ref:
+                    registry[attr] = source.ref
+                    return
+
 
 def _slot_refs(node: Node) -> Iterator[Any]:
     yield from (slot.ref for slot in node.slots)

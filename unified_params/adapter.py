@@ -24,7 +24,11 @@ NATIVE_MATERIALIZE = "native_materialize"
 """The user's own first forward makes shapes known and runs the recorded initializers."""
 NATIVE_GRAD = "native_grad"
 """Gradients of the user's own backward pass show in p.grad."""
-CAPABILITIES = (DEFERRED, NATIVE_MATERIALIZE, NATIVE_GRAD)
+FREEZE = "freeze"
+"""pm.freeze/pm.unfreeze set the framework's own trainability of a parameter."""
+TIE = "tie"
+"""pm.tie makes one parameter share another's storage after the model is built."""
+CAPABILITIES = (DEFERRED, NATIVE_MATERIALIZE, NATIVE_GRAD, FREEZE, TIE)
 
 
 @dataclass
@@ -205,3 +209,11 @@ class Adapter:
 
     def watch(self, hooks: DeferredHooks) -> None:
         """Arrange that the model's own first forward calls hooks when it makes shapes known."""
+
+    def set_trainable(self, owner: Any, slot: Slot, trainable: bool) -> bool:
+        """Set the framework's own trainability of slot in its owner layer; False when slot is no parameter."""
+        raise NotImplementedError
+
+    def share(self, owner: Any, slot: Slot, source: Slot) -> None:
+        """Make the owner layer use source's parameter object where it now uses slot's (same shape and dtype)."""
+        raise NotImplementedError

@@ -329,6 +329,30 @@ class ParamAPI:
                 self._model.records.append(Record(initializer, seed, pending))
         return self
 
+    def freeze(self, pattern: str | None = None, kind: str | tuple[str, ...] | None = None, *, layer: Any = None,
+               ndim: int | tuple[int, ...] | None = None, native: str | None = None, expect: int | None = None) -> ParamAPI:
+        """Make the selected parameters not trainable in the framework itself (torch requires_grad, MXNet grad_req,
+        Keras variable.trainable); running statistics are left alone. Flax has none: mask the optimizer instead."""
+        from .training import set_trainable
+
+        set_trainable(self, False, selection.Selector.of(pattern, kind, None, layer, ndim, native, expect))
+        return self
+
+    def unfreeze(self, pattern: str | None = None, kind: str | tuple[str, ...] | None = None, *, layer: Any = None,
+                 ndim: int | tuple[int, ...] | None = None, native: str | None = None, expect: int | None = None) -> ParamAPI:
+        """Make the selected parameters trainable again in the framework itself (the selectors of freeze)."""
+        from .training import set_trainable
+
+        set_trainable(self, True, selection.Selector.of(pattern, kind, None, layer, ndim, native, expect))
+        return self
+
+    def tie(self, source: str, target: str) -> ParamAPI:
+        """Make target use source's storage from now on (torch, NNX, MXNet); both names then show in tied()."""
+        from .training import tie
+
+        tie(self, source, target)
+        return self
+
     def tied(self) -> list[list[str]]:
         """Groups of names that share one storage, each in canonical order."""
         index = self._model.index()
