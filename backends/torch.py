@@ -4,7 +4,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import warnings
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Hashable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from itertools import chain
 from operator import attrgetter
@@ -14,7 +14,7 @@ import numpy as np
 
 from unified_params._lazy import lazy
 from unified_params.adapter import Adapter, DeferredHooks, Node, Slot
-from unified_params.errors import ShapeMismatchError, UnifiedParamsError
+from unified_params.errors import DeferredInitializationError, ShapeMismatchError, UnifiedParamsError, quote_all
 from unified_params.freshness import Contents, identical
 from unified_params.rules import leaf_of
 
@@ -144,7 +144,8 @@ class TorchAdapter(Adapter):
                 before = {lf.native: shape for lf, shape in rule.before_data(module)} if rule else {}
             shape = before.get(name, (None,)) if pending else tuple(t.shape)
             node.slots.append(Slot(leaf.name, prefix + name, t, id(t), shape, _dtype_name(t.dtype), trainable=trainable,
-                                   kind=leaf.kind, initialized=not pending, layout=leaf.layout))
+                                   kind=leaf.kind, initialized=not pending and not t.is_meta,
+                                   layout=leaf.layout))
         for child_key, child in module._modules.items():
             if child is not None:
                 node.children.append(self._node(child_key, child, f"{prefix}{child_key}."))
@@ -284,6 +285,42 @@ class TorchAdapter(Adapter):
         finally:
             for h in handles:
                 h.remove()
+
+    def allocate(self, device: str | None, recorded: set[Hashable]) -> bool:
+        """Meta-device tensors get memory (model.to_empty), ties kept; modules with a tensor no record covers run their
+        own reset_parameters(), checked for every module before any memory is allocated."""
+        names = {id(m): name for name, m in self.model.named_modules(remove_duplicate=False)}
+        holders: dict[int, list[tuple[dict, str]]] = {}
+        reset: dict[int, Callable[[], None]] = {}
+        uncovered: list[str] = []
+        for module in self.model.modules():
+            for registry in (module._parameters, module._buffers):
+                for attr, t in registry.items():
+                    if t is None or not t.is_meta:
+                        continue
+                    holders.setdefault(id(t), []).append((registry, attr))
+                    if id(t) in recorded:
+                        continue
+                    fn = getattr(module, "reset_parameters", None) or getattr(module, "_reset_parameters", None)
+                    if fn is None:
+                        uncovered.append(f"{names.get(id(module), '')}.{attr}".lstrip("."))
+                    else:
+                        reset[id(module)] = fn
+        if not holders:
+            return False
+        if uncovered:
+            raise DeferredInitializationError(
+                f"call pm.init(...) for {quote_all(uncovered)} before pm.materialize: they are on the meta device, no "
+                f"recorded initializer covers them and their module has no reset_parameters()")
+        self.model.to_empty(device=device or "cpu")
+        for group in holders.values():
+            first = group[0][0][group[0][1]]
+            for registry, attr in group[1:]:
+                registry[attr] = first
+        with torch.no_grad():
+            for fn in reset.values():
+                fn()
+        return True
 
     def watch(self, hooks: DeferredHooks) -> None:
         for module in self.model.modules():

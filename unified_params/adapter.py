@@ -210,6 +210,11 @@ class Adapter:
     def watch(self, hooks: DeferredHooks) -> None:
         """Arrange that the model's own first forward calls hooks when it makes shapes known."""
 
+    def allocate(self, device: str | None, recorded: set[Hashable]) -> bool:
+        """Give memory on device to parameters whose shape is known but which have none (torch meta); the framework's
+        own init for those whose storage is not in recorded. False when there is nothing to allocate."""
+        return False
+
     def set_trainable(self, owner: Any, slot: Slot, trainable: bool) -> bool:
         """Set the framework's own trainability of slot in its owner layer; False when slot is no parameter."""
         raise NotImplementedError

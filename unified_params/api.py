@@ -264,7 +264,7 @@ class ParamAPI:
     def num_params(self) -> int:
         """Unique elements: a tied parameter counts once."""
         unique = self._unique()
-        pending = [self._rel(e.name) for e in unique if not e.slot.initialized]
+        pending = [self._rel(e.name) for e in unique if None in e.slot.shape]
         if pending:
             raise errors.DeferredInitializationError(
                 f"the size of {', '.join(pending)} is not known yet: call pm.materialize(example_input) first")
@@ -373,15 +373,25 @@ class ParamAPI:
         """Names whose shape is not known yet."""
         return [self._rel(e.name) for e in self._entries() if not e.slot.initialized]
 
-    def materialize(self, *example_inputs: Any) -> ParamAPI:
-        """Infer every shape from example inputs, apply the recorded initializers, return self."""
+    def materialize(self, *example_inputs: Any, device: str | None = None) -> ParamAPI:
+        """Make every shape known and every parameter allocated, apply the recorded initializers, return self.
+
+        Example inputs may be omitted when every shape is known (torch meta-device models: memory on device, default
+        cpu; parameters no recorded init covers get their module's own reset_parameters()).
+        """
         reason = self.capabilities.get(DEFERRED)
         if reason and not self.initialized:
             raise errors.UnsupportedError(f"{self.backend} cannot materialize deferred parameters: {reason}")
         check_example_inputs(example_inputs)
+        unknown = [self._rel(e.name) for e in self._unique() if None in e.slot.shape]
+        if unknown and not example_inputs:
+            raise errors.DeferredInitializationError(f"pass example inputs, pm.materialize(x): the shapes of "
+                                                     f"{errors.quote_all(unknown)} are not known yet")
         self._model.materializing = True
         try:
-            self._model.adapter.materialize(list(example_inputs))
+            allocated = self._model.adapter.allocate(device, self._model.recorded())
+            if example_inputs and (unknown or not allocated):
+                self._model.adapter.materialize(list(example_inputs))
         finally:
             self._model.materializing = False
         self._model.shapes_known()
@@ -426,7 +436,8 @@ class ParamAPI:
         pending = [self._rel(e.name) for e in unique if not e.slot.initialized]
         if pending:
             raise errors.DeferredInitializationError(
-                f"{', '.join(pending)} not initialized yet: call pm.materialize(example_input) first")
+                f"call pm.materialize(example_input) first, or pm.materialize(device='cpu') for a model on the meta "
+                f"device: {errors.quote_all(pending)} not initialized yet")
         return unique
 
     def state_dict(self, copy: bool = True) -> dict[str, np.ndarray]:

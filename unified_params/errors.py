@@ -103,6 +103,6 @@ def gone(name: str, candidates: Iterable[str]) -> ParameterNotFoundError:
 def deferred(name: str) -> DeferredInitializationError:
     """The error for touching a parameter whose shape is not known yet."""
     return DeferredInitializationError(
-        f"parameter {quote(name)} is not initialized yet (its shape is not known): call "
-        f"pm.materialize(example_input) or run the model once on data first"
+        f"parameter {quote(name)} is not initialized yet (its shape or memory is not known): call "
+        f"pm.materialize(example_input), run the model once on data, or pm.materialize(device='cpu') on the meta device"
     )

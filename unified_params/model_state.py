@@ -98,6 +98,11 @@ class ModelState:
                 record.names = [n for n in record.names if n not in gone]
             self.records = [r for r in self.records if r.names]
 
+    def recorded(self) -> set[Hashable]:
+        """The storages a recorded initializer is waiting for."""
+        entries = self.index().entries
+        return {entries[n].slot.storage for r in self.records for n in r.names if n in entries}
+
     def initial_value(self, storage: Hashable, shape: tuple[int, ...], dtype: str) -> np.ndarray | None:
         """The value the recorded initializers give one parameter, for adapters that initialize natively."""
         entry = self.index(fresh=True).by_storage(storage)
