@@ -22,8 +22,6 @@ from .torch_rules import RULES
 
 torch = lazy("torch")
 
-SKIPPED_BUFFERS = {"num_batches_tracked"}
-
 
 @functools.cache
 def _dtype_name(dtype: Any) -> str:
@@ -136,7 +134,7 @@ class TorchAdapter(Adapter):
         before: dict[str, tuple] | None = None
         tensors = [(n, p, p.requires_grad) for n, p in module._parameters.items() if p is not None]
         tensors += [(n, b, False) for n, b in module._buffers.items()
-                    if b is not None and n not in SKIPPED_BUFFERS and n not in module._non_persistent_buffers_set]
+                    if b is not None and n not in module._non_persistent_buffers_set]
         for name, t, trainable in tensors:
             leaf = leaf_of(rule, name)
             pending = isinstance(t, mixin)

@@ -54,8 +54,7 @@ def native_value(pm: Any, name: str) -> np.ndarray:
 
 
 def native_names(pm: Any) -> list[str]:
-    buffers = [n for n, _ in pm.model.named_buffers() if not n.endswith("num_batches_tracked")]
-    return [n for n, _ in pm.model.named_parameters()] + buffers
+    return [n for n, _ in pm.model.named_parameters()] + [n for n, _ in pm.model.named_buffers()]
 
 
 def native_forward(pm: Any, *xs: np.ndarray) -> np.ndarray:

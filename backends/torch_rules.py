@@ -11,7 +11,8 @@ from unified_params.rules import Entry, Leaf, Rule, RuleTable
 
 
 def _leaves(*names: str) -> tuple[Leaf, ...]:
-    return tuple(Leaf(n, n, IDENTITY, trainable=not n.startswith("running_")) for n in names)
+    return tuple(Leaf(n, n, IDENTITY, trainable=not n.startswith("running_") and n != "num_batches_tracked")
+                 for n in names)
 
 
 def _size(n: int) -> int | None:
@@ -42,7 +43,8 @@ def _rules() -> dict[type, Entry]:
     from torch.nn.modules.conv import _ConvNd, _ConvTransposeNd
     from torch.nn.modules.instancenorm import _InstanceNorm
 
-    weight_bias, stats = _leaves("weight", "bias"), _leaves("weight", "bias", "running_mean", "running_var")
+    weight_bias, stats = _leaves("weight", "bias"), _leaves("weight", "bias", "running_mean", "running_var",
+                                                                 "num_batches_tracked")
     table: dict[type, Entry] = {
         nn.Linear: Rule("linear", weight_bias, _linear),
         _ConvNd: Rule("conv", weight_bias, _conv),

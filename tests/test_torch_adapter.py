@@ -47,10 +47,10 @@ def test_conv_weights_canonical_and_fans(conv: nn.Module, shape: tuple) -> None:
 def test_batchnorm_buffers_are_not_trainable() -> None:
     net = nn.Sequential(nn.Conv2d(1, 2, 3), nn.BatchNorm2d(2))
     pm = up.wrap(net)
-    assert pm.layer(1).names() == ["weight", "bias", "running_mean", "running_var"]
-    assert [p.trainable for p in pm.layer(1).values()] == [True, True, False, False]
+    assert pm.layer(1).names() == ["weight", "bias", "running_mean", "running_var", "num_batches_tracked"]
+    assert [p.trainable for p in pm.layer(1).values()] == [True, True, False, False, False]
     assert pm["1.running_var"].kind == "running_var"
-    assert "1.num_batches_tracked" not in pm.names()
+    assert pm["1.num_batches_tracked"].kind == "num_batches_tracked" and not pm["1.num_batches_tracked"].trainable
     pm["1.running_mean"].set(np.array([1.0, 2.0]))
     assert torch.equal(net[1].running_mean, torch.tensor([1.0, 2.0]))
     assert list(pm.collect(trainable=True)) == ["0.weight", "0.bias", "1.weight", "1.bias"]
@@ -134,3 +134,28 @@ def test_grads_and_forward_leave_modes_statistics_rng_and_users_grads() -> None:
     for n, p in net.named_parameters():
         assert torch.equal(p.grad, users[n]), n
         np.testing.assert_array_equal(pm[n].grad, users[n].numpy())
+
+
+def test_torch_state_dict_with_buffers_loads_strictly_and_carries_num_batches_tracked() -> None:
+    torch.manual_seed(0)
+    src, dst = (nn.Sequential(nn.Conv2d(1, 2, 3), nn.BatchNorm2d(2)) for _ in range(2))
+    src.train()
+    src(torch.randn(4, 1, 5, 5))
+    pm = up.wrap(dst)
+    pm.load_state_dict(src.state_dict())
+    assert all(torch.equal(a, b) for a, b in zip(src.state_dict().values(), dst.state_dict().values()))
+    assert int(dst[1].num_batches_tracked) == 1 and pm.num_params() == sum(
+        t.numel() for n, t in src.state_dict().items() if not n.endswith("num_batches_tracked"))
+    assert pm.num_params(trainable=True) == sum(p.numel() for p in src.parameters() if p.requires_grad)
+    pm.init(up.init.Zeros())
+    assert int(dst[1].num_batches_tracked) == 1, "init without kind= leaves step counters alone"
+
+
+def test_num_batches_tracked_has_no_counterpart_in_keras_and_is_left_out() -> None:
+    import keras
+
+    net = nn.Sequential(nn.Linear(3, 2), nn.BatchNorm1d(2))
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2), keras.layers.BatchNormalization(epsilon=1e-5)])
+    up.transfer(net, model)
+    up.transfer(model, net)
+    assert np.array_equal(model.layers[1].moving_variance.numpy(), net[1].running_var.numpy())

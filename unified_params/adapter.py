@@ -16,6 +16,14 @@ from .errors import UnsupportedError
 from .layout import Layout
 
 KNOWN_KINDS = ("weight", "bias", "running_mean", "running_var")
+COUNTERS = ("num_batches_tracked",)
+"""Kinds that count steps (torch BatchNorm's num_batches_tracked): listed and saved, not parameter values. init skips
+them unless kind= names them, num_params leaves them out, and a load carries them only where the target has one."""
+
+
+def is_counter(name: str) -> bool:
+    """True for the canonical name of a step counter (its last part is one of COUNTERS)."""
+    return name.rsplit(".", 1)[-1] in COUNTERS
 
 # Capabilities: the keys of Adapter.capabilities, each mapped to the reason the backend cannot do it.
 DEFERRED = "deferred"

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 from . import checkpoint, checkpoint_load, errors, selection, shards
-from .adapter import DEFERRED, Node
+from .adapter import COUNTERS, DEFERRED, Node
 from .atomic import hold_interrupts
 from .dtypes import resolve
 from .fit import Target, check_example_inputs, fit_one, fit_state
@@ -261,21 +261,26 @@ class ParamAPI:
         state = "" if self.initialized else f", {len(self.pending())} pending"
         return f"<ParamAPI {self.backend} {self._where()}: {len(self)} parameters{state}>"
 
-    def num_params(self) -> int:
-        """Unique elements: a tied parameter counts once."""
-        unique = self._unique()
+    def num_params(self, trainable: bool | None = None) -> int:
+        """Unique elements (a tied parameter once); running statistics count, as in Keras and Gluon, step counters not.
+
+        num_params(trainable=True) is torch's sum(p.numel() for p in model.parameters() if p.requires_grad).
+        """
+        unique = [e for e in self._unique() if e.slot.kind not in COUNTERS
+                  and (trainable is None or e.slot.trainable == trainable)]
         pending = [self._rel(e.name) for e in unique if None in e.slot.shape]
         if pending:
             raise errors.DeferredInitializationError(
                 f"the size of {', '.join(pending)} is not known yet: call pm.materialize(example_input) first")
         return sum(math.prod(e.slot.shape) for e in unique)
 
-    def _select(self, selector: selection.Selector, attributes: bool = True) -> list[Entry]:
+    def _select(self, selector: selection.Selector, attributes: bool = True, counters: bool = True) -> list[Entry]:
         """One entry per storage (its first name here) when any of its names fits every selector; expect checked."""
         attributes = attributes or selector.trainable is not None or selector.ndims is not None
         layers = selection.nodes(self._model.index(attributes=attributes).root) if selector.layers is not None else {}
         chosen = selection.by_storage(self._entries(attributes), lambda e: e.slot.storage,
                                       lambda e: selector.fits(self._rel(e.name), e.slot, layers.get(e.path)))
+        chosen = chosen if counters else [e for e in chosen if e.slot.kind not in COUNTERS]
         selector.check_count([self._rel(e.name) for e in chosen], self._where())
         return chosen
 
@@ -306,7 +311,7 @@ class ParamAPI:
                                           f"or a function (shape, dtype, rng, name) -> array")
         seed = check_seed(seed)
         selector = selection.Selector.of(pattern, kind, trainable, layer, ndim, native, expect)
-        selected = self._select(selector)
+        selected = self._select(selector, counters=selector.kinds is not None)
         if not selected:
             raise errors.SelectionError(f"{selector.describe()} matches no parameter in {self._where()}; "
                                         f"names are: {errors.quote_all(self.names())}")
@@ -455,7 +460,8 @@ class ParamAPI:
         aliases = {self._rel(e.name): primary[e.slot.storage] for e in self._entries()
                    if self._rel(e.name) not in unique}
         target = Target({n: e.slot.shape for n, e in unique.items()}, {n: e.slot.dtype for n, e in unique.items()},
-                        {n for n, e in unique.items() if not e.slot.initialized}, aliases)
+                        {n for n, e in unique.items() if not e.slot.initialized}, aliases,
+                        {n for n, e in unique.items() if e.slot.kind in COUNTERS})
         return target, unique
 
     @locked

@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from .adapter import is_counter
 from .errors import UnifiedParamsError
 from .fit import as_array
 from .matching import By, Rename
@@ -94,8 +95,8 @@ class Comparison:
 
 
 def _compare_states(sa: Mapping[str, np.ndarray], sb: Mapping[str, np.ndarray], result: Comparison) -> None:
-    result.only_in_a = [n for n in sa if n not in sb]
-    result.only_in_b = [n for n in sb if n not in sa]
+    result.only_in_a = [n for n in sa if n not in sb and not is_counter(n)]
+    result.only_in_b = [n for n in sb if n not in sa and not is_counter(n)]
     for name in (n for n in sa if n in sb):
         x, y = as_array(sa[name]), as_array(sb[name])
         if x.shape != y.shape:

@@ -12,6 +12,7 @@ from typing import Any, Literal
 import numpy as np
 
 from . import errors
+from .adapter import is_counter
 from .dtypes import can_cast, is_float, overflowed, resolve
 
 Cast = Literal["exact", "safe"]
@@ -89,6 +90,7 @@ class Target:
     dtypes: dict[str, str]
     pending: set[str] = field(default_factory=set)
     aliases: dict[str, str] = field(default_factory=dict)
+    counters: set[str] = field(default_factory=set)
 
 
 Spec = tuple[tuple[int, ...], np.dtype]
@@ -99,7 +101,8 @@ def plan_state(specs: Mapping[str, Spec], target: Target, strict: bool = True,
     """Check names, shapes and dtypes only (no data): primary -> state name to write, and (alias, primary) pairs.
 
     Raises one error listing every misfit; the values' own checks (overflow, tied aliases that agree) are
-    check_values' job, so a checkpoint is judged from its header before any of its data is read.
+    check_values' job, so a checkpoint is judged from its header before any of its data is read. A step counter
+    (COUNTERS) is loaded where the target has one; one the target lacks, or the state lacks, is no misfit.
     """
     given: dict[str, str] = {}
     unexpected: list[str] = []
@@ -107,7 +110,8 @@ def plan_state(specs: Mapping[str, Spec], target: Target, strict: bool = True,
     for name in specs:
         primary = name if name in target.shapes else target.aliases.get(name)
         if primary is None:
-            unexpected.append(name)
+            if not is_counter(name):
+                unexpected.append(name)
             continue
         if primary not in given or name == primary:
             given[primary] = name
@@ -129,7 +133,7 @@ def plan_state(specs: Mapping[str, Spec], target: Target, strict: bool = True,
             mismatched.append(f"{primary}: checkpoint {tuple(shape)} vs model {tuple(target.shapes[primary])}")
         elif dtype != want and (not cast or not can_cast(dtype, want)):
             dtypes.append(f"{primary}: checkpoint {dtype} vs model {want}")
-    missing = [n for n in target.shapes if n not in given]
+    missing = [n for n in target.shapes if n not in given and n not in target.counters]
     _refuse(missing if strict else [], unexpected if strict else [], mismatched, dtypes, [])
     return given, tied
 
