@@ -72,6 +72,11 @@ def output_numpy(out: Any) -> Any:
     return to_numpy(out)
 
 
+def is_array(value: Any) -> bool:
+    """True for a JAX array or tracer (what a model's output holds)."""
+    return isinstance(value, jax.Array)
+
+
 def sum_outputs(out: Any) -> Any:
     """The default loss: the sum of every output element."""
     return sum(jnp.sum(leaf) for leaf in jax.tree_util.tree_leaves(out))

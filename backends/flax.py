@@ -31,6 +31,7 @@ from unified_params.errors import (
     ParameterNotFoundError,
     ShapeMismatchError,
 )
+from unified_params.outputs import loss_target
 
 from ._jax import (
     LinenLeaf,
@@ -42,6 +43,7 @@ from ._jax import (
     filled_array,
     flatten,
     get_path,
+    is_array,
     linen_slot_fields,
     mismatch_from_failure,
     native_array,
@@ -235,7 +237,7 @@ class FlaxAdapter(Adapter):
             out = self.model.apply({**others, "params": params}, *xs, rngs=_rngs(), mutable=mutable)
             if mutable:
                 out = out[0]
-            return sum_outputs(out) if loss is None else loss(out)
+            return sum_outputs(loss_target(out, is_array)) if loss is None else loss(out)
 
         with linen.intercept_methods(_inference):
             grads = jax.grad(objective)(variables["params"])

@@ -34,6 +34,7 @@ from unified_params.layout import (
     to_canonical,
 )
 from unified_params.naming import Group, alias_paths, attribute_paths, group_children
+from unified_params.outputs import loss_target
 from unified_params.rules import Rule, adopt_ruled_layouts, leaf_of
 
 from .keras_ops import ops
@@ -283,7 +284,7 @@ class KerasAdapter(Adapter):
 
     def compute_grads(self, inputs: Sequence[Any], loss: Callable[[Any], Any] | None) -> None:
         variables = list(self.model.trainable_variables)
-        objective = loss or _sum_outputs
+        objective = loss or (lambda out: _sum_outputs(loss_target(out, keras.ops.is_tensor)))
         grads = ops().gradients(self.model, variables, objective, inputs, self._call)
         self._grads = {id(v): (v, _to_numpy(g)) for v, g in zip(variables, grads) if g is not None}
 

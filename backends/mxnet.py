@@ -25,6 +25,7 @@ from unified_params.adapter import Adapter, DeferredHooks, Node, Slot
 from unified_params.backends.mxnet_import import import_mxnet
 from unified_params.freshness import Contents, identical
 from unified_params.naming import Group, attribute_paths, group_children, unregistered
+from unified_params.outputs import loss_target
 from unified_params.rules import Leaf, leaf_of
 
 from .mxnet_rules import RULES
@@ -372,7 +373,8 @@ class MXNetAdapter(Adapter):
             args = self._inputs(inputs)
             with mx.autograd.record(train_mode=False):
                 out = self.model(*args)
-                value = loss(out) if loss is not None else sum(o.sum() for o in _outputs(out))
+                value = loss(out) if loss is not None else sum(
+                    o.sum() for o in _outputs(loss_target(out, lambda v: isinstance(v, mx.nd.NDArray))))
             value.backward()
             found = {id(p): (p, _native_grad(p)) for p in params}
         finally:

@@ -21,6 +21,7 @@ from unified_params.adapter import FREEZE, NATIVE_GRAD, Adapter, DeferredHooks, 
 from unified_params.errors import DeferredInitializationError, UnsupportedError
 from unified_params.freshness import Contents, reaches
 from unified_params.layout import shape_to_canonical
+from unified_params.outputs import loss_target
 from unified_params.rules import Rule, adopt_ruled_layouts, leaf_of
 
 from ._jax import (
@@ -32,6 +33,7 @@ from ._jax import (
     compare_shapes,
     dtype_name,
     filled_array,
+    is_array,
     linen_slot_fields,
     mismatch_from_failure,
     native_array,
@@ -361,7 +363,7 @@ class NNXAdapter(Adapter):
 
         def objective(model: Any) -> Any:
             out = model(*xs)
-            return sum_outputs(out) if loss is None else loss(out)
+            return sum_outputs(loss_target(out, is_array)) if loss is None else loss(out)
 
         probe = nnx.clone(self.model)
         probe.eval()

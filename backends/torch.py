@@ -16,6 +16,7 @@ from unified_params._lazy import lazy
 from unified_params.adapter import Adapter, DeferredHooks, Node, Slot
 from unified_params.errors import DeferredInitializationError, ShapeMismatchError, UnifiedParamsError, quote_all
 from unified_params.freshness import Contents, identical
+from unified_params.outputs import loss_target
 from unified_params.rules import leaf_of
 
 from .torch_rules import RULES
@@ -228,13 +229,13 @@ class TorchAdapter(Adapter):
         params = [p for p in self.model.parameters() if p.requires_grad]
         with self._eval(), torch.enable_grad():
             out = self.model(*map(_as_input, inputs))
-            value = out.sum() if loss is None else loss(out)
+            value = _sum(loss_target(out, torch.is_tensor)) if loss is None else loss(out)
             grads = torch.autograd.grad(value, params, allow_unused=True) if params else ()
         self._grads = {id(p): (p, _to_numpy(g)) for p, g in zip(params, grads) if g is not None}
 
     def forward(self, inputs: Sequence[Any]) -> np.ndarray:
         with self._eval(), torch.no_grad():
-            return _to_numpy(self.model(*map(_as_input, inputs)))
+            return _numpy_tree(self.model(*map(_as_input, inputs)))
 
     def layer_outputs(self, inputs: Sequence[Any], layers: Mapping[str, Any]) -> dict[str, Any]:
         """Forward hooks on the given modules record each one's first output of one inference-mode pass."""
@@ -366,6 +367,22 @@ def _slot_refs(node: Node) -> Iterator[Any]:
     yield from (slot.ref for slot in node.slots)
     for child in node.children:
         yield from _slot_refs(child)
+
+
+def _numpy_tree(out: Any) -> Any:
+    """A tensor as numpy; a mapping (transformers ModelOutput), tuple or list as the same structure of numpy arrays."""
+    if torch.is_tensor(out):
+        return _to_numpy(out)
+    if isinstance(out, Mapping):
+        return {k: _numpy_tree(v) for k, v in out.items() if v is not None}
+    if isinstance(out, (tuple, list)):
+        return type(out)(_numpy_tree(v) for v in out) if not hasattr(out, "_fields") else out
+    return out
+
+
+def _sum(out: Any) -> Any:
+    """The sum of every element of a tensor, or of a tuple or list of tensors."""
+    return out.sum() if torch.is_tensor(out) else sum(_sum(o) for o in out)
 
 
 def _has_pending(module: Any) -> bool:

@@ -423,7 +423,11 @@ class ParamAPI:
             raise errors.UnsupportedError(str(e)) from e
 
     def grads(self, *inputs: Any, loss: Callable[[Any], Any] | None = None) -> dict[str, np.ndarray]:
-        """One forward and backward pass (loss = sum of outputs unless given): name -> gradient."""
+        """One forward and backward pass: name -> gradient of each trainable parameter.
+
+        The default loss is the sum of the output; for a mapping or dataclass output (transformers ModelOutput, Keras
+        dict outputs) the sum of its first tensor. Give loss=lambda out: ... (a scalar) for anything else.
+        """
         if not self.initialized:
             raise errors.deferred(self.pending()[0])
         adapter = self._model.adapter
