@@ -245,17 +245,11 @@ class ParamAPI:
         return self._node().native
 
     def summary(self) -> str:
-        """A table: name, native name, shape, dtype, size, trainable, tied with."""
-        from tabulate import tabulate
+        """A table: name, native name (when it differs), layer type, shape, dtype, size, trainable, tied with; its lines
+        fit 120 columns (long names shortened in the middle)."""
+        from .summary import summary
 
-        rows = []
-        for name, p in self.items():
-            shape = "(" + ", ".join("?" if d is None else str(d) for d in p.shape) + ("," if len(p.shape) == 1 else "") + ")"
-            rows.append([name, p.native_name, shape, p.dtype, p.size if p.size is not None else "?",
-                         "yes" if p.trainable else "no", ", ".join(p.tied_with)])
-        table = tabulate(rows, headers=["name", "native name", "shape", "dtype", "size", "trainable", "tied with"])
-        known = "?" if not self.initialized else f"{self.num_params():,}"
-        return f"{table}\n{self.backend}: {len(rows)} names, {known} parameters"
+        return summary(self)
 
     def __repr__(self) -> str:
         state = "" if self.initialized else f", {len(self.pending())} pending"

@@ -51,10 +51,10 @@ class UnsupportedError(UnifiedParamsError, NotImplementedError):
     """A backend cannot do what was asked; its capabilities say why."""
 
 
-def short_list(names: Sequence[str], limit: int = 10) -> str:
-    """At most limit names, comma-separated, then "and N more": long lists stay readable."""
+def short_list(names: Sequence[str], limit: int = 10, sep: str = ", ") -> str:
+    """At most limit names, comma-separated (or sep), then "and N more": long lists stay readable."""
     names = list(names)
-    shown = ", ".join(names[:limit])
+    shown = sep.join(names[:limit])
     return shown if len(names) <= limit else f"{shown} and {len(names) - limit} more"
 
 

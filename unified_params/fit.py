@@ -120,7 +120,7 @@ def plan_state(specs: Mapping[str, Spec], target: Target, strict: bool = True,
     pending = [n for n in given if n in target.pending]
     if pending:
         raise errors.DeferredInitializationError(
-            f"cannot load {', '.join(pending)}: shape not known yet; call pm.materialize(example_input) first")
+            f"call pm.materialize(example_input) first: cannot load {errors.short_list(pending)}, shape not known yet")
     mismatched, dtypes = [], []
     for name, primary in tied:
         if specs[name][0] != specs[given[primary]][0]:
@@ -143,13 +143,13 @@ def _refuse(missing: list[str], unexpected: list[str], mismatched: list[str], dt
     """Raise one error listing every misfit (the class of the gravest), or return when there is none."""
     problems = []
     if missing:
-        problems.append(f"missing: {', '.join(missing)}")
+        problems.append(f"missing: {errors.short_list(missing)}")
     if unexpected:
-        problems.append(f"unexpected: {', '.join(unexpected)}")
+        problems.append(f"unexpected: {errors.short_list(unexpected)}")
     if mismatched:
-        problems.append(f"shape mismatch: {'; '.join(mismatched)}")
+        problems.append(f"shape mismatch: {errors.short_list(mismatched, sep='; ')}")
     if dtypes:
-        problems.append(f"dtype mismatch: {'; '.join(dtypes)} (pass cast=True to convert)")
+        problems.append(f"dtype mismatch: {errors.short_list(dtypes, sep='; ')} (pass cast=True to convert)")
     if overflow:
         problems.append(f"cast would overflow: {'; '.join(overflow)}")
     if not problems:
