@@ -16,7 +16,8 @@ def _table() -> list[tuple[tuple[type, ...], str]]:
 
     gluon = import_mxnet().gluon.nn
     return [((nn.Linear, keras.layers.Dense, gluon.Dense), "linear"),
-            ((nn.modules.conv._ConvNd, keras.src.layers.convolutional.base_conv.BaseConv, gluon.Conv2D), "conv"),
+            ((nn.modules.conv._ConvNd, keras.layers.Conv1D, keras.layers.Conv2D, keras.layers.Conv3D, gluon.Conv2D),
+             "conv"),
             ((nn.modules.batchnorm._BatchNorm, keras.layers.BatchNormalization, gluon.BatchNorm), "batch_norm"),
             ((nn.LayerNorm,), "layer_norm"), ((nn.Embedding, keras.layers.Embedding), "embedding")]
 

@@ -20,6 +20,13 @@ from torch import nn
 import unified_params as up
 
 README = {"layer": ("linear", "conv"), "kind": "weight"}
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_the_readme_shows_this_selection_and_meta_device_init() -> None:
+    text = (ROOT / "README.md").read_text()
+    assert 'pm.init(up.init.XavierUniform(), layer=("linear", "conv"), kind="weight", seed=0)' in text
+    assert 'with torch.device("meta"):' in text and 'pm.materialize(device="cpu")' in text
 
 
 def _gpt2() -> nn.Module:
@@ -65,7 +72,6 @@ def _first(out: Any) -> torch.Tensor:
 
 
 def _torch_pair(name: str) -> tuple[nn.Module, Callable[[], torch.Tensor]]:
-    pytest.importorskip("transformers")
     build, make_input = TORCH[name]
     torch.manual_seed(0)
     return build().eval(), make_input
@@ -127,7 +133,7 @@ def test_keras_mobilenet_v2(tmp_path: Path) -> None:
     before = {id(v): np.array(v.numpy()) for v in model.weights}
     chosen = {id(v.native) for v in pm.init(up.init.XavierUniform(), **README, seed=0).collect(**README).values()}
     assert {id(v) for v in model.weights if not np.array_equal(before[id(v)], v.numpy())} == chosen
-    convs = (keras.layers.Conv2D, keras.layers.DepthwiseConv2D, keras.layers.Dense)
+    convs = (keras.layers.Conv2D, keras.layers.Dense)
     kernels = {id(w) for layer in model.layers if isinstance(layer, convs) for w in layer.weights if w.ndim > 1}
     assert kernels <= chosen and not chosen & {id(layer.gamma) for layer in model.layers if hasattr(layer, "gamma")}
     x = np.random.default_rng(0).uniform(-1, 1, (2, 32, 32, 3)).astype(np.float32)
@@ -173,7 +179,8 @@ def test_gluon_model_zoo_resnet18_v1(tmp_path: Path) -> None:
     chosen = {id(v.native) for v in pm.init(up.init.XavierUniform(), **README, seed=0).collect(**README).values()}
     assert {id(p) for p in params if not np.array_equal(before[p.name], p.data().asnumpy())} == chosen
     dense = {id(b.weight) for b in _blocks(model) if isinstance(b, (mx.gluon.nn.Dense, mx.gluon.nn.Conv2D))}
-    assert dense <= chosen and not chosen & {id(b.gamma) for b in _blocks(model) if isinstance(b, mx.gluon.nn.BatchNorm)}
+    scales = {id(b.gamma) for b in _blocks(model) if isinstance(b, mx.gluon.nn.BatchNorm)}
+    assert dense <= chosen and not chosen & scales
     assert np.isfinite(model(x).asnumpy()).all()
     pm.save(tmp_path / "m.safetensors")
     fresh = build()

@@ -151,7 +151,7 @@ def _refuse(missing: list[str], unexpected: list[str], mismatched: list[str], dt
     if dtypes:
         problems.append(f"dtype mismatch: {errors.short_list(dtypes, sep='; ')} (pass cast=True to convert)")
     if overflow:
-        problems.append(f"cast would overflow: {'; '.join(overflow)}")
+        problems.append(f"cast would overflow: {errors.short_list(overflow, sep='; ')}")
     if not problems:
         return
     text = "state does not fit the model, nothing was written; " + " | ".join(problems)
