@@ -25,5 +25,5 @@ def test_long_native_names_are_shortened_in_the_middle_to_fit_120_columns() -> N
     table = up.wrap(model).summary()
     assert max(len(line) for line in table.splitlines()) <= 120
     kernel = model.get_layer(name).kernel.path
-    line = next(line for line in table.splitlines() if line.startswith(up.wrap(model)[kernel].name + " "))
-    assert kernel not in line and kernel[:10] in line and "/kernel" in line and "native name" in table
+    line = next(line for line in table.splitlines() if "/kernel" in line)
+    assert kernel not in line and line.startswith(up.wrap(model)[kernel].name[:10]) and "…" in line
