@@ -389,7 +389,7 @@ class ParamAPI:
         self._model.materializing = True
         try:
             allocated = self._model.adapter.allocate(device, self._model.recorded())
-            if example_inputs and (unknown or not allocated):
+            if unknown or not allocated:
                 self._model.adapter.materialize(list(example_inputs))
         finally:
             self._model.materializing = False
