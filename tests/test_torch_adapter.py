@@ -159,3 +159,15 @@ def test_num_batches_tracked_has_no_counterpart_in_keras_and_is_left_out() -> No
     up.transfer(net, model)
     up.transfer(model, net)
     assert np.array_equal(model.layers[1].moving_variance.numpy(), net[1].running_var.numpy())
+
+
+def test_pairing_by_order_skips_num_batches_tracked() -> None:
+    import keras
+
+    net = nn.Sequential(nn.Linear(3, 2), nn.BatchNorm1d(2), nn.Linear(2, 2))
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2), keras.layers.BatchNormalization(),
+                              keras.layers.Dense(2)])
+    found = up.match(net, model, by="order")
+    assert found.disagreement is None and len(found.pairs) == 8
+    up.transfer(net, model, by="order")
+    assert np.array_equal(model.layers[2].kernel.numpy().T, net[2].weight.detach().numpy())

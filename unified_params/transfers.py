@@ -4,13 +4,16 @@ from __future__ import annotations
 from typing import Any
 
 from . import errors
+from .adapter import is_counter
 from .api import ParamAPI
 from .matching import By, Match, Param, Rename, by_name, by_order, counts, rename_state
 from .wrapping import wrap
 
 
 def _params(pm: ParamAPI) -> list[Param]:
-    return [(name, tuple(p.shape), getattr(p, "layer_type", None)) for name, p in pm.collect().items()]
+    """What pairing sees: every parameter but step counters (torch's num_batches_tracked has no counterpart)."""
+    return [(name, tuple(p.shape), getattr(p, "layer_type", None)) for name, p in pm.collect().items()
+            if not is_counter(name)]
 
 
 def match(src: Any, dst: Any, rename: Rename | None = None, by: By = "name") -> Match:
