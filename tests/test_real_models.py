@@ -14,7 +14,6 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
-from layer_types import layer_types  # noqa: F401  (fixture)
 from torch import nn
 
 import unified_params as up

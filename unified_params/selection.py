@@ -52,7 +52,7 @@ LAYER_TYPES = ("linear", "conv", "conv_transpose", "embedding", "batch_norm", "l
 
 def layer_type(node: Node) -> str | None:
     """The canonical layer type the adapter's rule table gives a node (None: a container or a layer without rule)."""
-    return getattr(node, "layer_type", None)
+    return node.layer_type
 
 
 def _layers(layer: object) -> tuple[frozenset[str], tuple[type, ...]] | None:
