@@ -328,6 +328,19 @@ class TorchAdapter(Adapter):
                 known = ShapesKnown(hooks)
                 known.handle = module.register_forward_pre_hook(known)
 
+    def set_trainable(self, owner: Any, slot: Slot, trainable: bool) -> bool:
+        if not isinstance(slot.ref, torch.nn.Parameter):
+            return False
+        slot.ref.requires_grad_(trainable)
+        return True
+
+    def share(self, owner: Any, slot: Slot, source: Slot) -> None:
+        for registry in (owner._parameters, owner._buffers):
+            for attr, tensor in registry.items():
+                if tensor is slot.ref:
+                    registry[attr] = source.ref
+                    return
+
 
 class ShapesKnown:
     """Forward pre-hook of a lazy module: once its shapes are known, apply the recorded initializers, then step aside.
@@ -348,19 +361,6 @@ class ShapesKnown:
 
     def __reduce__(self) -> tuple:
         return ShapesKnown, (None,)
-
-    def set_trainable(self, owner: Any, slot: Slot, trainable: bool) -> bool:
-        if not isinstance(slot.ref, torch.nn.Parameter):
-            return False
-        slot.ref.requires_grad_(trainable)
-        return True
-
-    def share(self, owner: Any, slot: Slot, source: Slot) -> None:
-        for registry in (owner._parameters, owner._buffers):
-            for attr, tensor in registry.items():
-                if tensor is slot.ref:
-                    registry[attr] = source.ref
-                    return
 
 
 def _slot_refs(node: Node) -> Iterator[Any]:
