@@ -49,6 +49,16 @@ class _MXNetModule(LazyModule):
 mx: Any = _MXNetModule("mxnet")
 
 
+class _Watchers(list):
+    """A parameter's watching hooks: they step aside when the parameter is pickled or copied (copies get none)."""
+
+    def __reduce__(self) -> tuple:
+        return _Watchers, ()
+
+    def __deepcopy__(self, memo: dict) -> _Watchers:
+        return _Watchers()
+
+
 class _Capsule:
     """Hands a legacy DLPack capsule to np.from_dlpack."""
 
@@ -470,7 +480,7 @@ class MXNetAdapter(Adapter):
     def _attach(self, param: Any) -> None:
         """Give param this adapter's hooks (also parameters of layers added after wrap, found by tree())."""
         if self._hooks:
-            mine = param.__dict__.setdefault(_HOOKS, [])
+            mine = param.__dict__.setdefault(_HOOKS, _Watchers())
             mine.extend(h for h in self._hooks if all(h is not m for m in mine))
 
     def _inputs(self, inputs: Sequence[Any]) -> list[Any]:

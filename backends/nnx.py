@@ -476,8 +476,21 @@ class NNXAdapter(Adapter):
             return out
 
         namespace = {"__call__": __call__, "__module__": cls.__module__, "__qualname__": cls.__qualname__,
-                     "_up_hooks": [hooks], "_up_base": cls}
+                     "__reduce_ex__": _reduce_as_base, "_up_hooks": [hooks], "_up_base": cls}
         _swap_class(model, type(cls.__name__, (cls,), namespace))
+
+
+def _reduce_as_base(self: Any, protocol: int) -> Any:
+    """Pickle and deepcopy a watched model as its own class: the copy is a plain model without pending records."""
+    swapped, base = type(self), type(self)._up_base
+    reduced = object.__reduce_ex__(self, protocol)
+    if isinstance(reduced, tuple) and len(reduced) > 1 and reduced[1][:1] == (swapped,):
+        reduced = (_new_instance, (base,), *reduced[2:])
+    return reduced
+
+
+def _new_instance(cls: type) -> Any:
+    return cls.__new__(cls)
 
 
 def _release(model: Any, skip: Any = None) -> None:

@@ -298,3 +298,26 @@ def test_layer_reused_under_two_attributes_is_a_tied_alias_as_in_torch() -> None
     np.testing.assert_array_equal(value(model.b.kernel).T, reference["b.weight"].numpy())
     pm["b.bias"].set(np.full(3, 7, np.float32))
     np.testing.assert_array_equal(value(model.a.bias), np.full(3, 7, np.float32))
+
+
+def _half(shape, dtype, rng, name):  # noqa: ANN001, ANN202
+    return np.full(shape, 0.5)
+
+
+@pytest.mark.parametrize("materialized", [False, True])
+def test_wrapped_model_deep_copies_pickles_clones_and_saves(materialized: bool, tmp_path) -> None:  # noqa: ANN001
+    import copy
+    import pickle
+
+    model = keras.Sequential([layers.Dense(8), layers.Dense(2)])
+    wrap(model).init(_half, kind="weight")
+    x = np.ones((3, 5), np.float32)
+    if materialized:
+        model(x)
+    for other in (copy.deepcopy(model), pickle.loads(pickle.dumps(model)), keras.models.clone_model(model)):
+        assert other is not model and tuple(other(x).shape) == (3, 2)
+    model(x)
+    assert (value(model.layers[0].kernel) == 0.5).all() and (value(model.layers[1].kernel) == 0.5).all()
+    model.save(tmp_path / "model.keras")
+    loaded = keras.models.load_model(tmp_path / "model.keras")
+    np.testing.assert_array_equal(value(loaded.layers[0].kernel), value(model.layers[0].kernel))

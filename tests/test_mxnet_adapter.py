@@ -172,3 +172,29 @@ def test_block_registered_under_two_attributes_is_a_tied_alias() -> None:
     assert pm.tied() == [["a.weight", "b.weight"], ["a.bias", "b.bias"]]
     pm["b.bias"].set(onp.full(3, 5, onp.float32))
     onp.testing.assert_array_equal(net.a.bias.data().asnumpy(), onp.full(3, 5, onp.float32))
+
+
+def _half(shape, dtype, rng, name):  # noqa: ANN001, ANN202
+    return onp.full(shape, 0.5)
+
+
+@pytest.mark.parametrize("materialized", [False, True])
+def test_wrapped_block_pickles_deep_copies_saves_and_exports(materialized: bool, tmp_path) -> None:  # noqa: ANN001
+    import copy
+    import pickle
+
+    net = nn.HybridSequential()
+    net.add(nn.Dense(8), nn.Dense(2))
+    net.initialize()
+    up.wrap(net).init(_half, kind="weight")
+    x = nd.array(onp.ones((3, 5), onp.float32))
+    if materialized:
+        net(x)
+    for other in (pickle.loads(pickle.dumps(net)), copy.deepcopy(net)):
+        other(x)
+        assert bool((other[0].weight.data().asnumpy() == 0.5).all()) == materialized
+    net.hybridize()
+    net(x)
+    net.save_parameters(str(tmp_path / "net.params"))
+    net.export(str(tmp_path / "net"))
+    assert (net[0].weight.data().asnumpy() == 0.5).all() and (tmp_path / "net-symbol.json").exists()

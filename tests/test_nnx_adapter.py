@@ -144,3 +144,29 @@ def test_recognizes_only_nnx() -> None:
     assert NNXAdapter.recognizes(nnx.Linear(2, 2, rngs=nnx.Rngs(0)))
     assert not NNXAdapter.recognizes(linen.Dense(2))
     assert up.wrap(nnx.Linear(2, 2, rngs=nnx.Rngs(0))).backend == "nnx"
+
+
+def _half(shape, dtype, rng, name):  # noqa: ANN001, ANN202
+    return np.full(shape, 0.5)
+
+
+@pytest.mark.parametrize("materialized", [False, True])
+def test_watched_model_clones_splits_and_deep_copies_as_its_own_class(materialized: bool) -> None:
+    import copy
+
+    from flax.nnx import bridge
+
+    from unified_params.backends import nnx_examples as ex
+
+    model = ex.deferred().model
+    cls = type(model)
+    pm = up.wrap(model).init(_half, kind="weight")
+    x = jnp.ones((3, 20))
+    if materialized:
+        bridge.lazy_init(model, x)
+    for other in (nnx.clone(model), nnx.merge(*nnx.split(model)), copy.deepcopy(model)):
+        if not materialized:
+            bridge.lazy_init(other, x)
+        other(x)
+    bridge.lazy_init(model, x) if not materialized else model(x)
+    assert type(model) is cls and (pm["0.weight"].numpy() == 0.5).all()

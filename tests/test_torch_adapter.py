@@ -171,3 +171,29 @@ def test_pairing_by_order_skips_num_batches_tracked() -> None:
     assert found.disagreement is None and len(found.pairs) == 8
     up.transfer(net, model, by="order")
     assert np.array_equal(model.layers[2].kernel.numpy().T, net[2].weight.detach().numpy())
+
+
+def _half(shape, dtype, rng, name):  # noqa: ANN001, ANN202
+    return np.full(shape, 0.5)
+
+
+@pytest.mark.parametrize("materialized", [False, True])
+def test_wrapped_model_pickles_deep_copies_and_compiles(materialized: bool) -> None:
+    import copy
+    import io
+
+    net = nn.Sequential(nn.LazyLinear(8), nn.ReLU(), nn.LazyLinear(2))
+    up.wrap(net).init(_half, kind="weight")
+    x = torch.randn(3, 5)
+    if materialized:
+        net(x)
+    buffer = io.BytesIO()
+    torch.save(net, buffer)
+    buffer.seek(0)
+    copies = [torch.load(buffer, weights_only=False), copy.deepcopy(net), torch.compile(net, backend="eager")]
+    for other in copies[:2]:
+        other(x)
+        assert (other[0].weight == 0.5).all().item() is materialized
+    with torch.no_grad():
+        torch.testing.assert_close(copies[2](x), net(x))
+    assert (net[0].weight == 0.5).all() and (net[2].weight == 0.5).all()
