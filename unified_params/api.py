@@ -471,7 +471,8 @@ class ParamAPI:
         """
         target, unique = self._target()
         values = fit_state(rename_state(state, rename), target, strict=strict, cast=cast)
-        self._model.adapter.write_many([(unique[n].slot, v) for n, v in values.items()])
+        with hold_interrupts():
+            self._model.adapter.write_many([(unique[n].slot, v) for n, v in values.items()])
         return self
 
     @locked

@@ -17,6 +17,7 @@ from typing import BinaryIO
 import numpy as np
 
 from . import errors, safetensors_io, shards
+from .atomic import hold_interrupts
 from .checkpoint import crc32, named, open_for_reading, trusted_checksums, user_path
 from .dtypes import resolve
 from .fit import Target, fit_value, plan_state, tied_conflict
@@ -142,5 +143,6 @@ def load(path: str | bytes | os.PathLike, target: Target, fill: Callable[[str, C
             raise errors.ParameterNotFoundError("state does not fit the model, nothing was written; unexpected: "
                                                 + ", ".join(conflicts))
         _unchanged({where[n].source for n in reads})
-        for name in _in_file_order(list(primary_of), where):
-            fill(primary_of[name], where[name].filler(primary_of[name], target, cast))
+        with hold_interrupts():
+            for name in _in_file_order(list(primary_of), where):
+                fill(primary_of[name], where[name].filler(primary_of[name], target, cast))
