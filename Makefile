@@ -10,7 +10,7 @@ KERAS_OTHER_BACKENDS := jax torch
 
 $(STAMP): pyproject.toml constraints.txt Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q --disable-pip-version-check -c constraints.txt -e ".[torch,keras,flax,test]"
+	$(PY) -m pip install -q --disable-pip-version-check -c constraints.txt -e ".[torch,keras,flax,equinox,test]"
 	# mxnet 1.9.1 declares numpy<2, which would downgrade numpy: install it alone (see backends/mxnet_import.py).
 	$(PY) -m pip install -q --disable-pip-version-check --no-deps -c constraints.txt mxnet==1.9.1
 	touch $(STAMP)

@@ -14,7 +14,6 @@ from typing import Any
 
 import numpy as np
 
-from unified_params._lazy import lazy
 from unified_params.adapter import (
     FREEZE,
     NATIVE_GRAD,
@@ -31,6 +30,7 @@ from unified_params.errors import (
     ParameterNotFoundError,
     ShapeMismatchError,
 )
+from unified_params.lazy import lazy
 from unified_params.outputs import loss_target
 
 from ._jax import (
@@ -120,6 +120,7 @@ class FlaxAdapter(Adapter):
     roots = ("flax",)
     distribution = "flax"
     extra = "flax"
+    model_types = "flax.linen.Module (with variables)"
     examples = "unified_params.backends.flax_examples"
     structures = "unified_params.backends.flax_structures"
     capabilities: dict[str, str] = {

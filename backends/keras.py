@@ -20,7 +20,6 @@ from typing import Any
 
 import numpy as np
 
-from unified_params._lazy import lazy
 from unified_params.adapter import NATIVE_GRAD, TIE, Adapter, DeferredHooks, Node, Slot
 from unified_params.dtypes import resolve
 from unified_params.errors import ShapeMismatchError, UnifiedParamsError, deferred
@@ -33,6 +32,7 @@ from unified_params.layout import (
     shape_to_canonical,
     to_canonical,
 )
+from unified_params.lazy import lazy
 from unified_params.naming import Group, alias_paths, attribute_paths, group_children
 from unified_params.outputs import loss_target
 from unified_params.rules import Rule, adopt_ruled_layouts, leaf_of
@@ -174,6 +174,7 @@ class KerasAdapter(Adapter):
     roots = ("keras",)
     distribution = "keras"
     extra = "keras"
+    model_types = "keras.Layer/keras.Model"
     examples = "unified_params.backends.keras_examples"
     structures = "unified_params.backends.keras_structures"
     capabilities: dict[str, str] = {

@@ -12,7 +12,7 @@ from typing import Any, ContextManager
 
 import numpy as np
 
-from unified_params._lazy import lazy
+from unified_params.lazy import lazy
 
 keras = lazy("keras")
 

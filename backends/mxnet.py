@@ -20,10 +20,10 @@ from typing import Any
 import numpy as np
 
 from unified_params import errors
-from unified_params._lazy import LazyModule
 from unified_params.adapter import Adapter, DeferredHooks, Node, Slot
 from unified_params.backends.mxnet_import import import_mxnet
 from unified_params.freshness import Contents, identical
+from unified_params.lazy import LazyModule
 from unified_params.naming import Group, attribute_paths, group_children, unregistered
 from unified_params.outputs import loss_target
 from unified_params.rules import Leaf, leaf_of
@@ -258,6 +258,7 @@ class MXNetAdapter(Adapter):
     roots = ("mxnet",)
     distribution = "mxnet"
     extra = "mxnet"
+    model_types = "mxnet.gluon.Block"
     examples = "unified_params.backends.mxnet_examples"
     structures = "unified_params.backends.mxnet_structures"
     capabilities: dict[str, str] = {}

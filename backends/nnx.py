@@ -16,11 +16,11 @@ from typing import Any
 
 import numpy as np
 
-from unified_params._lazy import lazy
 from unified_params.adapter import FREEZE, NATIVE_GRAD, Adapter, DeferredHooks, Node, Slot
 from unified_params.errors import DeferredInitializationError, UnsupportedError
 from unified_params.freshness import Contents, reaches
 from unified_params.layout import shape_to_canonical
+from unified_params.lazy import lazy
 from unified_params.outputs import loss_target
 from unified_params.rules import Rule, adopt_ruled_layouts, leaf_of
 
@@ -301,6 +301,7 @@ class NNXAdapter(Adapter):
     roots = ("flax",)
     distribution = "flax"
     extra = "flax"
+    model_types = "flax.nnx.Module"
     examples = "unified_params.backends.nnx_examples"
     structures = "unified_params.backends.nnx_structures"
     capabilities: dict[str, str] = {

@@ -12,10 +12,10 @@ from typing import Any
 
 import numpy as np
 
-from unified_params._lazy import lazy
 from unified_params.adapter import Adapter, DeferredHooks, Node, Slot
 from unified_params.errors import DeferredInitializationError, ShapeMismatchError, UnifiedParamsError, quote_all
 from unified_params.freshness import Contents, identical
+from unified_params.lazy import lazy
 from unified_params.outputs import loss_target
 from unified_params.rules import leaf_of
 
@@ -113,6 +113,7 @@ class TorchAdapter(Adapter):
     roots = ("torch",)
     distribution = "torch"
     extra = "torch"
+    model_types = "torch.nn.Module"
     examples = "unified_params.backends.torch_examples"
     structures = "unified_params.backends.torch_structures"
     capabilities: dict[str, str] = {}

@@ -196,8 +196,23 @@ def build_nnx(spec: Spec) -> Built:
     return Built(nnx.Sequential(*_sequence(spec, dense, lambda: acts[spec.activation])))
 
 
+def build_equinox(spec: Spec) -> Built:
+    """equinox.nn.Sequential of Linear and Lambda(activation); Equinox cannot defer, so every input size is given."""
+    import equinox as eqx
+    import jax
+    import jax.numpy as jnp
+
+    dtype = jnp.dtype(spec.dtype)
+    acts = {"relu": jax.nn.relu, "tanh": jnp.tanh, "sigmoid": jax.nn.sigmoid}
+    keys = jax.random.split(jax.random.PRNGKey(0), len(spec.layers))
+    return Built(eqx.nn.Sequential(_sequence(
+        spec, lambda i: eqx.nn.Linear(spec.in_width(i), spec.layers[i].out, dtype=dtype, key=keys[i]),
+        lambda: eqx.nn.Lambda(acts[spec.activation]))))
+
+
 BUILDERS: dict[str, Callable[[Spec], Built]] = {
     "torch": build_torch, "mxnet": build_mxnet, "keras": build_keras, "flax": build_flax, "nnx": build_nnx,
+    "equinox": build_equinox,
 }
 
 

@@ -98,7 +98,23 @@ def _mxnet() -> Scalar:
     return up.wrap(m), lambda: {"scale": m.scale.data().asnumpy()}
 
 
-SCALARS = {"torch": _torch, "keras": _keras, "nnx": _nnx, "flax": _flax, "mxnet": _mxnet}
+def _equinox() -> Scalar:
+    import equinox as eqx
+    import jax
+    import jax.numpy as jnp
+
+    class Scaled(eqx.Module):
+        lin: eqx.nn.Linear
+        scale: jax.Array
+
+        def __init__(self) -> None:
+            self.lin, self.scale = eqx.nn.Linear(2, 2, key=jax.random.PRNGKey(0)), jnp.array(1.0)
+
+    pm = up.wrap(Scaled())
+    return pm, lambda: {"scale": np.asarray(pm.model.scale)}
+
+
+SCALARS = {"torch": _torch, "keras": _keras, "nnx": _nnx, "flax": _flax, "mxnet": _mxnet, "equinox": _equinox}
 
 
 def scalar_model(backend: str) -> Scalar:

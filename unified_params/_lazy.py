@@ -1,34 +1,4 @@
-"""A module proxy that imports on first attribute access, so adapters import their framework only when used."""
-from __future__ import annotations
+"""The old import path of the lazy-import helper: use `unified_params.lazy` (public, documented in docs/adapters.md)."""
+from .lazy import LazyModule, lazy
 
-import importlib
-from types import ModuleType
-from typing import Any
-
-
-class LazyModule:
-    """Stands for module `name`; the real import happens on the first attribute read."""
-
-    def __init__(self, name: str) -> None:
-        self.__dict__["_name"] = name
-        self.__dict__["_module"] = None
-
-    def _load(self) -> ModuleType:
-        module = self.__dict__["_module"]
-        if module is None:
-            module = importlib.import_module(self.__dict__["_name"])
-            self.__dict__["_module"] = module
-        return module
-
-    def __getattr__(self, attr: str) -> Any:
-        value = getattr(self._load(), attr)
-        self.__dict__[attr] = value
-        return value
-
-    def __repr__(self) -> str:
-        return f"<lazy module {self.__dict__['_name']!r}>"
-
-
-def lazy(name: str) -> Any:
-    """A proxy for module `name` that imports it on first use."""
-    return LazyModule(name)
+__all__ = ["LazyModule", "lazy"]

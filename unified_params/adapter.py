@@ -100,6 +100,7 @@ class Adapter:
     roots: ClassVar[tuple[str, ...]] = ()
     distribution: ClassVar[str] = ""
     extra: ClassVar[str] = ""
+    model_types: ClassVar[str] = ""
     examples: ClassVar[str] = ""
     structures: ClassVar[str] = ""
     capabilities: ClassVar[dict[str, str]] = {}

@@ -29,16 +29,22 @@ def adapter_class(name: str) -> type[Adapter]:
 
 def names() -> list[str]:
     """Registered backend names, built-in ones first."""
-    order = ["torch", "mxnet", "keras", "flax", "nnx"]
+    order = ["torch", "mxnet", "keras", "flax", "nnx", "equinox"]
     eps = sorted(_entry_points(), key=lambda n: (order.index(n) if n in order else len(order), n))
     return eps
+
+
+def install_hint(cls: type[Adapter]) -> str:
+    """What to pip install for cls's framework: an extra of unified-params for built-in adapters, else the
+    framework's own distribution (a third-party adapter names no extra of ours)."""
+    return f"pip install 'unified-params[{cls.extra}]'" if cls.extra else f"pip install '{cls.distribution or cls.roots[0]}'"
 
 
 def installed(cls: type[Adapter]) -> str | None:
     """None when the adapter's framework can be imported, else why not."""
     missing = [r for r in cls.roots if importlib.util.find_spec(r) is None]
     if missing:
-        return f"{missing[0]} is not installed: pip install 'unified-params[{cls.extra}]'"
+        return f"{missing[0]} is not installed: {install_hint(cls)}"
     return None
 
 
@@ -54,13 +60,25 @@ def _roots(model: Any) -> list[str]:
     return list(dict.fromkeys(c.__module__.split(".")[0] for c in type(model).__mro__ if c.__module__))
 
 
+def supported() -> str:
+    """What the registered adapters take, for UnsupportedModelError: each adapter's model_types."""
+    kinds = []
+    for name in names():
+        try:
+            cls = adapter_class(name)
+        except Exception:
+            continue
+        kinds.append(cls.model_types or f"{cls.roots[0]} models")
+    return ", ".join(dict.fromkeys(kinds)) or "nothing (no backend is registered)"
+
+
 def _recognizes(cls: type[Adapter], model: Any) -> bool:
     """cls.recognizes(model), with a framework that fails to import reported as BackendNotInstalledError."""
     try:
         return bool(cls.recognizes(model))
     except ImportError as e:
         raise BackendNotInstalledError(
-            f"backend {cls.name!r} cannot import its framework ({e}): pip install 'unified-params[{cls.extra}]'") from e
+            f"backend {cls.name!r} cannot import its framework ({e}): {install_hint(cls)}") from e
 
 
 def find(model: Any, backend: str | None = None) -> type[Adapter]:
@@ -84,9 +102,8 @@ def find(model: Any, backend: str | None = None) -> type[Adapter]:
     for _, cls in sorted(candidates, key=lambda c: c[0]):
         if _recognizes(cls, model):
             return cls
-    supported = "torch.nn.Module, mxnet.gluon.Block, keras.Layer/keras.Model, flax.linen.Module (with variables), flax.nnx.Module"
     raise UnsupportedModelError(
-        f"no adapter recognises {type(model).__module__}.{type(model).__qualname__}; supported: {supported}"
+        f"no adapter recognises {type(model).__module__}.{type(model).__qualname__}; supported: {supported()}"
         f" (registered backends: {', '.join(names())})")
 
 

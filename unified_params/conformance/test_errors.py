@@ -348,8 +348,8 @@ _MissingFrameworkModel.__module__ = "up_missing_framework.nn"
 
 
 def _missing_adapter() -> type:
-    from unified_params._lazy import lazy
     from unified_params.adapter import Adapter
+    from unified_params.lazy import lazy
 
     framework = lazy("up_missing_framework")
 
