@@ -14,15 +14,17 @@ from typing import Any
 import numpy as np
 
 from unified_params.adapter import DEFERRED, NATIVE_GRAD, NATIVE_MATERIALIZE, Adapter, Node, Slot
-from unified_params.layout import IDENTITY, Layout, Reshape, canonical_copy, native_copy, shape_to_canonical
+from unified_params.layout import IDENTITY, Layout, canonical_copy, native_copy, shape_to_canonical
 from unified_params.lazy import lazy
 from unified_params.locate import mismatch_from_failure, walk
+from unified_params.rules import Leaf, leaf_of
+
+from .equinox_rules import RULES
 
 eqx = lazy("equinox")
 jax = lazy("jax")
 jnp = lazy("jax.numpy")
 
-LEAVES = {"weight": "weight", "bias": "bias"}
 STATS = ("running_mean", "running_var")
 
 
@@ -97,7 +99,8 @@ class _Tree:
 
     def node(self, key: str, obj: Any, path: tuple, canon: tuple[str, ...]) -> Node:
         self.layers.setdefault(id(obj), ".".join(canon))
-        node = Node(key, obj, label=type(obj).__name__)
+        rule = RULES.for_layer(obj) if isinstance(obj, eqx.Module) else None
+        node = Node(key, obj, label=type(obj).__name__, layer_type=rule.layer_type if rule else None)
         if isinstance(obj, eqx.nn.Sequential):
             items = [(str(i), layer, (*path, "layers", i)) for i, layer in enumerate(obj.layers)]
         elif isinstance(obj, (list, tuple)):
@@ -109,7 +112,7 @@ class _Tree:
         positional = isinstance(obj, (eqx.nn.Sequential, list, tuple))
         for child_key, value, child_path in items:
             if eqx.is_array(value):
-                node.slots.append(self.slot(child_key, value, obj, child_path))
+                node.slots.append(self.slot(leaf_of(rule, child_key), value, child_path))
             elif isinstance(value, eqx.nn.StateIndex):
                 continue
             elif _is_layer(value) or (isinstance(value, (list, tuple, dict)) and _holds_arrays(value)):
@@ -127,15 +130,11 @@ class _Tree:
                                        layout=IDENTITY))
         return node
 
-    def slot(self, name: str, value: Any, owner: Any, path: tuple) -> Slot:
-        shape = tuple(value.shape)
-        layout = IDENTITY
-        if name == "bias" and len(shape) > 1 and set(shape[1:]) == {1}:
-            layout = Layout((Reshape((-1, *shape[1:]), (-1,)),), f"conv bias (out, {', '.join(map(str, shape[1:]))})")
-        canonical = shape_to_canonical(shape, layout)
+    def slot(self, leaf: Leaf, value: Any, path: tuple) -> Slot:
+        layout = leaf.layout if leaf.layout is not None else IDENTITY
         storage = self.storage.setdefault(id(value), ("model", *path))
-        return Slot(LEAVES.get(name, name), _native_name(path), EqxRef(path, layout), storage, canonical,
-                    np.dtype(value.dtype).name, layout=layout)
+        return Slot(leaf.name, _native_name(path), EqxRef(path, layout), storage,
+                    shape_to_canonical(tuple(value.shape), layout), np.dtype(value.dtype).name, layout=leaf.layout)
 
 
 @dataclass

@@ -1,0 +1,41 @@
+"""The Equinox rule table: canonical layer types, leaves and layouts of equinox.nn layers.
+
+Equinox stores dense and conv weights in PyTorch's layout already; a conv bias is `(out, 1, ..., 1)` (one 1 per
+spatial dimension), canonical `(out,)`. Batch-norm statistics live in the eqx.nn.State, not in the layer.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from unified_params.layout import IDENTITY, Layout, Reshape
+from unified_params.rules import Leaf, Rule, RuleTable
+
+WEIGHT = Leaf("weight", "weight", IDENTITY)
+BIAS = Leaf("bias", "bias", IDENTITY)
+
+
+def conv_bias(spatial: int) -> Layout:
+    """(out, 1, ..., 1) <-> (out,) for a conv with this many spatial dimensions."""
+    return Layout((Reshape((-1, *[1] * spatial), (-1,)),), f"conv bias (out{', 1' * spatial})")
+
+
+def _conv(layer: Any) -> Rule:
+    return Rule("conv", (WEIGHT, Leaf("bias", "bias", conv_bias(layer.num_spatial_dims))))
+
+
+def _rules() -> dict:
+    from equinox import nn
+
+    affine = Rule("layer_norm", (WEIGHT, BIAS))
+    return {
+        nn.Linear: Rule("linear", (WEIGHT, BIAS)),
+        nn.Conv: _conv,
+        nn.ConvTranspose: None,
+        nn.Embedding: Rule("embedding", (WEIGHT,)),
+        nn.BatchNorm: Rule("batch_norm", (WEIGHT, BIAS)),
+        nn.LayerNorm: affine,
+        nn.GroupNorm: Rule("group_norm", (WEIGHT, BIAS)),
+    }
+
+
+RULES = RuleTable(_rules)
