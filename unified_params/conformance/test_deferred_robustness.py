@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import unified_params as up
-from unified_params.adapter import NATIVE_MATERIALIZE
+from unified_params.adapter import DEFERRED, NATIVE_MATERIALIZE
 from unified_params.conformance.examples import Built, deferred_input
 
 feature = pytest.mark.feature
@@ -21,6 +21,7 @@ def wrapped(built: Built) -> up.ParamAPI:
 @pytest.mark.parametrize("bad, match", [("abc", "'abc' \\(str\\)"), (3.0, "the scalar 3.0"),
                                         (None, "None \\(NoneType\\)"), ([[1.0, 2.0], "x"], "'x' \\(str\\)")])
 @feature("errors")
+@requires(DEFERRED)
 def test_materialize_with_inputs_that_are_not_arrays(ex: ModuleType, bad: object, match: str) -> None:
     pm = wrapped(ex.deferred())
     pending = pm.pending()
