@@ -84,7 +84,8 @@ def fans(shape: tuple[int, ...], name: str = "") -> tuple[int, int]:
     if len(shape) < 2:
         raise InitializerError(
             f"cannot compute fan-in/fan-out of {quote(name) if name else 'a parameter'} with shape {shape}: it needs at "
-            f"least 2 dimensions; select weights only, e.g. kind='weight'"
+            f"least 2 dimensions; select the weights of the layers that have a fan, e.g. "
+            f"layer=('linear', 'conv'), kind='weight' or ndim=(2, 3, 4, 5)"
         )
     receptive = math.prod(shape[2:])
     return shape[1] * receptive, shape[0] * receptive
@@ -315,7 +316,8 @@ class Orthogonal(Initializer):
         super().check(shape, name, dtype)
         if len(shape) < 2:
             raise InitializerError(f"Orthogonal needs at least 2 dimensions; {quote(name)} has shape {shape}: "
-                                   f"select weights only, e.g. kind='weight'")
+                                   f"select the weights of the layers that have a fan, e.g. "
+                                   f"layer=('linear', 'conv'), kind='weight' or ndim=(2, 3, 4, 5)")
         _fits(self, name, dtype, abs(self.gain), "values (up to |gain|)")
 
     def fill(self, out: np.ndarray, seed: int, name: str) -> None:
