@@ -4,9 +4,10 @@ Shapes before data serve layers that are not built yet (None where the input dec
 """
 from __future__ import annotations
 
+import functools
 from typing import Any
 
-from unified_params.layout import CHANNELS_LAST, DENSE_IN_OUT, IDENTITY, Layout
+from unified_params.layout import CHANNELS_LAST, DENSE_IN_OUT, IDENTITY, Layout, Permute, Reshape
 from unified_params.rules import Entry, Leaf, Rule, RuleTable
 
 BIAS = Leaf("bias", "bias", IDENTITY)
@@ -31,6 +32,23 @@ def _conv_transpose(layer: Any) -> dict:
     return {"kernel": (*layer.kernel_size, layer.filters, None), "bias": (layer.filters,) if layer.use_bias else None}
 
 
+def _depthwise_shapes(layer: Any) -> dict:
+    return {"kernel": (*layer.kernel_size, None, layer.depth_multiplier), "bias": (None,) if layer.use_bias else None}
+
+
+@functools.cache
+def _depthwise_rule(kernel: tuple[int, ...], multiplier: int) -> Rule:
+    """Keras keeps a depthwise kernel (*kernel, in, mult); PyTorch's groups=in conv weight is (in * mult, 1, *kernel),
+    output channel c * mult + m, which is the same memory reshaped then permuted."""
+    layout = Layout((Reshape((*kernel, -1, multiplier), (*kernel, -1, 1)), Permute((-2, -1, ...))),
+                    "depthwise kernel (*kernel, in, mult)")
+    return Rule("conv", _kernel(layout), _depthwise_shapes)
+
+
+def _depthwise(layer: Any) -> Rule:
+    return _depthwise_rule(tuple(layer.kernel_size), int(layer.depth_multiplier))
+
+
 def _norm(layer: Any) -> dict:
     affine = {"gamma": (None,) if getattr(layer, "scale", False) else None,
               "beta": (None,) if getattr(layer, "center", False) else None}
@@ -46,6 +64,7 @@ def _rules() -> dict[type, Entry]:
         layers.Dense: Rule("linear", _kernel(DENSE_IN_OUT), _dense),
         **{getattr(layers, f"Conv{d}D"): conv for d in (1, 2, 3)},
         **{getattr(layers, f"Conv{d}DTranspose"): transpose for d in (1, 2, 3)},
+        **{getattr(layers, f"DepthwiseConv{d}D"): _depthwise for d in (1, 2) if hasattr(layers, f"DepthwiseConv{d}D")},
         layers.BatchNormalization: Rule("batch_norm", (*NORM, *STATS), _norm),
         layers.LayerNormalization: Rule("layer_norm", NORM, _norm),
         layers.GroupNormalization: Rule("group_norm", NORM, _norm),

@@ -132,9 +132,10 @@ def test_keras_mobilenet_v2(tmp_path: Path) -> None:
     before = {id(v): np.array(v.numpy()) for v in model.weights}
     chosen = {id(v.native) for v in pm.init(up.init.XavierUniform(), **README, seed=0).collect(**README).values()}
     assert {id(v) for v in model.weights if not np.array_equal(before[id(v)], v.numpy())} == chosen
-    convs = (keras.layers.Conv2D, keras.layers.Dense)
+    convs = (keras.layers.Conv2D, keras.layers.DepthwiseConv2D, keras.layers.Dense)
     kernels = {id(w) for layer in model.layers if isinstance(layer, convs) for w in layer.weights if w.ndim > 1}
-    assert kernels <= chosen and not chosen & {id(layer.gamma) for layer in model.layers if hasattr(layer, "gamma")}
+    assert any(isinstance(layer, keras.layers.DepthwiseConv2D) for layer in model.layers)
+    assert kernels == chosen and not chosen & {id(layer.gamma) for layer in model.layers if hasattr(layer, "gamma")}
     x = np.random.default_rng(0).uniform(-1, 1, (2, 32, 32, 3)).astype(np.float32)
     assert np.isfinite(keras.ops.convert_to_numpy(model(x, training=False))).all()
     pm.save(tmp_path / "m.safetensors")
