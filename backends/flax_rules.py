@@ -10,7 +10,7 @@ import functools
 from collections.abc import Mapping
 from typing import Any
 
-from unified_params.layout import CHANNELS_LAST, DENSE_IN_OUT, IDENTITY, Layout, Permute, Reverse
+from unified_params.layout import CHANNELS_LAST, DENSE_IN_OUT, IDENTITY, Layout, Permute, Reshape, Reverse
 from unified_params.rules import Entry, Leaf, Rule, RuleTable
 
 BIAS = Leaf("bias", "bias", IDENTITY)
@@ -20,6 +20,7 @@ NORM = (Leaf("scale", "weight", IDENTITY), BIAS)
 STATS = (*NORM, Leaf("mean", "running_mean", IDENTITY, trainable=False),
          Leaf("var", "running_var", IDENTITY, trainable=False))
 EMBED = (Leaf("embedding", "weight", IDENTITY),)
+SLOPE = (Leaf("negative_slope", "weight", Layout((Reshape((), (1,)),), "one shared slope ()")),)
 
 
 def _bias(module: Any, size: int | None) -> tuple | None:
@@ -85,6 +86,7 @@ def _linen() -> dict[type, Entry]:
         linen.GroupNorm: Rule("group_norm", NORM, _norm),
         linen.InstanceNorm: Rule("instance_norm", NORM, _norm),
         linen.RMSNorm: Rule("rms_norm", NORM[:1], _norm),
+        linen.PReLU: Rule("prelu", SLOPE, lambda module: {"negative_slope": ()}),
     }
 
 
@@ -100,6 +102,7 @@ def _nnx() -> dict[type, Entry]:
         nnx.LayerNorm: Rule("layer_norm", NORM),
         nnx.GroupNorm: Rule("group_norm", NORM),
         nnx.RMSNorm: Rule("rms_norm", NORM[:1]),
+        nnx.PReLU: Rule("prelu", SLOPE),
     }
     if hasattr(nnx, "InstanceNorm"):
         table[nnx.InstanceNorm] = Rule("instance_norm", NORM)

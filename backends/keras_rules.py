@@ -49,6 +49,20 @@ def _depthwise(layer: Any) -> Rule:
     return _depthwise_rule(tuple(layer.kernel_size), int(layer.depth_multiplier))
 
 
+@functools.cache
+def _prelu_rule(shape: tuple[int, ...] | None) -> Rule:
+    """alpha (1, ..., 1, C) or all ones (`shared_axes` every axis but the channels', or all) is torch's weight (C,);
+    any other alpha (one slope per position) has no PyTorch form and stays native."""
+    if shape is None or any(d != 1 for d in shape[:-1]):
+        return Rule("prelu", (Leaf("alpha", "alpha", None),))
+    return Rule("prelu", (Leaf("alpha", "weight", Layout((Reshape(shape, (-1,)),), "alpha (1, ..., 1, C)")),))
+
+
+def _prelu(layer: Any) -> Rule:
+    alpha = getattr(layer, "alpha", None)
+    return _prelu_rule(None if alpha is None else tuple(int(d) for d in alpha.shape))
+
+
 def _norm(layer: Any) -> dict:
     affine = {"gamma": (None,) if getattr(layer, "scale", False) else None,
               "beta": (None,) if getattr(layer, "center", False) else None}
@@ -65,6 +79,7 @@ def _rules() -> dict[type, Entry]:
         **{getattr(layers, f"Conv{d}D"): conv for d in (1, 2, 3)},
         **{getattr(layers, f"Conv{d}DTranspose"): transpose for d in (1, 2, 3)},
         **{getattr(layers, f"DepthwiseConv{d}D"): _depthwise for d in (1, 2) if hasattr(layers, f"DepthwiseConv{d}D")},
+        layers.PReLU: _prelu,
         layers.BatchNormalization: Rule("batch_norm", (*NORM, *STATS), _norm),
         layers.LayerNormalization: Rule("layer_norm", NORM, _norm),
         layers.GroupNormalization: Rule("group_norm", NORM, _norm),

@@ -34,6 +34,7 @@ def _rules() -> dict[type, Entry]:
         nn.LayerNorm: Rule("layer_norm", norm),
         nn.GroupNorm: Rule("group_norm", norm),
         nn.Embedding: Rule("embedding", _leaves(weight="weight")),
+        nn.PReLU: Rule("prelu", _leaves(alpha="weight")),
     }
 
 

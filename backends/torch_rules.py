@@ -54,6 +54,7 @@ def _rules() -> dict[type, Entry]:
         nn.LayerNorm: Rule("layer_norm", weight_bias),
         nn.GroupNorm: Rule("group_norm", weight_bias, _norm),
         nn.Embedding: Rule("embedding", _leaves("weight")),
+        nn.PReLU: Rule("prelu", _leaves("weight"), lambda m: {"weight": (m.num_parameters,)}),
     }
     if hasattr(nn, "RMSNorm"):
         table[nn.RMSNorm] = Rule("rms_norm", _leaves("weight"))
