@@ -49,6 +49,20 @@ def _depthwise(layer: Any) -> Rule:
     return _depthwise_rule(tuple(layer.kernel_size), int(layer.depth_multiplier))
 
 
+def _separable_shapes(layer: Any) -> dict:
+    pointwise = (*(1,) * len(layer.kernel_size), None, layer.filters)
+    return {"depthwise_kernel": (*layer.kernel_size, None, layer.depth_multiplier), "pointwise_kernel": pointwise,
+            "bias": (layer.filters,) if layer.use_bias else None}
+
+
+def _separable(layer: Any) -> Rule:
+    """A separable conv is the pair a torch user writes as `depthwise` (groups=in) then a 1x1 `pointwise` conv."""
+    depthwise = _depthwise_rule(tuple(layer.kernel_size), int(layer.depth_multiplier)).leaves[0]
+    return Rule("conv", (Leaf("depthwise_kernel", "depthwise.weight", depthwise.layout),
+                         Leaf("pointwise_kernel", "pointwise.weight", CHANNELS_LAST),
+                         Leaf("bias", "pointwise.bias", IDENTITY)), _separable_shapes)
+
+
 @functools.cache
 def _prelu_rule(shape: tuple[int, ...] | None) -> Rule:
     """alpha (1, ..., 1, C) or all ones (`shared_axes` every axis but the channels', or all) is torch's weight (C,);
@@ -79,6 +93,7 @@ def _rules() -> dict[type, Entry]:
         **{getattr(layers, f"Conv{d}D"): conv for d in (1, 2, 3)},
         **{getattr(layers, f"Conv{d}DTranspose"): transpose for d in (1, 2, 3)},
         **{getattr(layers, f"DepthwiseConv{d}D"): _depthwise for d in (1, 2) if hasattr(layers, f"DepthwiseConv{d}D")},
+        **{getattr(layers, f"SeparableConv{d}D"): _separable for d in (1, 2)},
         layers.PReLU: _prelu,
         layers.BatchNormalization: Rule("batch_norm", (*NORM, *STATS), _norm),
         layers.LayerNormalization: Rule("layer_norm", NORM, _norm),
