@@ -103,3 +103,53 @@ def test_nnx_feature_group_count_is_torchs_groups() -> None:
     up.transfer(source, model)
     got = np.asarray(model(_nchw().transpose(0, 2, 3, 1))).transpose(0, 3, 1, 2)
     np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5)
+
+
+def _transposed(dims: int) -> tuple[torch.nn.Module, np.ndarray, np.ndarray]:
+    """A torch ConvTranspose{dims}d, an NC* input and torch's own output."""
+    torch.manual_seed(0)
+    kernel = (3, 2, 2)[:dims]
+    source = torch.nn.Sequential(getattr(torch.nn, f"ConvTranspose{dims}d")(3, 4, kernel, stride=2))
+    x = np.random.default_rng(dims).normal(size=(2, 3, *(5, 4, 3)[:dims])).astype(np.float32)
+    with torch.no_grad():
+        return source, x, source(torch.from_numpy(x)).numpy()
+
+
+def _last(x: np.ndarray) -> np.ndarray:
+    return np.moveaxis(x, 1, -1)
+
+
+@pytest.mark.parametrize("dims", [1, 2, 3])
+def test_keras_conv_transpose_is_torchs(dims: int) -> None:
+    keras = pytest.importorskip("keras")
+    source, x, expected = _transposed(dims)
+    layer = getattr(keras.layers, f"Conv{dims}DTranspose")(4, (3, 2, 2)[:dims], strides=2)
+    target = keras.Sequential([keras.Input(_last(x).shape[1:]), layer])
+    up.transfer(source, target)
+    got = np.moveaxis(keras.ops.convert_to_numpy(target(_last(x))), -1, 1)
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("dims", [1, 2, 3])
+def test_mxnet_conv_transpose_is_torchs(dims: int) -> None:
+    from unified_params.backends.mxnet_import import import_mxnet
+
+    mx = import_mxnet()
+    source, x, expected = _transposed(dims)
+    target = mx.gluon.nn.HybridSequential()
+    target.add(getattr(mx.gluon.nn, f"Conv{dims}DTranspose")(4, (3, 2, 2)[:dims], strides=2, in_channels=3))
+    target.initialize()
+    up.transfer(source, target)
+    np.testing.assert_allclose(target(mx.nd.array(x)).asnumpy(), expected, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("transpose_kernel", [False, True])
+@pytest.mark.parametrize("dims", [1, 3])
+def test_nnx_conv_transpose_is_torchs_either_way(dims: int, transpose_kernel: bool) -> None:
+    nnx = pytest.importorskip("flax.nnx")
+    source, x, expected = _transposed(dims)
+    layer = nnx.ConvTranspose(3, 4, (3, 2, 2)[:dims], strides=2, padding="VALID", transpose_kernel=transpose_kernel,
+                              rngs=nnx.Rngs(0))
+    model = nnx.Sequential(layer)
+    up.transfer(source, model)
+    np.testing.assert_allclose(np.moveaxis(np.asarray(model(_last(x))), -1, 1), expected, rtol=1e-5, atol=1e-5)
