@@ -3,6 +3,7 @@ from unified_params.conformance.test_builders import *  # noqa: F403
 from unified_params.conformance.test_deferred_robustness import *  # noqa: F403
 from unified_params.conformance.test_errors import *  # noqa: F403
 from unified_params.conformance.test_examples import *  # noqa: F403
+from unified_params.conformance.test_layers import *  # noqa: F403
 from unified_params.conformance.test_live import *  # noqa: F403
 from unified_params.conformance.test_names import *  # noqa: F403
 from unified_params.conformance.test_sharded import *  # noqa: F403

@@ -22,6 +22,16 @@ EXAMPLES: dict[str, str] = {
     "E13": "exercises: mismatched input size, a different input size after materializing: clear error, nothing changed",
 }
 
+LAYERS: dict[str, str] = {
+    "conv": "grouped Conv2d(4, 6, (3, 2), groups=2)",
+    "depthwise_conv": "depthwise Conv2d(4, 8, (3, 2), groups=4) (Keras DepthwiseConv2D, depth_multiplier 2)",
+    "conv_transpose": "ConvTranspose2d(4, 6, (3, 2), stride=2)",
+    "group_norm": "GroupNorm(2, 4, eps=1e-5)",
+    "instance_norm": "InstanceNorm2d(4, affine=True, eps=1e-5)",
+    "prelu": "PReLU() (one shared slope)",
+}
+"""The layers section: each backend's `*_layers` module builds these, as the only layer of a Sequential."""
+
 FEATURES: dict[str, str] = {
     **EXAMPLES,
     "builders": "every examples builder (mlp ... eager, zoo) builds, wraps, has the documented names, runs natively",
@@ -34,6 +44,8 @@ FEATURES: dict[str, str] = {
     "cross: checkpoints": "a file saved on one backend loads bitwise on the other, for each ordered pair",
     "names": "eight common structures written idiomatically get the naming rule's canonical names",
     "names: transfer": "each of the eight structures moves between every pair with the same outputs",
+    **{f"layers: {t}": f"{d}: from torch, canonical names and shapes, same-seed bits, transfer and checkpoint "
+       "give torch's outputs" for t, d in LAYERS.items()},
 }
 
 REQUIRED_BUILDERS = ("mlp", "nested", "tied", "deferred", "eager")
@@ -77,3 +89,8 @@ def zoo_image() -> np.ndarray:
 def zoo_tokens() -> np.ndarray:
     """The zoo model's token ids (2, 5), int32."""
     return np.random.default_rng(4).integers(0, 10, size=(2, 5)).astype(np.int32)
+
+
+def layer_input() -> np.ndarray:
+    """The layers section's image, channels-first (2, 4, 9, 8); channels-last frameworks move the axis."""
+    return np.random.default_rng(6).normal(size=(2, 4, 9, 8)).astype(np.float32)

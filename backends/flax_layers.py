@@ -1,0 +1,25 @@
+"""The conformance layers section's builders on Flax linen (channels-last input (2, 9, 8, 4))."""
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import jax
+from flax import linen as nn
+
+from unified_params.conformance.examples import Built, layer_input
+
+
+def _one(layer: Any) -> Built:
+    model = nn.Sequential([layer])
+    return Built(model, model.init(jax.random.PRNGKey(0), layer_input().transpose(0, 2, 3, 1)))
+
+
+LAYERS: dict[str, Callable[[], Built] | str] = {
+    "conv": lambda: _one(nn.Conv(6, (3, 2), feature_group_count=2, padding="VALID")),
+    "depthwise_conv": lambda: _one(nn.Conv(8, (3, 2), feature_group_count=4, padding="VALID")),
+    "conv_transpose": lambda: _one(nn.ConvTranspose(6, (3, 2), strides=(2, 2), padding="VALID")),
+    "group_norm": lambda: _one(nn.GroupNorm(num_groups=2, epsilon=1e-5)),
+    "instance_norm": lambda: _one(nn.InstanceNorm(epsilon=1e-5)),
+    "prelu": lambda: _one(nn.PReLU()),
+}

@@ -1,0 +1,75 @@
+"""The layers section: each layer type moves from torch to the backend with torch's own outputs.
+
+Each backend's `*_layers` module (next to its examples module) builds every type of `examples.LAYERS` as the
+only layer of a Sequential, or says why its framework cannot (the test then skips with "not supported: ...").
+Inputs are torch's channels-first image, moved to channels-last where the framework takes that.
+"""
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+import unified_params as up
+from unified_params.adapter import is_counter
+from unified_params.conformance.examples import LAYERS, layer_input
+from unified_params.conformance.plugin import NOT_SUPPORTED, require_backend
+
+TOL = {"rtol": 1e-5, "atol": 1e-5}
+
+
+def _builders(backend: str) -> tuple[Any, Any]:
+    """(layers module, examples module) of a backend."""
+    cls = require_backend(backend)
+    return importlib.import_module(cls.examples.replace("_examples", "_layers")), importlib.import_module(cls.examples)
+
+
+def _build(backend: str, layer_type: str) -> up.ParamAPI:
+    make = _builders(backend)[0].LAYERS[layer_type]
+    if isinstance(make, str):
+        pytest.skip(f"{NOT_SUPPORTED}: {make}")
+    built = make()
+    return up.wrap(built.model, built.variables)
+
+
+def _seeded(pm: up.ParamAPI, seed: int) -> up.ParamAPI:
+    return pm.init(up.init.Uniform(0.2, 0.9), seed=seed)
+
+
+def _state(pm: up.ParamAPI) -> dict[str, np.ndarray]:
+    return {n: v for n, v in pm.state_dict().items() if not is_counter(n)}
+
+
+def _run(backend: str, pm: up.ParamAPI) -> np.ndarray:
+    """The framework's own forward on the layers input in its own layout, as channels-first numpy."""
+    x = layer_input()
+    if not pm.channels_last:
+        return _builders(backend)[1].native_forward(pm, x)
+    return np.moveaxis(_builders(backend)[1].native_forward(pm, np.moveaxis(x, 1, -1)), -1, 1)
+
+
+def _features(layer_type: str) -> list:
+    return [pytest.mark.feature(f"layers: {layer_type}")]
+
+
+CASES = [pytest.param(t, id=t, marks=_features(t)) for t in LAYERS]
+
+
+@pytest.mark.parametrize("layer_type", CASES)
+def test_layer_from_torch(backend: str, layer_type: str, tmp_path: Path) -> None:
+    source, target = _build("torch", layer_type), _build(backend, layer_type)
+    shapes = {n: v.shape for n, v in _state(source).items()}
+    assert {n: v.shape for n, v in _state(target).items()} == shapes
+    a, b = _state(_seeded(source, 3)), _state(_seeded(target, 3))
+    assert all(np.array_equal(a[n], b[n]) for n in a), "same seed, different bits"
+    _seeded(target, 11)
+    expected = _run("torch", source)
+    up.transfer(source, target)
+    np.testing.assert_allclose(_run(backend, target), expected, **TOL)
+    _seeded(target, 12)
+    source.save(tmp_path / "torch.safetensors")
+    target.load(tmp_path / "torch.safetensors")
+    np.testing.assert_allclose(_run(backend, target), expected, **TOL)
