@@ -22,9 +22,16 @@ TOL = {"rtol": 1e-5, "atol": 1e-5}
 
 
 def _builders(backend: str) -> tuple[Any, Any]:
-    """(layers module, examples module) of a backend."""
+    """(layers module, examples module) of a backend; skipped as not supported when it has no layers module."""
     cls = require_backend(backend)
-    return importlib.import_module(cls.examples.replace("_examples", "_layers")), importlib.import_module(cls.examples)
+    name = cls.examples.replace("_examples", "_layers")
+    try:
+        layers = importlib.import_module(name)
+    except ModuleNotFoundError as error:
+        if error.name != name:
+            raise
+        pytest.skip(f"{NOT_SUPPORTED}: the {backend} backend has no layers builders ({name})")
+    return layers, importlib.import_module(cls.examples)
 
 
 def _build(backend: str, layer_type: str) -> up.ParamAPI:
