@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 
 from unified_params.adapter import Node, Slot
+from unified_params.inputs import map_arrays
 from unified_params.layout import Layout, aligned_empty, fill_native, native_copy, shape_to_canonical, to_canonical
 from unified_params.layout import canonical_copy as _canonical_copy
 from unified_params.lazy import lazy
@@ -59,10 +60,8 @@ def dtype_name(dtype: Any) -> str:
 
 
 def as_input(x: Any) -> Any:
-    """Numpy arrays and lists become jax arrays; jax arrays and other arguments pass unchanged."""
-    if isinstance(x, (np.ndarray, np.generic, list)):
-        return jnp.asarray(x)
-    return x
+    """Numpy arrays and lists of numbers become jax arrays (tuples, lists and dicts of arrays kept); others pass unchanged."""
+    return map_arrays(x, lambda a: jnp.asarray(a) if isinstance(a, (np.ndarray, np.generic, list, tuple)) else a)
 
 
 def output_numpy(out: Any) -> Any:
@@ -170,6 +169,13 @@ def deferred_leaves(module: Any) -> list[tuple[str, Leaf, tuple[int | None, ...]
     return [("params" if leaf.trainable else STATS_COLLECTION, leaf, shape) for leaf, shape in rule.before_data(module)]
 
 
+def _opaque(module: Any) -> bool:
+    """True for a @compact module whose submodules and parameters appear only when it runs (Dropout has none)."""
+    if isinstance(module, (linen.Sequential, linen.Dropout)):
+        return False
+    return hasattr(getattr(type(module), "__call__", None), "compact")
+
+
 def _shape_of(value: Any) -> tuple[int, ...]:
     return tuple(np.shape(unbox(value)))
 
@@ -253,8 +259,9 @@ class LinenTree:
             node.children.append(self._module_node(child_key, native, child if scope is not None else None,
                                                    child_path, (*canon, child_key)))
         if self.variables is None:
-            node.slots = unique_leaves([self._deferred_slot(module, path, col, leaf, shape)
-                                        for col, leaf, shape in deferred_leaves(module)])
+            leaves = deferred_leaves(module)
+            node.slots = unique_leaves([self._deferred_slot(module, path, col, leaf, shape) for col, leaf, shape in leaves])
+            node.complete = bool(leaves) or not _opaque(module)
             return node
         node.slots = self._own_slots(path, rule)
         for name in self._subtree_keys(path):

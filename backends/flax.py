@@ -19,6 +19,7 @@ from unified_params.adapter import (
     NATIVE_GRAD,
     NATIVE_MATERIALIZE,
     TIE,
+    UNALLOCATED,
     Adapter,
     DeferredHooks,
     Node,
@@ -124,6 +125,8 @@ class FlaxAdapter(Adapter):
     examples = "unified_params.backends.flax_examples"
     structures = "unified_params.backends.flax_structures"
     capabilities: dict[str, str] = {
+        UNALLOCATED: "linen variables come only from module.init, which runs the model: materialize needs example "
+                     "inputs even where every shape is known",
         NATIVE_MATERIALIZE: "linen modules are stateless: module.init returns new variables the wrapper "
                               "cannot see; call pm.materialize(x), then pm.variables holds them",
         NATIVE_GRAD: "JAX keeps no gradient on parameters (jax.grad returns them); use pm.grads(x)",
@@ -286,7 +289,12 @@ class FlaxAdapter(Adapter):
             path = path[:-1]
         return self._layers.get(path)
 
-    def materialize(self, inputs: Sequence[Any]) -> None:
+    def materialize(self, inputs: Sequence[Any]) -> Callable[[], None] | None:
+        if not inputs:
+            if self._variables is None:
+                raise DeferredInitializationError(
+                    "the linen module has no variables yet and module.init runs the model: pass example inputs, pm.materialize(x)")
+            return None
         xs = [as_input(x) for x in inputs]
         known, self._layers = self._tree(self._variables)
         try:
@@ -297,9 +305,15 @@ class FlaxAdapter(Adapter):
         error = compare_shapes(known, probe, inputs)
         if error is not None:
             raise error
-        if self._variables is None:
-            self._variables = frozen_dict.unfreeze(self.model.init(_rngs(), *xs))
-            self._grads = {}
+        if self._variables is not None:
+            return None
+        self._variables = frozen_dict.unfreeze(self.model.init(_rngs(), *xs))
+        self._grads = {}
+
+        def undo() -> None:
+            self._variables = None
+
+        return undo
 
     def watch(self, hooks: DeferredHooks) -> None:
         """Nothing to watch: the user's own module.init makes variables the wrapper never sees."""

@@ -67,6 +67,49 @@ def eager() -> Built:
     return _init(nn.Sequential([nn.Dense(256), nn.relu, nn.Dense(10)]), 20)
 
 
+class Pair(nn.Module):
+    """A model taking one tuple (x, y): dense(x) + y."""
+
+    def setup(self) -> None:
+        self.dense = nn.Dense(4)
+
+    def __call__(self, pair: tuple[Any, Any]) -> Any:
+        x, y = pair
+        return self.dense(x) + y
+
+
+def deferred_pair() -> Built:
+    return Built(Pair(), None)
+
+
+def deferred_tied() -> Built:
+    shared = nn.Dense(8)
+    return Built(nn.Sequential([nn.Dense(8), nn.relu, shared, nn.relu, shared, nn.relu, nn.Dense(1)]), None)
+
+
+class Compact(nn.Module):
+    """The usual linen style: submodules made inline in a @compact __call__."""
+
+    @nn.compact
+    def __call__(self, x: Any) -> Any:
+        h = nn.relu(nn.Dense(8)(x))
+        return nn.Dense(2)(h)
+
+
+def deferred_compact() -> Built:
+    """A @compact module with no variables: its structure is known only once it runs."""
+    return Built(Compact(), None)
+
+
+def native_initialized(pm: Any, name: str) -> bool:
+    """linen keeps no state: a parameter exists once the wrapper holds variables that contain it."""
+    try:
+        native_object(pm, name)
+    except (KeyError, TypeError):
+        return False
+    return True
+
+
 def _path(pm: Any, name: str) -> tuple[str, ...]:
     """The variables path of canonical name: Sequential position i is `layers_<first index of that module>`."""
     *keys, leaf = name.split(".")
@@ -118,9 +161,9 @@ def native_names(pm: Any) -> list[str]:
     return list(traverse_util.flatten_dict(pm.variables, sep="/"))
 
 
-def native_forward(pm: Any, *xs: np.ndarray) -> np.ndarray:
-    """The user's own forward call on xs, as numpy."""
-    args = [jnp.asarray(x) for x in xs]
+def native_forward(pm: Any, *xs: np.ndarray | tuple[np.ndarray, ...]) -> np.ndarray:
+    """The user's own forward call on xs (each an array, or a tuple of arrays passed as one input), as numpy."""
+    args = [tuple(map(jnp.asarray, x)) if isinstance(x, tuple) else jnp.asarray(x) for x in xs]
     if pm.variables is None:
         out, _ = pm.model.init_with_output(jax.random.PRNGKey(0), *args)
         return np.asarray(out)

@@ -20,10 +20,11 @@ from typing import Any
 
 import numpy as np
 
-from unified_params.adapter import NATIVE_GRAD, TIE, Adapter, DeferredHooks, Node, Slot
+from unified_params.adapter import NATIVE_GRAD, TIE, UNALLOCATED, UNKNOWN_STRUCTURE, Adapter, DeferredHooks, Node, Slot
 from unified_params.dtypes import resolve
-from unified_params.errors import ShapeMismatchError, UnifiedParamsError, deferred
+from unified_params.errors import DeferredInitializationError, ShapeMismatchError, UnifiedParamsError, deferred
 from unified_params.freshness import Contents, identical
+from unified_params.inputs import describe
 from unified_params.layout import (
     aligned_empty,
     canonical_copy,
@@ -178,6 +179,10 @@ class KerasAdapter(Adapter):
     examples = "unified_params.backends.keras_examples"
     structures = "unified_params.backends.keras_structures"
     capabilities: dict[str, str] = {
+        UNKNOWN_STRUCTURE: "a custom Keras layer that creates its sublayers in build() is not recognized yet: its "
+                           "parameters show once it is built",
+        UNALLOCATED: "Keras creates a layer's variables, with values, when the layer is built: a layer waits only for "
+                     "its input shape",
         NATIVE_GRAD: "Keras variables hold no gradient: gradients come from the backend's autodiff "
                        "(tf.GradientTape, jax.grad, torch.autograd); use pm.grads(x)",
         TIE: "a Keras layer creates and tracks its own variables and cannot take another layer's: share the layer "
@@ -328,27 +333,29 @@ class KerasAdapter(Adapter):
         out = self._call(inputs)
         return keras.tree.map_structure(_to_numpy, out) if not keras.ops.is_tensor(out) else _to_numpy(out)
 
-    def materialize(self, inputs: Sequence[Any]) -> None:
+    def materialize(self, inputs: Sequence[Any]) -> Callable[[], None] | None:
+        """Build every layer with one call on inputs; on any failure, or later through the undo, unbuild them."""
         layers = self.model._flatten_layers(include_self=True, recursive=True)
         if not inputs:
             unbuilt = [layer.name for layer in layers if not layer.built]
             if unbuilt:
-                raise ShapeMismatchError(
+                raise DeferredInitializationError(
                     f"Keras infers shapes from data: pass example inputs to pm.materialize(x) "
                     f"(layers not built yet: {', '.join(unbuilt)})")
-            return
+            return None
         snapshot = _Snapshot.of(self.model)
         self._quiet = True
         try:
             self._call(inputs)
-        except Exception as e:
+        except BaseException as e:
             snapshot.restore()
-            if isinstance(e, UnifiedParamsError) or not _is_shape_error(e):
+            if isinstance(e, UnifiedParamsError) or not isinstance(e, Exception) or not _is_shape_error(e):
                 raise
             raise self._mismatch(inputs, e) from e
         finally:
             self._quiet = False
             self._changed = False
+        return snapshot.restore
 
     def _mismatch(self, inputs: Sequence[Any], error: Exception) -> ShapeMismatchError:
         """A ShapeMismatchError that names the failing layer by canonical path and both sizes."""
@@ -362,7 +369,7 @@ class KerasAdapter(Adapter):
 
         walk(self.tree(), ())
         message = str(error)
-        shapes = [tuple(np.shape(x)) for x in inputs]
+        shapes = describe(inputs)
         found = INPUT_SPEC_ERROR.search(message)
         if found:
             name, axis, expected = found["layer"], int(found["axis"]), int(found["expected"])

@@ -77,6 +77,44 @@ def eager() -> Built:
     return Built(keras.Sequential([keras.Input((20,)), layers.Dense(256), layers.ReLU(), layers.Dense(10)]))
 
 
+class Pair(keras.Model):
+    """A model taking one tuple (x, y): dense(x) + y, with an unbuilt Dense."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.dense = layers.Dense(4)
+
+    def call(self, pair: tuple[Any, Any]) -> Any:
+        x, y = pair
+        return self.dense(x) + y
+
+
+def deferred_pair() -> Built:
+    return Built(Pair())
+
+
+def deferred_tied() -> Built:
+    shared = layers.Dense(8)
+    return Built(keras.Sequential([layers.Dense(8), layers.ReLU(), shared, layers.ReLU(), shared, layers.ReLU(),
+                                   layers.Dense(1)]))
+
+
+def native_reinit(pm: Any, x: np.ndarray, value: float) -> None:
+    """Keras creates variables when a layer is built: the first call, then kernel.assign on every Dense."""
+    native_forward(pm, x)
+    for layer in pm.model._flatten_layers(include_self=False, recursive=True):
+        if isinstance(layer, layers.Dense):
+            layer.kernel.assign(np.full(tuple(layer.kernel.shape), value, "float32"))
+
+
+def native_initialized(pm: Any, name: str) -> bool:
+    *path, _ = name.split(".")
+    layer = pm.model
+    for key in path:
+        layer = _child(layer, key)
+    return bool(layer.built)
+
+
 def _child(layer: keras.Layer, key: str) -> keras.Layer:
     if isinstance(layer, keras.Sequential):
         return layer.layers[int(key)]
@@ -110,7 +148,8 @@ def native_names(pm: Any) -> list[str]:
     return [v.path for v in pm.model.weights]
 
 
-def native_forward(pm: Any, *xs: np.ndarray) -> np.ndarray:
+def native_forward(pm: Any, *xs: np.ndarray | tuple[np.ndarray, ...]) -> np.ndarray:
+    """model(*xs) as the user calls it (each an array, or a tuple of arrays passed as one input)."""
     return keras.ops.convert_to_numpy(pm.model(*xs))
 
 

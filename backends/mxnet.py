@@ -20,9 +20,10 @@ from typing import Any
 import numpy as np
 
 from unified_params import errors
-from unified_params.adapter import Adapter, DeferredHooks, Node, Slot
+from unified_params.adapter import EMPTY_BATCH, UNKNOWN_STRUCTURE, Adapter, DeferredHooks, Node, Slot
 from unified_params.backends.mxnet_import import import_mxnet
 from unified_params.freshness import Contents, identical
+from unified_params.inputs import describe, empty_batch, float_dtype, map_arrays
 from unified_params.lazy import LazyModule
 from unified_params.naming import Group, attribute_paths, group_children, unregistered
 from unified_params.outputs import loss_target
@@ -177,11 +178,12 @@ def _bridge_initializer(original: Any, param: Any) -> Any:
 
 
 def _install_bridge() -> None:
-    """Wrap Parameter._finish_deferred_init once, so watched parameters get their recorded values."""
+    """Wrap Parameter._finish_deferred_init and initialize once: watched parameters get their recorded values,
+    unless the user's own initialize() or set_data() came after the records (the later call wins)."""
     Parameter = mx.gluon.Parameter
     if getattr(Parameter._finish_deferred_init, "_unified_params", False):
         return
-    finish = Parameter._finish_deferred_init
+    finish, initialize = Parameter._finish_deferred_init, Parameter.initialize
 
     def _finish_deferred_init(self: Any) -> None:
         saved = self._deferred_init
@@ -189,6 +191,8 @@ def _install_bridge() -> None:
             init, ctx, default_init, data = self._deferred_init
             if data is None:
                 self._deferred_init = (_bridge_initializer(init, self), ctx, default_init, data)
+            else:
+                _native_init(self)
         try:
             finish(self)
         except BaseException:
@@ -196,9 +200,24 @@ def _install_bridge() -> None:
                 self._deferred_init = saved  # a failed recorded initializer fails again on the next forward
             raise
 
-    _finish_deferred_init._unified_params = True  # type: ignore[attr-defined]
-    _finish_deferred_init.__doc__ = finish.__doc__
+    def _initialize(self: Any, *args: Any, **kwargs: Any) -> None:
+        force = kwargs.get("force_reinit", args[3] if len(args) > 3 else False)
+        if self._data is None or force:
+            _native_init(self)
+        initialize(self, *args, **kwargs)
+
+    for new, old in ((_finish_deferred_init, finish), (_initialize, initialize)):
+        new._unified_params = True  # type: ignore[attr-defined]
+        new.__doc__ = old.__doc__
     Parameter._finish_deferred_init = _finish_deferred_init
+    Parameter.initialize = _initialize
+
+
+def _native_init(param: Any) -> None:
+    """The user's own initialization of a watched parameter: its records are dropped (outside materialize)."""
+    if not getattr(_state, "paused", 0):
+        for h in param.__dict__.get(_HOOKS, []):
+            h.native_init(id(param))
 
 
 def _containers(block: Any) -> tuple[Any, Any, Any]:
@@ -261,7 +280,12 @@ class MXNetAdapter(Adapter):
     model_types = "mxnet.gluon.Block"
     examples = "unified_params.backends.mxnet_examples"
     structures = "unified_params.backends.mxnet_structures"
-    capabilities: dict[str, str] = {}
+    capabilities: dict[str, str] = {
+        UNKNOWN_STRUCTURE: "Gluon blocks register their children and parameters when they are constructed: the "
+                           "structure is always known",
+        EMPTY_BATCH: "Gluon reads a dimension of 0 as 'not known yet' and its kernels reject empty arrays: "
+                       "give at least one example",
+    }
 
     def __init__(self, model: Any, variables: Any = None) -> None:
         super().__init__(model, variables)
@@ -428,7 +452,7 @@ class MXNetAdapter(Adapter):
         outs = [o.asnumpy() for o in _outputs(out)]
         return outs[0] if len(outs) == 1 else tuple(outs)  # type: ignore[return-value]
 
-    def materialize(self, inputs: Sequence[Any]) -> None:
+    def materialize(self, inputs: Sequence[Any]) -> Callable[[], None] | None:
         """Initialize what was never initialized, then one checked forward; on any misfit, undo it all."""
         params = _unique_params(self.model)
         blocks = list({id(b): b for _, b in _walk(self.model)}.values())
@@ -448,18 +472,20 @@ class MXNetAdapter(Adapter):
                 for p in params:
                     if p._data is None and not p._deferred_init:
                         p.initialize()
-                self.model(*self._inputs(inputs))
+                if inputs:
+                    self.model(*self._inputs(inputs))
+                for p in params:
+                    if p._data is None and _known(p) and None not in _known(p):
+                        p._finish_deferred_init()
         except errors.UnifiedParamsError:
             snapshot.restore()
             raise
-        except (mx.base.MXNetError, ValueError, AssertionError) as e:
+        except (mx.base.MXNetError, ValueError, AssertionError, TypeError) as e:
             snapshot.restore()
-            if "shape" not in str(e).lower():
-                raise
             where = f"layer {current[-1]!r}" if current else "the model"
+            what = "MXNet cannot infer shapes from" if "shape" in str(e).lower() else "the model rejected"
             raise errors.ShapeMismatchError(
-                f"{where}: MXNet cannot infer shapes from inputs of shape "
-                f"{[tuple(np.shape(x)) for x in inputs]}: {_first_line(e)}") from e
+                f"{where}: {what} inputs of shape {describe(inputs)}: {_first_line(e)}; the model is unchanged") from e
         except BaseException:
             snapshot.restore()
             raise
@@ -469,6 +495,7 @@ class MXNetAdapter(Adapter):
             for b in blocks:
                 if id(b) in active:
                     b._active = active[id(b)]
+        return snapshot.restore
 
     def watch(self, hooks: DeferredHooks) -> None:
         """Gluon's own deferred init (first forward, or initialize with known shapes) asks hooks for values."""
@@ -485,24 +512,28 @@ class MXNetAdapter(Adapter):
             mine.extend(h for h in self._hooks if all(h is not m for m in mine))
 
     def _inputs(self, inputs: Sequence[Any]) -> list[Any]:
-        """Native arrays on the model's context; numpy floats cast to the model's float dtype."""
+        """Native arrays on the model's context (tuples, lists and dicts kept); floating ones in the model's float dtype."""
+        if empty_batch(inputs):
+            raise errors.ShapeMismatchError(
+                f"inputs of shape {describe(inputs)} hold a batch of 0 examples: {self.capabilities[EMPTY_BATCH]}")
         params = _unique_params(self.model)
         ready = [p for p in params if p._data is not None]
         ctx = ready[0].list_ctx()[0] if ready else mx.context.current_context()
-        floats = [np.dtype(p.dtype) for p in params if np.dtype(p.dtype).kind == "f"]
-        out = []
-        for x in inputs:
+        floating = float_dtype([p.dtype for p in params])
+
+        def convert(x: Any) -> Any:
             if isinstance(x, mx.nd.NDArray):
-                out.append(x)
-                continue
+                return x.astype(floating) if floating is not None and np.dtype(x.dtype).kind == "f" and x.dtype != floating else x
+            if x is None or isinstance(x, str):
+                return x
             a = np.asarray(x)
-            if a.dtype.kind == "f" and floats and a.dtype != floats[0]:
-                a = a.astype(floats[0])
+            if a.dtype.kind == "f" and floating is not None and a.dtype != floating:
+                a = a.astype(floating)
             if mx.util.is_np_array():
-                out.append(mx.np.array(a, dtype=a.dtype, ctx=ctx))
-            else:
-                out.append(mx.nd.array(a, ctx=ctx, dtype=a.dtype))
-        return out
+                return mx.np.array(a, dtype=a.dtype, ctx=ctx)
+            return mx.nd.array(a, ctx=ctx, dtype=a.dtype)
+
+        return [map_arrays(x, convert) for x in inputs]
 
     def set_trainable(self, owner: Any, slot: Slot, trainable: bool) -> bool:
         """grad_req 'write' or 'null'; a parameter Gluon made not differentiable (running statistics) stays 'null'."""

@@ -73,6 +73,51 @@ def eager() -> Built:
     return Built(net)
 
 
+class Pair(mx.gluon.Block):
+    """A model taking one tuple (x, y): dense(x) + y, with a deferred Dense."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.dense = nn.Dense(4)
+
+    def forward(self, pair: tuple[Any, Any]) -> Any:
+        x, y = pair
+        return self.dense(x) + y
+
+
+def deferred_pair() -> Built:
+    net = Pair()
+    net.initialize()
+    return Built(net)
+
+
+def deferred_tied() -> Built:
+    """The shared Dense used again through `params=` (Gluon's alias of a shared layer), all deferred."""
+    shared = nn.Dense(8)
+    net = _sequential(nn.Dense(8), _relu(), shared, _relu(), nn.Dense(8, params=shared.params), _relu(), nn.Dense(1))
+    net.initialize()
+    return Built(net)
+
+
+def unallocated() -> Built:
+    """Dense(5, in_units=3): its shapes are known, but initialize() was never called."""
+    return Built(_sequential(nn.Dense(5, in_units=3), _relu(), nn.Dense(2, in_units=5)))
+
+
+def native_reinit(pm: Any, x: np.ndarray, value: float) -> None:
+    """net.initialize(Constant(value), force_reinit=True) on the deferred net, before any data; then a forward."""
+    pm.model.initialize(mx.init.Constant(value), force_reinit=True)
+    native_forward(pm, x)
+
+
+def native_initialized(pm: Any, name: str) -> bool:
+    try:
+        native_object(pm, name).data()
+    except (mx.gluon.parameter.DeferredInitializationError, RuntimeError):
+        return False
+    return True
+
+
 def _child(block: Any, key: str) -> Any:
     """net[i] for a Sequential (the key's position), the attribute for a custom block."""
     if isinstance(block, (nn.Sequential, nn.HybridSequential)):
@@ -100,9 +145,12 @@ def native_names(pm: Any) -> list[str]:
     return list(pm.model.collect_params().keys())
 
 
-def native_forward(pm: Any, *xs: np.ndarray) -> np.ndarray:
-    """net(*xs) as the user calls it; it finishes a deferred init."""
-    return pm.model(*(nd.array(x, dtype=x.dtype) for x in xs)).asnumpy()
+def native_forward(pm: Any, *xs: np.ndarray | tuple[np.ndarray, ...]) -> np.ndarray:
+    """net(*xs) as the user calls it (each an array, or a tuple of arrays as one input); it finishes a deferred init."""
+    def arg(x: Any) -> Any:
+        return tuple(map(arg, x)) if isinstance(x, tuple) else nd.array(x, dtype=x.dtype)
+
+    return pm.model(*map(arg, xs)).asnumpy()
 
 
 def _canonical(structural: str) -> str:

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from unified_params.adapter import FREEZE, NATIVE_GRAD, Adapter, DeferredHooks, Node, Slot
+from unified_params.adapter import FREEZE, NATIVE_GRAD, UNALLOCATED, Adapter, DeferredHooks, Node, Slot
 from unified_params.errors import DeferredInitializationError, UnsupportedError
 from unified_params.freshness import Contents, reaches
 from unified_params.layout import shape_to_canonical
@@ -305,6 +305,8 @@ class NNXAdapter(Adapter):
     examples = "unified_params.backends.nnx_examples"
     structures = "unified_params.backends.nnx_structures"
     capabilities: dict[str, str] = {
+        UNALLOCATED: "NNX modules create their Variables, with values, when they are constructed: only nnx.bridge "
+                     "ToNNX modules wait, for their input shape",
         NATIVE_GRAD: "JAX keeps no gradient on parameters (nnx.grad returns them); use pm.grads(x)",
         FREEZE: "NNX has no trainable flag: the variable type (nnx.Param) and the optimizer's wrt filter decide; to "
                 "freeze, pass optax.masked(tx, mask) with a mask built from pm.collect(...)",
@@ -413,8 +415,13 @@ class NNXAdapter(Adapter):
                     cls.__call__ = original
         return {key: out[key] for key in layers if key in out}
 
-    def materialize(self, inputs: Sequence[Any]) -> None:
+    def materialize(self, inputs: Sequence[Any]) -> Callable[[], None] | None:
         """Run a clone (lazy_init when ToNNX modules wait for shapes), check shapes, then adopt its new variables."""
+        if not inputs:
+            if _lazy_modules(self.model):
+                raise DeferredInitializationError(
+                    "ToNNX modules create their variables by running the model: pass example inputs, pm.materialize(x)")
+            return None
         xs = [as_input(x) for x in inputs]
         known = self.tree()
         probe = nnx.clone(self.model)
@@ -431,17 +438,26 @@ class NNXAdapter(Adapter):
         error = compare_shapes(known, _Tree(probe).root, inputs)
         if error is not None:
             raise error
-        if pending:
-            self._adopt(probe)
+        return self._adopt(probe) if pending else None
 
-    def _adopt(self, probe: Any) -> None:
-        """Move the variables lazy_init created in the probe's ToNNX modules into the model's."""
+    def _adopt(self, probe: Any) -> Callable[[], None]:
+        """Move the variables lazy_init created in the probe's ToNNX modules into the model's; return the undo."""
         created = {path: m for path, m in nnx.iter_graph(probe) if isinstance(m, bridge.ToNNX)}
+        cls, saved = type(self.model), []
         for path, module in nnx.iter_graph(self.model):
             if isinstance(module, bridge.ToNNX) and _tonnx_variables(module) is None and path in created:
+                saved.append((module, dict(vars(module))))
                 for name, value in _attributes(created[path]):
                     setattr(module, name, value)
         _release(self.model, skip=self._hooks)
+
+        def undo() -> None:
+            for module, attrs in saved:
+                vars(module).clear()
+                vars(module).update(attrs)
+            _swap_class(self.model, cls)
+
+        return undo
 
     def share(self, owner: Any, slot: Slot, source: Slot) -> None:
         """Point the owner's attribute (or list/dict item) at source's Variable: NNX graphs share a Variable by identity."""

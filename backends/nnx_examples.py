@@ -68,26 +68,77 @@ def eager() -> Built:
     return Built(nnx.Sequential(nnx.Linear(20, 256, rngs=rngs), nnx.relu, nnx.Linear(256, 10, rngs=rngs)))
 
 
+class Pair(nnx.Module):
+    """A model taking one tuple (x, y): dense(x) + y, with a lazy ToNNX Dense."""
+
+    def __init__(self) -> None:
+        self.dense = bridge.ToNNX(linen.Dense(4), rngs=nnx.Rngs(0))
+
+    def __call__(self, pair: tuple[Any, Any]) -> Any:
+        x, y = pair
+        return self.dense(x) + y
+
+
+def deferred_pair() -> Built:
+    return Built(Pair())
+
+
+def deferred_tied() -> Built:
+    shared = bridge.ToNNX(linen.Dense(8), rngs=nnx.Rngs(1))
+    return Built(nnx.Sequential(bridge.ToNNX(linen.Dense(8), rngs=nnx.Rngs(0)), nnx.relu, shared, nnx.relu, shared,
+                                nnx.relu, bridge.ToNNX(linen.Dense(1), rngs=nnx.Rngs(2))))
+
+
+def native_reinit(pm: Any, x: np.ndarray, value: float) -> None:
+    """bridge.lazy_init creates the variables (the first call), then every kernel is set, as NNX code does."""
+    native_forward(pm, x)
+    for _, module in nnx.iter_graph(pm.model):
+        if isinstance(module, bridge.ToNNX):
+            module.kernel.value = jnp.full(module.kernel.value.shape, value, module.kernel.value.dtype)
+
+
+class _Compact(linen.Module):
+    @linen.compact
+    def __call__(self, x: Any) -> Any:
+        h = linen.relu(linen.Dense(8)(x))
+        return linen.Dense(2)(h)
+
+
+def deferred_compact() -> Built:
+    """A ToNNX of a linen @compact module: its structure is known only once lazy_init runs it."""
+    return Built(bridge.ToNNX(_Compact(), rngs=nnx.Rngs(0)))
+
+
+def native_initialized(pm: Any, name: str) -> bool:
+    obj, attr = _resolve(pm, name)
+    return isinstance(_get(obj, attr), nnx.Variable)
+
+
 def _resolve(pm: Any, name: str) -> tuple[Any, str]:
     """The module that owns canonical name, reached with NNX indexing, and the attribute holding it."""
     *keys, leaf = name.split(".")
     obj: Any = pm.model
     for key in keys:
-        obj = obj.layers[int(key)] if isinstance(obj, nnx.Sequential) else getattr(obj, key)
-    attr = next((a for a in LEAVES.get(leaf, (leaf,)) if hasattr(obj, a)), leaf)
+        obj = obj.layers[int(key)] if isinstance(obj, nnx.Sequential) else _get(obj, key)
+    attr = next((a for a in LEAVES.get(leaf, (leaf,)) if _get(obj, a) is not None), leaf)
     return obj, attr
+
+
+def _get(obj: Any, key: str) -> Any:
+    """obj.key, or obj[key] for the variable dicts a ToNNX of a @compact module holds."""
+    return obj.get(key) if isinstance(obj, dict) else getattr(obj, key, None)
 
 
 def native_object(pm: Any, name: str) -> Any:
     """The framework's own object for canonical name, reached with the framework's own indexing."""
     obj, attr = _resolve(pm, name)
-    return getattr(obj, attr)
+    return _get(obj, attr)
 
 
 def native_value(pm: Any, name: str) -> np.ndarray:
     """The value of canonical name read with the framework's own API, in canonical layout."""
     obj, attr = _resolve(pm, name)
-    value = np.array(getattr(obj, attr)[...])
+    value = np.array(_get(obj, attr)[...])
     return np.ascontiguousarray(_kernel_to_canonical(value) if attr == "kernel" else value)
 
 
@@ -107,9 +158,9 @@ def _lazy(model: Any) -> bool:
     return any(isinstance(m, bridge.ToNNX) and not nnx.state(m, nnx.Param) for _, m in nnx.iter_graph(model))
 
 
-def native_forward(pm: Any, *xs: np.ndarray) -> np.ndarray:
-    """The user's own forward call on xs, as numpy."""
-    args = [jnp.asarray(x) for x in xs]
+def native_forward(pm: Any, *xs: np.ndarray | tuple[np.ndarray, ...]) -> np.ndarray:
+    """The user's own forward call on xs (each an array, or a tuple of arrays passed as one input), as numpy."""
+    args = [tuple(map(jnp.asarray, x)) if isinstance(x, tuple) else jnp.asarray(x) for x in xs]
     if _lazy(pm.model):
         bridge.lazy_init(pm.model, *args)
     return np.asarray(pm.model(*args))

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import itertools
 import warnings
 from collections.abc import Callable, Hashable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -12,9 +13,10 @@ from typing import Any
 
 import numpy as np
 
-from unified_params.adapter import Adapter, DeferredHooks, Node, Slot
+from unified_params.adapter import UNALLOCATED, UNKNOWN_STRUCTURE, Adapter, DeferredHooks, Node, Slot
 from unified_params.errors import DeferredInitializationError, ShapeMismatchError, UnifiedParamsError, quote_all
 from unified_params.freshness import Contents, identical
+from unified_params.inputs import describe, map_arrays
 from unified_params.lazy import lazy
 from unified_params.outputs import loss_target
 from unified_params.rules import leaf_of
@@ -102,8 +104,39 @@ class _Stamp:
         return attributes and list(map(_ATTRIBUTES, self.tensors)) != self.attributes
 
 
-def _as_input(x: Any) -> Any:
-    return x if isinstance(x, torch.Tensor) else torch.as_tensor(np.asarray(x))
+def _as_input(x: Any, floating: Any) -> Any:
+    """A tensor for x (numpy, list or tensor); floating values take the model's floating dtype."""
+    if x is None or isinstance(x, str):
+        return x
+    t = x if isinstance(x, torch.Tensor) else torch.as_tensor(np.asarray(x))
+    return t.to(floating) if floating is not None and t.is_floating_point() and t.dtype != floating else t
+
+
+class _Rollback:
+    """What a forward that materializes Lazy modules changes (classes, attributes, hooks, tensors), to put back."""
+
+    def __init__(self, model: Any) -> None:
+        mixin = torch.nn.parameter.UninitializedTensorMixin
+        modules = [m for m in model.modules() if _has_pending(m)]
+        self.modules = [(m, m.__class__, dict(vars(m)), {k: dict(v) for k, v in vars(m).items() if isinstance(v, dict)})
+                        for m in modules]
+        self.tensors = [(t, t.__class__, t.data) for m in modules for t in (*m._parameters.values(), *m._buffers.values())
+                        if isinstance(t, mixin)]
+        self.watchers = [(h, h.hooks) for m in modules for h in m._forward_pre_hooks.values() if isinstance(h, ShapesKnown)]
+
+    def restore(self) -> None:
+        for watcher, hooks in self.watchers:
+            watcher.hooks = hooks
+        for t, cls, data in self.tensors:
+            t.data = data
+            t.__class__ = cls
+        for m, cls, attrs, dicts in self.modules:
+            m.__class__ = cls
+            vars(m).clear()
+            vars(m).update(attrs)
+            for key, saved in dicts.items():
+                attrs[key].clear()
+                attrs[key].update(saved)
 
 
 class TorchAdapter(Adapter):
@@ -116,7 +149,12 @@ class TorchAdapter(Adapter):
     model_types = "torch.nn.Module"
     examples = "unified_params.backends.torch_examples"
     structures = "unified_params.backends.torch_structures"
-    capabilities: dict[str, str] = {}
+    capabilities: dict[str, str] = {
+        UNKNOWN_STRUCTURE: "torch modules register their submodules and parameters when they are constructed: the "
+                           "structure is always known",
+        UNALLOCATED: "parameters on the meta device (known shape, no storage) are not handled yet: only Lazy "
+                     "modules wait, for their shape",
+    }
 
     def __init__(self, model: Any, variables: Any = None) -> None:
         super().__init__(model, variables)
@@ -229,14 +267,14 @@ class TorchAdapter(Adapter):
         """torch.autograd.grad into buffers of our own: the user's p.grad, modes and running statistics stay as they were."""
         params = [p for p in self.model.parameters() if p.requires_grad]
         with self._eval(), torch.enable_grad():
-            out = self.model(*map(_as_input, inputs))
+            out = self.model(*self._inputs(inputs))
             value = _sum(loss_target(out, torch.is_tensor)) if loss is None else loss(out)
             grads = torch.autograd.grad(value, params, allow_unused=True) if params else ()
         self._grads = {id(p): (p, _to_numpy(g)) for p, g in zip(params, grads) if g is not None}
 
     def forward(self, inputs: Sequence[Any]) -> np.ndarray:
         with self._eval(), torch.no_grad():
-            return _numpy_tree(self.model(*map(_as_input, inputs)))
+            return _numpy_tree(self.model(*self._inputs(inputs)))
 
     def layer_outputs(self, inputs: Sequence[Any], layers: Mapping[str, Any]) -> dict[str, Any]:
         """Forward hooks on the given modules record each one's first output of one inference-mode pass."""
@@ -251,13 +289,22 @@ class TorchAdapter(Adapter):
             handles.append(module.register_forward_hook(record))
         try:
             with self._eval(), torch.no_grad():
-                self.model(*map(_as_input, inputs))
+                self.model(*self._inputs(inputs))
         finally:
             for handle in handles:
                 handle.remove()
         return {key: out[key] for key in layers if key in out}
 
-    def materialize(self, inputs: Sequence[Any]) -> None:
+    def _inputs(self, inputs: Sequence[Any]) -> list[Any]:
+        """Tensors for inputs (tuples, lists and dicts kept), floating ones in the model's floating dtype."""
+        tensors = itertools.chain(self.model.parameters(), self.model.buffers())
+        floating = next((t.dtype for t in tensors if t.dtype.is_floating_point), None)
+        return [map_arrays(x, lambda a: _as_input(a, floating)) for x in inputs]
+
+    def materialize(self, inputs: Sequence[Any]) -> Callable[[], None] | None:
+        """One checked forward that materializes Lazy modules; on any failure the model is put back as it was."""
+        if not inputs:
+            return None
         stack: list[tuple[str, Any, tuple]] = []
         paths = {id(m): name for name, m in self.model.named_modules(remove_duplicate=False)}
 
@@ -267,24 +314,33 @@ class TorchAdapter(Adapter):
         def leave(module: Any, args: tuple, out: Any) -> None:
             stack.pop()
 
+        rollback = _Rollback(self.model)
+        undo = rollback.restore
+
         handles = [h for m in self.model.modules() for h in (m.register_forward_pre_hook(enter), m.register_forward_hook(leave))]
         try:
             with self._eval(), torch.no_grad():
-                self.model(*map(_as_input, inputs))
-        except UnifiedParamsError:
-            raise
-        except (RuntimeError, ValueError) as e:
-            if not stack:
-                raise ShapeMismatchError(f"the model rejected inputs of shape {[np.shape(x) for x in inputs]}: {e}") from e
-            path, module, shapes = stack[-1]
-            weight = getattr(module, "weight", None)
-            known = f", but its weight has shape {tuple(weight.shape)}" if weight is not None and not isinstance(weight, torch.nn.parameter.UninitializedTensorMixin) else ""
-            raise ShapeMismatchError(
-                f"layer {path or '(root)'!r} ({type(module).__name__}) got input of shape {shapes[0] if shapes else '?'}{known}: {e}. "
-                f"Give inputs that fit the layer, or rebuild the layer for the new size") from e
+                self.model(*self._inputs(inputs))
+        except BaseException as e:
+            undo()
+            if isinstance(e, UnifiedParamsError) or not isinstance(e, (RuntimeError, ValueError, TypeError)):
+                raise
+            raise self._mismatch(inputs, stack, e) from e
         finally:
             for h in handles:
                 h.remove()
+        return undo
+
+    @staticmethod
+    def _mismatch(inputs: Sequence[Any], stack: list[tuple[str, Any, tuple]], e: Exception) -> ShapeMismatchError:
+        if not stack:
+            return ShapeMismatchError(f"the model rejected inputs of shape {describe(inputs)}: {e}; the model is unchanged")
+        path, module, shapes = stack[-1]
+        weight = module._parameters.get("weight")
+        known = f", but its weight has shape {tuple(weight.shape)}" if weight is not None and not isinstance(weight, torch.nn.parameter.UninitializedTensorMixin) else ""
+        return ShapeMismatchError(
+            f"layer {path or '(root)'!r} ({type(module).__name__}) got input of shape {shapes[0] if shapes else '?'}{known}: {e}. "
+            f"Give inputs that fit the layer, or rebuild the layer for the new size; the model is unchanged")
 
     def allocate(self, device: str | None, recorded: set[Hashable]) -> bool:
         """Meta-device tensors get memory (model.to_empty), ties kept; modules with a tensor no record covers run their

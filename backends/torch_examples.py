@@ -44,6 +44,39 @@ def eager() -> Built:
     return Built(nn.Sequential(nn.Linear(20, 256), nn.ReLU(), nn.Linear(256, 10)))
 
 
+class Pair(nn.Module):
+    """A model taking one tuple (x, y): dense(x) + y, with a lazy dense."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.dense = nn.LazyLinear(4)
+
+    def forward(self, pair: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+        x, y = pair
+        return self.dense(x) + y
+
+
+def deferred_pair() -> Built:
+    return Built(Pair())
+
+
+def deferred_tied() -> Built:
+    shared = nn.LazyLinear(8)
+    return Built(nn.Sequential(nn.LazyLinear(8), nn.ReLU(), shared, nn.ReLU(), shared, nn.ReLU(), nn.LazyLinear(1)))
+
+
+def native_reinit(pm: Any, x: np.ndarray, value: float) -> None:
+    """torch.nn.init on every Linear weight, as early as torch allows it: after the first forward gave the shapes."""
+    native_forward(pm, x)
+    for m in pm.model.modules():
+        if isinstance(m, nn.Linear):
+            nn.init.constant_(m.weight, value)
+
+
+def native_initialized(pm: Any, name: str) -> bool:
+    return not isinstance(native_object(pm, name), nn.parameter.UninitializedParameter)
+
+
 def native_object(pm: Any, name: str) -> Any:
     path, _, leaf = name.rpartition(".")
     return getattr(pm.model.get_submodule(path), leaf)
@@ -57,9 +90,11 @@ def native_names(pm: Any) -> list[str]:
     return [n for n, _ in pm.model.named_parameters()] + [n for n, _ in pm.model.named_buffers()]
 
 
-def native_forward(pm: Any, *xs: np.ndarray) -> np.ndarray:
+def native_forward(pm: Any, *xs: np.ndarray | tuple[np.ndarray, ...]) -> np.ndarray:
+    """The user's own call on xs (each an array, or a tuple of arrays passed as one input)."""
     with torch.no_grad():
-        return pm.model(*map(torch.from_numpy, xs)).numpy()
+        args = [tuple(map(torch.from_numpy, x)) if isinstance(x, tuple) else torch.from_numpy(x) for x in xs]
+        return pm.model(*args).numpy()
 
 
 def native_grads(pm: Any, x: np.ndarray) -> dict[str, np.ndarray]:

@@ -1,5 +1,6 @@
-"""The conformance suite (E1-E13, errors, state) on every backend; make test requires every backend to run."""
+"""The conformance suite (E1-E13, deferred, errors, state) on every backend; make test requires every backend to run."""
 from unified_params.conformance.test_builders import *  # noqa: F403
+from unified_params.conformance.test_deferred import *  # noqa: F403
 from unified_params.conformance.test_deferred_robustness import *  # noqa: F403
 from unified_params.conformance.test_errors import *  # noqa: F403
 from unified_params.conformance.test_examples import *  # noqa: F403

@@ -126,7 +126,10 @@ def test_deferred_shapes_from_module_fields() -> None:
         ("0.weight", (6, None, 5, 5)), ("0.bias", (6,)),
         ("2.weight", (None,)), ("2.bias", (None,)), ("2.running_mean", (None,)), ("2.running_var", (None,)),
         ("3.weight", (7, 3))]
-    assert pm.pending() == pm.names()
+    assert pm.pending("any") == pm.names() and pm.pending("storage") == ["3.weight"]
+    assert pm.pending() == pm.names()[:-1]
+    with pytest.raises(up.DeferredInitializationError, match=r"shape \(7, 3\) but its storage is not allocated"):
+        pm["3.weight"].numpy()
 
 
 def test_boxed_partitioned_params_stay_boxed() -> None:

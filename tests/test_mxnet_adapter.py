@@ -90,6 +90,52 @@ def test_users_hybridized_forward_runs_recorded_init() -> None:
     assert pm.initialized
 
 
+def _deferred_net() -> nn.Sequential:
+    net = nn.Sequential()
+    net.add(nn.Dense(4), nn.Dense(2))
+    net.initialize()
+    return net
+
+
+def test_the_later_call_wins_between_pm_init_and_gluons_own() -> None:
+    net = _deferred_net()
+    pm = up.wrap(net)
+    pm.init(up.init.Constant(3), kind="weight")
+    with pytest.warns(UserWarning, match="bias' is already initialized"):
+        net.initialize(mx.init.Constant(7))
+    net(nd.ones((1, 5)))
+    assert (net[0].weight.data().asnumpy() == 7).all() and (net[1].weight.data().asnumpy() == 7).all()
+    net = _deferred_net()
+    net.initialize(mx.init.Constant(7), force_reinit=True)
+    pm = up.wrap(net)
+    pm.init(up.init.Constant(3), pattern=r"0\.weight")
+    net(nd.ones((1, 5)))
+    assert (net[0].weight.data().asnumpy() == 3).all() and (net[1].weight.data().asnumpy() == 7).all()
+    pm.materialize(onp.ones((1, 5), onp.float32))
+    assert (net[0].weight.data().asnumpy() == 3).all() and not pm._model.records
+
+
+def test_initialize_that_gluon_ignores_changes_nothing() -> None:
+    net = nn.Dense(2, in_units=3)
+    net.initialize(mx.init.Constant(1))
+    pm = up.wrap(net)
+    pm.init(up.init.Constant(3), kind="weight")
+    with pytest.warns(UserWarning, match="already initialized"):
+        net.initialize(mx.init.Constant(7))
+    assert (net.weight.data().asnumpy() == 3).all()
+
+
+def test_never_initialized_model_materializes_without_inputs() -> None:
+    net = nn.Sequential()
+    net.add(nn.Dense(5, in_units=3), nn.Dense(2, in_units=5))
+    pm = up.wrap(net)
+    assert pm.pending() == [] and pm.pending("storage") == pm.names()
+    pm.init(up.init.Ones(), kind="weight")
+    net.initialize(mx.init.Constant(2))
+    assert (net[0].weight.data().asnumpy() == 2).all()
+    assert pm.materialize() is pm and pm.initialized
+
+
 def test_never_initialized_model() -> None:
     net = nn.Sequential()
     net.add(nn.Dense(5, in_units=3), nn.Dense(2))

@@ -36,7 +36,13 @@ FREEZE = "freeze"
 """pm.freeze/pm.unfreeze set the framework's own trainability of a parameter."""
 TIE = "tie"
 """pm.tie makes one parameter share another's storage after the model is built."""
-CAPABILITIES = (DEFERRED, NATIVE_MATERIALIZE, NATIVE_GRAD, FREEZE, TIE)
+UNALLOCATED = "unallocated"
+"""A parameter can have a known shape and no storage yet (MXNet before initialize()); materialize() allocates it."""
+EMPTY_BATCH = "empty_batch"
+"""Inputs with a batch of 0 examples materialize and run."""
+UNKNOWN_STRUCTURE = "unknown_structure"
+"""A layer's parameters can be unknown until the model runs (linen @compact); pm.init records the selection itself."""
+CAPABILITIES = (DEFERRED, NATIVE_MATERIALIZE, NATIVE_GRAD, FREEZE, TIE, UNALLOCATED, EMPTY_BATCH, UNKNOWN_STRUCTURE)
 
 
 @dataclass
@@ -81,6 +87,8 @@ class Node:
     slots: list[Slot] = field(default_factory=list)
     label: str = ""
     layer_type: str | None = None
+    complete: bool = True
+    """False while the layer's own children and parameters are not known (a linen @compact module before init)."""
 
 
 class DeferredHooks(Protocol):
@@ -91,6 +99,9 @@ class DeferredHooks(Protocol):
 
     def initial_value(self, storage: Hashable, shape: tuple[int, ...], dtype: str) -> np.ndarray | None:
         """The value the recorded initializers give the slot with this storage (canonical layout)."""
+
+    def native_init(self, storage: Hashable) -> None:
+        """The framework's own initialization of this storage came after pm.init: drop its records."""
 
 
 class Adapter:
@@ -201,8 +212,12 @@ class Adapter:
         """The model's output on inputs (numpy or native tensors), in inference mode, as numpy."""
         raise NotImplementedError
 
-    def materialize(self, inputs: Sequence[Any]) -> None:
-        """Make every shape known from example inputs; raise ShapeMismatchError on a misfit."""
+    def materialize(self, inputs: Sequence[Any]) -> Callable[[], None] | None:
+        """Make every shape known from example inputs; raise ShapeMismatchError on a misfit, the model unchanged.
+
+        Returns a function that puts the model back as it was before (called when the recorded initializers then
+        fail), or None when nothing changed.
+        """
         raise NotImplementedError
 
     def channels_last(self) -> bool:

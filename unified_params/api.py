@@ -20,6 +20,11 @@ from .model_state import ModelState, Record, locked
 from .rng import check_seed
 
 
+def _short(names: list[str], n: int = 6) -> str:
+    """Names for a message, the list cut after n."""
+    return ", ".join(names[:n]) + (f" and {len(names) - n} more" if len(names) > n else "")
+
+
 class ParamView:
     """One parameter: its names, shape and kind, and its value, gradient and native object."""
 
@@ -91,7 +96,8 @@ class ParamView:
     def _ready(self) -> Entry:
         entry = self._entry()
         if not entry.slot.initialized:
-            raise errors.deferred(self._full)
+            unallocated = self._full in self._api._model.index().unallocated
+            raise errors.deferred(self._full, entry.slot.shape if unallocated else None)
         return entry
 
     def numpy(self) -> np.ndarray:
@@ -266,7 +272,17 @@ class ParamAPI:
         if pending:
             raise errors.DeferredInitializationError(
                 f"the size of {', '.join(pending)} is not known yet: call pm.materialize(example_input) first")
+        self._structure_known()
         return sum(math.prod(e.slot.shape) for e in unique)
+
+    def _structure_known(self) -> None:
+        """Raise while a layer's parameters are not known at all (they appear when the model first runs)."""
+        unknown = self._incomplete()
+        if unknown:
+            where = ", ".join(repr(p or "(root)") for p in unknown[:6])
+            raise errors.DeferredInitializationError(
+                f"the parameters of layer {where} are not known until the model runs (a linen @compact module): "
+                f"call pm.materialize(example_input) first")
 
     def _select(self, selector: selection.Selector, attributes: bool = True, counters: bool = True) -> list[Entry]:
         """One entry per storage (its first name here) when any of its names fits every selector; expect checked."""
@@ -306,7 +322,8 @@ class ParamAPI:
         seed = check_seed(seed)
         selector = selection.Selector.of(pattern, kind, trainable, layer, ndim, native, expect)
         selected = self._select(selector, counters=selector.kinds is not None)
-        if not selected:
+        unknown = self._incomplete()
+        if not selected and not unknown:
             raise errors.SelectionError(f"{selector.describe()} matches no parameter in {self._where()}; "
                                         f"names are: {errors.quote_all(self.names())}")
         ready = [e for e in selected if e.slot.initialized]
@@ -324,7 +341,11 @@ class ParamAPI:
                 self._model.adapter.write_many(values)
             self._model.supersede([e.name for e in selected])
             pending = [e.name for e in selected if not e.slot.initialized]
-            if pending:
+            if unknown:
+                select = lambda: [e.name for e in self._select(selector, counters=selector.kinds is not None)]  # noqa: E731
+                self._model.records.append(Record(initializer, seed, pending, select, frozenset(e.name for e in selected),
+                                                  f"{selector.describe()} of pm.init in {self._where()}"))
+            elif pending:
                 self._model.records.append(Record(initializer, seed, pending))
         return self
 
@@ -352,6 +373,11 @@ class ParamAPI:
         tie(self, source, target)
         return self
 
+    def _incomplete(self) -> list[str]:
+        """Layers inside this view whose structure is not known until the model runs (linen @compact before init)."""
+        lead = ".".join(self._prefix)
+        return [p for p in self._model.index().incomplete if not lead or p == lead or p.startswith(lead + ".")]
+
     def tied(self) -> list[list[str]]:
         """Groups of names that share one storage, each in canonical order."""
         index = self._model.index()
@@ -365,12 +391,16 @@ class ParamAPI:
 
     @property
     def initialized(self) -> bool:
-        """True when every parameter's shape is known and its storage exists."""
-        return all(e.slot.initialized for e in self._entries())
+        """True when every parameter's shape is known and its storage exists (and every layer's structure is known)."""
+        return all(e.slot.initialized for e in self._entries()) and not self._incomplete()
 
-    def pending(self) -> list[str]:
-        """Names whose shape is not known yet."""
-        return [self._rel(e.name) for e in self._entries() if not e.slot.initialized]
+    def pending(self, reason: str = "shape") -> list[str]:
+        """Names whose shape is not known yet; "storage": shape known, storage not allocated; "any": both."""
+        if reason not in ("shape", "storage", "any"):
+            raise errors.SelectionError(f"pending(reason={reason!r}): reason is 'shape', 'storage' or 'any'")
+        unallocated = self._model.index().unallocated
+        return [self._rel(e.name) for e in self._entries() if not e.slot.initialized
+                and (reason == "any" or (e.name in unallocated) == (reason == "storage"))]
 
     def materialize(self, *example_inputs: Any, device: str | None = None) -> ParamAPI:
         """Make every shape known and every parameter allocated, apply the recorded initializers, return self.
@@ -382,22 +412,38 @@ class ParamAPI:
         if reason and not self.initialized:
             raise errors.UnsupportedError(f"{self.backend} cannot materialize deferred parameters: {reason}")
         check_example_inputs(example_inputs)
+        if not example_inputs:
+            ParamAPI(self._model)._structure_known()
         unknown = [self._rel(e.name) for e in self._unique() if None in e.slot.shape]
         if unknown and not example_inputs:
             raise errors.DeferredInitializationError(f"pass example inputs, pm.materialize(x): the shapes of "
                                                      f"{errors.quote_all(unknown)} are not known yet")
         self._model.materializing = True
+        undo = None
         try:
             allocated = self._model.adapter.allocate(device, self._model.recorded())
             if unknown or not allocated:
-                self._model.adapter.materialize(list(example_inputs))
+                undo = self._model.adapter.materialize(list(example_inputs))
         finally:
             self._model.materializing = False
-        self._model.shapes_known()
+        try:
+            self._model.shapes_known()
+        except BaseException:
+            if undo is not None:
+                undo()
+                self._model.index(fresh=True)
+            raise
         return self
 
     def forward(self, *inputs: Any) -> np.ndarray:
-        """The whole model's output on inputs, in inference mode, as numpy."""
+        """The whole model's output on inputs, in inference mode, as numpy; a deferred model is refused, not changed."""
+        index = self._model.index()
+        if index.pending:
+            unknown = [n for n in index.pending if n not in index.unallocated]
+            what = (f"the shape of {_short(unknown)} is not known: call pm.materialize(example_input) first" if unknown else
+                    f"the storage of {_short(index.pending)} is not allocated (the shapes are known): call pm.materialize() first")
+            raise errors.DeferredInitializationError(f"pm.forward() does not change the model, and {what}")
+        ParamAPI(self._model)._structure_known()
         return self._model.adapter.forward(list(inputs))
 
     @property
@@ -423,7 +469,7 @@ class ParamAPI:
         dict outputs) the sum of its first tensor. Give loss=lambda out: ... (a scalar) for anything else.
         """
         if not self.initialized:
-            raise errors.deferred(self.pending()[0])
+            self[self.pending("any")[0]]._ready()
         adapter = self._model.adapter
         adapter.compute_grads(list(inputs), loss)
         out = {}
@@ -441,6 +487,7 @@ class ParamAPI:
             raise errors.DeferredInitializationError(
                 f"call pm.materialize(example_input) first, or pm.materialize(device='cpu') for a model on the meta "
                 f"device: {errors.quote_all(pending)} not initialized yet")
+        self._structure_known()
         return unique
 
     def state_dict(self, copy: bool = True) -> dict[str, np.ndarray]:

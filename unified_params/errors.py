@@ -100,8 +100,12 @@ def gone(name: str, candidates: Iterable[str]) -> ParameterNotFoundError:
         f"take the view again from pm[...] or pm.collect(...){hint}")
 
 
-def deferred(name: str) -> DeferredInitializationError:
-    """The error for touching a parameter whose shape is not known yet."""
+def deferred(name: str, shape: tuple | None = None) -> DeferredInitializationError:
+    """The error for touching a parameter whose shape is not known yet, or (shape given) that has no storage yet."""
+    if shape is not None:
+        return DeferredInitializationError(
+            f"parameter {name!r} has shape {tuple(shape)} but its storage is not allocated yet: call pm.materialize() "
+            f"(no example input needed) or the framework's own initialization (MXNet: net.initialize())")
     return DeferredInitializationError(
         f"parameter {quote(name)} is not initialized yet (its shape or memory is not known): call "
         f"pm.materialize(example_input), run the model once on data, or pm.materialize(device='cpu') on the meta device"

@@ -38,6 +38,13 @@ class Index:
         self.groups: dict[Hashable, list[str]] = {}
         self._walk(root, (), "", (root,))
         self.pending: list[str] = [n for n, e in self.entries.items() if not e.slot.initialized]
+        self.unallocated: set[str] = set()
+        if self.pending:
+            self._find_unallocated(root, "")
+        self.incomplete: list[str] = []
+        self._find_incomplete(root, ())
+        self.waiting = bool(self.pending or self.incomplete)
+        """True while the model will change when it runs: shapes not known, or layers whose structure is not known."""
 
     def _walk(self, node: Node, path: tuple[str, ...], prefix: str, nodes: tuple[Node, ...]) -> None:
         slots = node.slots if len(node.slots) < 2 else sorted(node.slots, key=_slot_order)
@@ -52,6 +59,21 @@ class Index:
         for child in node.children:
             key = child.key
             self._walk(child, (*path, key), f"{prefix}{key}.", (*nodes, child))
+
+    def _find_unallocated(self, node: Node, prefix: str) -> None:
+        """Names waiting only for storage: their layer's waiting parameters all have known shapes."""
+        waiting = [s for s in node.slots if not s.initialized]
+        if waiting and all(None not in s.shape for s in waiting):
+            self.unallocated.update(prefix + s.leaf for s in waiting)
+        for child in node.children:
+            self._find_unallocated(child, f"{prefix}{child.key}.")
+
+    def _find_incomplete(self, node: Node, path: tuple[str, ...]) -> None:
+        """Canonical paths of layers whose children and parameters are not known until the model runs."""
+        if not node.complete:
+            self.incomplete.append(".".join(path))
+        for child in node.children:
+            self._find_incomplete(child, (*path, child.key))
 
     def by_storage(self, storage: Hashable) -> Entry | None:
         names = self.groups.get(storage)

@@ -10,10 +10,9 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
-import numpy as np
-
 from .adapter import Node
 from .errors import ShapeMismatchError
+from .inputs import describe
 
 __all__ = ["walk", "failing_layer", "input_weight_size", "mismatch_from_failure", "compare_shapes"]
 
@@ -80,10 +79,10 @@ def input_weight_size(node: Node | None) -> int | None:
 def mismatch_from_failure(exc: BaseException, inputs: Sequence[Any], layer_name: Callable[[Any], str | None],
                           nodes: Mapping[str, Node]) -> ShapeMismatchError:
     """A ShapeMismatchError naming the layer that rejected the inputs, with both sizes when they can be read."""
-    shapes = [tuple(np.shape(x)) for x in inputs if hasattr(x, "shape")]
+    shapes = describe(inputs)
     where = failing_layer(exc, layer_name)
     if where is None:
-        return ShapeMismatchError(f"the model rejected inputs of shape {shapes}: {exc}")
+        return ShapeMismatchError(f"the model rejected inputs of shape {shapes}: {exc}; nothing was changed")
     name, module, got = where
     expected = input_weight_size(nodes.get(name))
     sizes = ""
@@ -94,13 +93,13 @@ def mismatch_from_failure(exc: BaseException, inputs: Sequence[Any], layer_name:
     return ShapeMismatchError(
         f"layer {name or '(root)'!r} ({type(module).__name__}) does not fit inputs of shape {shapes}{sizes}. "
         f"{type(exc).__name__}: {str(exc).rstrip('. ')}. "
-        "Give inputs that fit the layer, or rebuild the layer for the new size")
+        "Give inputs that fit the layer, or rebuild the layer for the new size; the model is unchanged")
 
 
 def compare_shapes(known: Node, probe: Node, inputs: Sequence[Any]) -> ShapeMismatchError | None:
     """The first parameter whose known dimensions differ from those the inputs give, as an error; else None."""
     probed = {(layer, slot.leaf): slot.shape for layer, node in walk(probe) for slot in node.slots}
-    shapes = [tuple(np.shape(x)) for x in inputs if hasattr(x, "shape")]
+    shapes = describe(inputs)
     for layer, node in walk(known):
         for slot in node.slots:
             new = probed.get((layer, slot.leaf))

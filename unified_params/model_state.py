@@ -10,17 +10,25 @@ from typing import Any, TypeVar
 import numpy as np
 
 from .adapter import Adapter
+from .errors import InitializerError, SelectionError
 from .index import Entry, Index
 from .init import make_value
 
 
 @dataclass
 class Record:
-    """An init call waiting for shapes: applied, in call order, to names as their shapes become known."""
+    """An init call waiting for shapes: applied, in call order, to names as their shapes become known.
+
+    `select` is the call's selection itself, kept while some layer's structure is not known: once it is, the
+    selection runs again and the names it finds (beyond `exclude`, those it found at the call) join `names`.
+    """
 
     initializer: Any
     seed: int
     names: list[str]
+    select: Callable[[], list[str]] | None = None
+    exclude: frozenset[str] = frozenset()
+    what: str = ""
 
 
 class ModelState:
@@ -53,15 +61,15 @@ class ModelState:
         A model with pending shapes is re-discovered on every call.
         """
         index = self._index
-        if fresh or index is None or index.pending or self.adapter.changed(self._stamp, attributes):
+        if fresh or index is None or index.waiting or self.adapter.changed(self._stamp, attributes):
             index = self._index = Index(self.adapter.tree())
-            self._stamp = None if index.pending else self.adapter.stamp(index.root)
+            self._stamp = None if index.waiting else self.adapter.stamp(index.root)
         return index
 
     def entry(self, name: str, attributes: bool = True) -> Entry | None:
         """The entry called name as the model is now (None when there is none), checked at about one lookup's cost."""
         index = self._index
-        if index is not None and not index.pending:
+        if index is not None and not index.waiting:
             entry = index.entries.get(name)
             if entry is not None:
                 if self.adapter.current(self._stamp, entry.nodes, entry.slot, attributes):
@@ -70,25 +78,51 @@ class ModelState:
         return self.index(attributes=attributes).entries.get(name)
 
     def shapes_known(self) -> None:
-        """Apply every recorded initializer whose parameters now have known shapes (all at once after pm.materialize)."""
+        """Apply every recorded initializer whose parameters now have known shapes (all at once after pm.materialize).
+
+        All values are made before any is written: a record whose initializer fails writes nothing and stays (the
+        next forward or materialize fails the same way, until a later pm.init of those names supersedes it).
+        """
         if self.materializing:
             return
         with self.lock:
             self._apply_records()
 
     def _apply_records(self) -> None:
-        entries = self.index(fresh=True).entries
+        index = self.index(fresh=True)
+        entries = index.entries
+        if not index.incomplete:
+            self._resolve_selections()
         values, done = [], []
         for record in self.records:
             ready = [n for n in record.names if n in entries and entries[n].slot.initialized]
-            values += [(entries[n].slot, make_value(record.initializer, record.seed, n, entries[n].slot.shape,
-                                                    entries[n].slot.dtype)) for n in ready]
+            try:
+                values += [(entries[n].slot, make_value(record.initializer, record.seed, n, entries[n].slot.shape,
+                                                        entries[n].slot.dtype)) for n in ready]
+            except InitializerError as e:
+                raise InitializerError(f"{e}; nothing was written: a later pm.init of these parameters replaces "
+                                       f"the record") from e
             done.append(set(ready))
         if values:
             self.adapter.write_many(values)
         for record, ready in zip(self.records, done):
             record.names = [n for n in record.names if n not in ready]
-        self.records = [r for r in self.records if r.names]
+        self.records = [r for r in self.records if r.names or r.select is not None]
+
+    def _resolve_selections(self) -> None:
+        """Run the selections recorded while the structure was unknown; one that still matches nothing is a typo."""
+        typos = []
+        for record in self.records:
+            if record.select is None:
+                continue
+            record.names += [n for n in record.select() if n not in record.exclude and n not in record.names]
+            record.select = None
+            if not record.names and not record.exclude:
+                typos.append(record)
+        if typos:
+            self.records = [r for r in self.records if all(r is not t for t in typos)]
+            raise SelectionError(f"{typos[0].what} matches no parameter now that the structure is known (a typo?); "
+                                 f"that pm.init call was dropped, nothing was written")
 
     def supersede(self, names: list[str]) -> None:
         """Drop names from earlier records: a later init of them wins (also over one that failed in a native forward)."""
@@ -96,7 +130,7 @@ class ModelState:
             gone = set(names)
             for record in self.records:
                 record.names = [n for n in record.names if n not in gone]
-            self.records = [r for r in self.records if r.names]
+            self.records = [r for r in self.records if r.names or r.select is not None]
 
     def recorded(self) -> set[Hashable]:
         """The storages a recorded initializer is waiting for."""
@@ -104,17 +138,30 @@ class ModelState:
         return {entries[n].slot.storage for r in self.records for n in r.names if n in entries}
 
     def initial_value(self, storage: Hashable, shape: tuple[int, ...], dtype: str) -> np.ndarray | None:
-        """The value the recorded initializers give one parameter, for adapters that initialize natively."""
+        """The value the recorded initializers give one parameter (through any of its tied names), for native init."""
         entry = self.index(fresh=True).by_storage(storage)
         if entry is None:
             return None
+        names = set(self.index().groups.get(storage, ()))
         value = None
         for record in self.records:
-            if entry.primary in record.names:
+            if names.intersection(record.names):
                 value = make_value(record.initializer, record.seed, entry.primary, tuple(shape), dtype)
-                record.names.remove(entry.primary)
-        self.records = [r for r in self.records if r.names]
+        self._take(storage)
         return value
+
+    def native_init(self, storage: Hashable) -> None:
+        """The framework's own initialization of this storage came after its records: drop them (the later call wins)."""
+        self._take(storage)
+
+    def _take(self, storage: Hashable) -> list[Record]:
+        """Remove every tied name of this storage from the records; the records that held one, in call order."""
+        names = set(self.index().groups.get(storage, ()))
+        taken = [r for r in self.records if names.intersection(r.names)]
+        for record in taken:
+            record.names = [n for n in record.names if n not in names]
+        self.records = [r for r in self.records if r.names]
+        return taken
 
 
 F = TypeVar("F", bound=Callable[..., Any])

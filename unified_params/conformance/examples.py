@@ -35,6 +35,13 @@ LAYERS: dict[str, str] = {
 FEATURES: dict[str, str] = {
     **EXAMPLES,
     "builders": "every examples builder (mlp ... eager, zoo) builds, wraps, has the documented names, runs natively",
+    "deferred: failed materialize": "a materialize that fails puts the model back as it was and keeps the records",
+    "deferred: tied records": "an init recorded through a tied alias runs once, at the first forward, and never again",
+    "deferred: the later call wins": "the framework's own init after pm.init wins; materialize replays no old record",
+    "deferred: materialize() without inputs": "returns pm when every shape is known, else DeferredInitializationError",
+    "deferred: shape or storage": "pending() lists unknown shapes; pending('storage') known shapes without storage",
+    "deferred: structure not known": "a linen @compact model before init: not initialized; init records the selection",
+    "deferred: inputs": "one tuple input, float64 inputs, pm.forward on a deferred model, a batch of 0",
     "errors": "bad input: the named error, a message that says what to do, the model unchanged",
     "state": "state_dict / load_state_dict / save / load / transfer / compare on one backend",
     "live model": "a model changed after wrap (layers replaced, added, removed; weight reassigned; frozen; cast)",
@@ -48,8 +55,9 @@ FEATURES: dict[str, str] = {
        "give torch's outputs" for t, d in LAYERS.items()},
 }
 
-REQUIRED_BUILDERS = ("mlp", "nested", "tied", "deferred", "eager")
-REQUIRED_ORACLES = ("native_object", "native_value", "native_names", "native_forward", "native_grads")
+REQUIRED_BUILDERS = ("mlp", "nested", "tied", "deferred", "eager", "deferred_pair", "deferred_tied")
+REQUIRED_ORACLES = ("native_object", "native_value", "native_names", "native_forward", "native_grads",
+                    "native_initialized")
 
 MUTATIONS: dict[str, str] = {
     "replace_layer": "replace_layer(model): layer 2 of mlp() becomes a new Dense(8 -> 3), initialized natively",

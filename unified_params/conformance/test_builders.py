@@ -30,6 +30,9 @@ CASES: dict[str, tuple[Callable[[ModuleType], tuple], list[str], tuple[int, ...]
     "deferred": (lambda ex: (deferred_input(20),), MLP, (2, 10)),
     "eager": (lambda ex: (deferred_input(20),), MLP, (2, 10)),
     "zoo": (lambda ex: tuple(ex.zoo_input()), ZOO, (2, 2)),
+    "deferred_pair": (lambda ex: ((deferred_input(5), np.ones((2, 4), np.float32)),), ["dense.weight", "dense.bias"],
+                      (2, 4)),
+    "deferred_tied": (lambda ex: (deferred_input(20),), TIED, (2, 1)),
 }
 BATCH_NORM = {"zoo"}
 
