@@ -123,7 +123,7 @@ def test_pending_names_wait_for_their_shape(ex: ModuleType) -> None:
     pm = wrapped(ex.deferred())
     assert set(pm.pending()) >= {"0.weight", "2.weight"}
     assert pm.pending("storage") == [] and pm.pending("any") == pm.pending()
-    with pytest.raises(up.DeferredInitializationError, match="shape is not known"):
+    with pytest.raises(up.DeferredInitializationError, match=r"shape (or memory )?is not known"):
         pm["0.weight"].numpy()
 
 
