@@ -21,7 +21,7 @@ def test_meta_model_is_deferred_with_known_sizes_and_refuses_reads() -> None:
     model = _meta()
     pm = up.wrap(model)
     assert not pm.initialized
-    assert pm.pending() == list(model.state_dict())
+    assert pm.pending("storage") == list(model.state_dict()) and pm.pending() == []
     assert pm.num_params() == sum(t.numel() for n, t in model.state_dict().items() if "num_batches" not in n)
     for call in (pm.state_dict, lambda: pm.save("unused.safetensors"), lambda: pm["0.weight"].numpy()):
         with pytest.raises(up.DeferredInitializationError, match=r"pm.materialize\(device='cpu'\)"):

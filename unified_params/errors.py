@@ -105,7 +105,8 @@ def deferred(name: str, shape: tuple | None = None) -> DeferredInitializationErr
     if shape is not None:
         return DeferredInitializationError(
             f"parameter {name!r} has shape {tuple(shape)} but its storage is not allocated yet: call pm.materialize() "
-            f"(no example input needed) or the framework's own initialization (MXNet: net.initialize())")
+            f"(no example input needed; pm.materialize(device='cpu') on the meta device) or the framework's own "
+            f"initialization (MXNet: net.initialize())")
     return DeferredInitializationError(
         f"parameter {quote(name)} is not initialized yet (its shape or memory is not known): call "
         f"pm.materialize(example_input), run the model once on data, or pm.materialize(device='cpu') on the meta device"
