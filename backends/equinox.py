@@ -13,7 +13,16 @@ from typing import Any
 
 import numpy as np
 
-from unified_params.adapter import DEFERRED, NATIVE_GRAD, NATIVE_MATERIALIZE, Adapter, Node, Slot
+from unified_params.adapter import (
+    DEFERRED,
+    NATIVE_GRAD,
+    NATIVE_MATERIALIZE,
+    UNALLOCATED,
+    UNKNOWN_STRUCTURE,
+    Adapter,
+    Node,
+    Slot,
+)
 from unified_params.layout import IDENTITY, Layout, canonical_copy, native_copy, shape_to_canonical
 from unified_params.lazy import lazy
 from unified_params.locate import mismatch_from_failure, walk
@@ -161,6 +170,9 @@ class EquinoxAdapter(Adapter):
         DEFERRED: "Equinox layers are built with their sizes (eqx.nn.Linear(in, out, key=...)): no shape is unknown",
         NATIVE_MATERIALIZE: "Equinox layers are built with their sizes: there is nothing to materialize",
         NATIVE_GRAD: "JAX keeps no gradient on parameters (eqx.filter_grad returns them): use pm.grads(x)",
+        UNALLOCATED: "Equinox layers hold their arrays from construction: no parameter waits for storage",
+        UNKNOWN_STRUCTURE: "Equinox modules are dataclasses whose fields are set at construction: the structure "
+                           "is always known",
     }
 
     def __init__(self, model: Any, variables: Any = None) -> None:
@@ -278,6 +290,8 @@ class EquinoxAdapter(Adapter):
 
     def materialize(self, inputs: Sequence[Any]) -> None:
         """Every shape is known: check that the inputs fit by running the model once (nothing is written)."""
+        if not inputs:
+            return
         probe = _inference(self.model)
         tree = _Tree(probe, self._state)
         try:

@@ -77,6 +77,11 @@ def deferred() -> Built:
     return eager()
 
 
+def native_initialized(pm: Any, name: str) -> bool:
+    """Equinox arrays exist from construction."""
+    return native_object(pm, name) is not None
+
+
 def _owner(model: Any, keys: list[str]) -> Any:
     obj = model
     for key in keys:
