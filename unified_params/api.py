@@ -15,6 +15,7 @@ from .dtypes import resolve
 from .fit import Target, check_example_inputs, fit_one, fit_state
 from .index import Entry
 from .init import Initializer, fills_in_place, make_value
+from .locate import walk
 from .matching import Rename, rename_state
 from .model_state import ModelState, Record, locked
 from .rng import check_seed
@@ -456,7 +457,7 @@ class ParamAPI:
 
         Names are relative to this view; UnsupportedError where the framework cannot intercept layers.
         """
-        layers = {path: node.native for path, node in _walk(self._node(), ()) if node.slots}
+        layers = {path: node.native for path, node in walk(self._node()) if node.slots}
         try:
             return self._model.adapter.layer_outputs(list(inputs), layers)
         except NotImplementedError as e:
@@ -549,10 +550,3 @@ class ParamAPI:
         fill = self._model.adapter.fill
         checkpoint_load.load(path, target, lambda name, fn: fill(unique[name].slot, fn), strict, cast, rename)
         return self
-
-
-def _walk(node: Node, path: tuple[str, ...]) -> Iterator[tuple[str, Node]]:
-    """(dotted path, node) for node and its descendants, parents first."""
-    yield ".".join(path), node
-    for child in node.children:
-        yield from _walk(child, (*path, child.key))
