@@ -15,6 +15,7 @@ import sys
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from itertools import chain
 from operator import attrgetter
 from typing import Any
 
@@ -125,13 +126,9 @@ def _own_variables(layer: Any) -> list[Any]:
     return out
 
 
-_LISTS = attrgetter("_layers", "_trainable_variables", "_non_trainable_variables")
+_TRACKED = attrgetter("_layers", "_trainable_variables", "_non_trainable_variables")
+_BUILT = attrgetter("built")
 _ATTRIBUTES = attrgetter("trainable", "dtype", "shape")
-
-
-def _lists(layer: Any) -> tuple[Any, ...]:
-    """The tracker lists tree() reads a layer's children and variables from (a functional model's operations too)."""
-    return (*_LISTS(layer), getattr(layer, "_operations", ()))
 
 
 def _keyed(layers: list[Any]) -> list[Any]:
@@ -146,26 +143,35 @@ def _keys(layer: Any) -> dict[int, tuple[str, ...]]:
     return attribute_paths(_attribute_items(layer), _is_layer)
 
 
+def _tracked(layers: list[Any], functional: list[Any]) -> list[Any]:
+    """The tracker lists tree() reads children and variables from (a functional model's operations too)."""
+    return [*chain.from_iterable(map(_TRACKED, layers)), *(layer._operations for layer in functional)]
+
+
 class _Stamp:
     """The layers an index was built from, their tracker lists and attribute keys, and each variable's attributes."""
 
     def __init__(self, root: Node) -> None:
         self.layers = list({id(layer): layer for layer in root.native._flatten_layers(include_self=True)}.values())
-        self.lists = [x for layer in self.layers for x in _lists(layer)]
+        self.functional = [layer for layer in self.layers if isinstance(getattr(layer, "_operations", None), list)]
+        self.lists = _tracked(self.layers, self.functional)
         self.contents = Contents(sequences=self.lists)
         self.keyed = _keyed(self.layers)
         self.keys = [_keys(layer) for layer in self.keyed]
-        self.built = [layer.built for layer in self.layers]
+        self.built = list(map(_BUILT, self.layers))
         self.variables = [v for layer in self.layers for v in _own_variables(layer)]
         self.attributes = list(map(_ATTRIBUTES, self.variables))
 
     def changed(self, attributes: bool) -> bool:
-        lists = [x for layer in self.layers for x in _lists(layer)]
-        if not identical(lists, self.lists) or self.contents.changed():
+        """Listing trusts that Keras keeps each layer's tracker lists (it mutates them); with attributes, that too."""
+        if self.contents.changed() or list(map(_BUILT, self.layers)) != self.built:
             return True
-        if [layer.built for layer in self.layers] != self.built or [_keys(x) for x in self.keyed] != self.keys:
+        if [_keys(x) for x in self.keyed] != self.keys:
             return True
-        return attributes and list(map(_ATTRIBUTES, self.variables)) != self.attributes
+        if not attributes:
+            return False
+        return not identical(_tracked(self.layers, self.functional), self.lists) or \
+            list(map(_ATTRIBUTES, self.variables)) != self.attributes
 
 
 class KerasAdapter(Adapter):

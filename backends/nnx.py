@@ -18,7 +18,7 @@ import numpy as np
 
 from unified_params.adapter import FREEZE, NATIVE_GRAD, UNALLOCATED, Adapter, DeferredHooks, Node, Slot
 from unified_params.errors import DeferredInitializationError, UnsupportedError
-from unified_params.freshness import Contents, reaches
+from unified_params.freshness import Contents
 from unified_params.layout import shape_to_canonical
 from unified_params.lazy import lazy
 from unified_params.outputs import loss_target
@@ -281,14 +281,6 @@ class _Stamp:
             return True
         return attributes and any(_var_attributes(v) != self.attributes[k] for k, v in self.variables.items())
 
-    def current(self, slot: Slot, attributes: bool) -> bool | None:
-        steps = self.paths.get(id(slot))
-        if steps is None:
-            return None
-        if not reaches(steps):
-            return False
-        return not attributes or _var_attributes(slot.ref.var) == self.attributes[id(slot.ref.var)]
-
 
 def _swap_class(obj: Any, cls: type) -> None:
     object.__setattr__(obj, "__class__", cls)
@@ -333,8 +325,16 @@ class NNXAdapter(Adapter):
 
     def current(self, stamp: _Stamp, nodes: Sequence[Node], slot: Slot, attributes: bool = True) -> bool:
         """The Variable is still reached through the same attributes (one lookup per level), else the whole check."""
-        found = stamp.current(slot, attributes)
-        return not stamp.changed(attributes) if found is None else found
+        steps = stamp.paths.get(id(slot))
+        if steps is None:
+            return not stamp.changed(attributes)
+        try:
+            for container, key, value in steps:
+                if container[key] is not value:
+                    return False
+        except (KeyError, IndexError, TypeError):
+            return False
+        return not attributes or _var_attributes(slot.ref.var) == stamp.attributes[id(slot.ref.var)]
 
     def native(self, slot: Slot) -> Any:
         """The nnx.Variable (nnx.Param, nnx.BatchStat, ...) itself."""

@@ -89,16 +89,17 @@ class _Stamp:
     attributes: list[tuple]
 
     def changed(self, attributes: bool) -> bool:
-        """Assignments are counted by hooks; deletions change a dict's size (or, in Sequential, the dict itself).
+        """Assignments are counted by hooks; deletions shrink a dict (Sequential's `del` too, before it renumbers).
 
-        Listing (attributes=False) trusts the count when it did not move; with attributes, the dicts' contents are
-        compared too, which also sees a tensor put in place of another without a hook (`_apply` with overwrite).
+        Listing (attributes=False) trusts the count when it did not move; otherwise the dicts and their contents
+        are compared by identity, which also sees a tensor put in place of another without a hook (`_apply`
+        with overwrite on) or a dict replaced.
         """
-        if not identical(list(chain.from_iterable(map(_DICTS, self.modules))), self.dicts) or self.contents.resized():
+        if self.contents.resized():
             return True
         overwrite = torch.__future__.get_overwrite_module_params_on_conversion()
         if attributes or overwrite or _REGISTRATIONS[0] != self.registrations:
-            if self.contents.changed():
+            if self.contents.changed() or not identical(list(chain.from_iterable(map(_DICTS, self.modules))), self.dicts):
                 return True
             self.registrations = _REGISTRATIONS[0]
         return attributes and list(map(_ATTRIBUTES, self.tensors)) != self.attributes

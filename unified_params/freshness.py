@@ -47,14 +47,3 @@ class Contents:
         """True when a container holds something else than at the snapshot."""
         sizes, keys, values = self._read()
         return sizes != self.sizes or keys != self.keys or not identical(values, self.values)
-
-
-def reaches(steps: Sequence[tuple[Any, Any, Any]]) -> bool:
-    """True when each (container, key, value) still holds value under key: a path of native objects, by identity."""
-    try:
-        for container, key, value in steps:
-            if container[key] is not value:
-                return False
-    except (KeyError, IndexError, TypeError):
-        return False
-    return True

@@ -44,6 +44,7 @@ class ModelState:
         self.records: list[Record] = []
         self._index: Index | None = None
         self._stamp: Any = None
+        self._current = adapter.current
         self.materializing = False
         self.lock = threading.RLock()
 
@@ -72,7 +73,7 @@ class ModelState:
         if index is not None and not index.waiting:
             entry = index.entries.get(name)
             if entry is not None:
-                if self.adapter.current(self._stamp, entry.nodes, entry.slot, attributes):
+                if self._current(self._stamp, entry.nodes, entry.slot, attributes):
                     return entry
                 return self.index(fresh=True).entries.get(name)
         return self.index(attributes=attributes).entries.get(name)
