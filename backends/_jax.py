@@ -237,7 +237,7 @@ class LinenTree:
 
     def _module_node(self, key: str, module: Any, bound: Any, path: tuple[str, ...], canon: tuple[str, ...]) -> Node:
         rule = LINEN.for_layer(module)
-        node = Node(key, module, label=type(module).__name__, layer_type=rule and rule.layer_type)
+        node = Node(key, module, label=type(module).__name__, layer_type=rule and rule.layer_type, rule=rule)
         self.layers.setdefault(path, ".".join(canon))
         covered: set[str] = set()
         for position, (child_key, native, child) in enumerate(self._children(module, bound)):
@@ -311,7 +311,7 @@ class LinenTree:
     def _vars_node(self, key: str, path: tuple[str, ...], canon: tuple[str, ...]) -> Node:
         """A compact child, known from its variables only: its Flax class from its automatic name or its variables."""
         rule = LINEN.by_autoname(path[-1]) or by_signature(self._own_shapes(path))
-        node = Node(key, None, label="", layer_type=rule and rule.layer_type)
+        node = Node(key, None, label="", layer_type=rule and rule.layer_type, rule=rule)
         self.layers.setdefault(path, ".".join(canon))
         node.slots = self._own_slots(path, rule)
         for name in self._subtree_keys(path):

@@ -109,7 +109,7 @@ class _Tree:
     def node(self, key: str, obj: Any, path: tuple, canon: tuple[str, ...]) -> Node:
         self.layers.setdefault(id(obj), ".".join(canon))
         rule = RULES.for_layer(obj) if isinstance(obj, eqx.Module) else None
-        node = Node(key, obj, label=type(obj).__name__, layer_type=rule.layer_type if rule else None)
+        node = Node(key, obj, label=type(obj).__name__, layer_type=rule.layer_type if rule else None, rule=rule)
         if isinstance(obj, eqx.nn.Sequential):
             items = [(str(i), layer, (*path, "layers", i)) for i, layer in enumerate(obj.layers)]
         elif isinstance(obj, (list, tuple)):

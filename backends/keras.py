@@ -213,7 +213,7 @@ class KerasAdapter(Adapter):
     def _node(self, key: str, layer: Any, scope: tuple[str, ...]) -> Node:
         rule = RULES.for_layer(layer)
         node = Node(key, layer, slots=self._slots(layer, scope, rule), label=type(layer).__name__,
-                    layer_type=rule and rule.layer_type)
+                    layer_type=rule and rule.layer_type, rule=rule)
         for child_key, child in _children(layer):
             if isinstance(child, Group):
                 node.children.append(Node(child_key, child.container, label=type(child.container).__name__, children=[

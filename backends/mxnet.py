@@ -316,7 +316,7 @@ class MXNetAdapter(Adapter):
             else:
                 children.append(self._node(child_key, child))
         return Node(key=key, native=block, children=children, slots=slots, label=type(block).__name__,
-                    layer_type=rule and rule.layer_type)
+                    layer_type=rule and rule.layer_type, rule=rule)
 
     def stamp(self, root: Node) -> _Stamp:
         """Blocks' _children, _reg_params and ParameterDict contents, and each parameter's dtype, grad_req, shape."""

@@ -158,7 +158,7 @@ class _Tree:
         if isinstance(obj, bridge.ToNNX):
             return self.tonnx(key, obj, path, canon)
         rule = NNX.for_layer(obj) if isinstance(obj, nnx.Module) else None
-        node = Node(key, obj, label=type(obj).__name__, layer_type=rule and rule.layer_type)
+        node = Node(key, obj, label=type(obj).__name__, layer_type=rule and rule.layer_type, rule=rule)
         if id(obj) in self.active:
             return node
         self.active.add(id(obj))

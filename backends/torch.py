@@ -170,7 +170,7 @@ class TorchAdapter(Adapter):
 
     def _node(self, key: str, module: Any, prefix: str) -> Node:
         rule = RULES.for_layer(module)
-        node = Node(key, module, label=type(module).__name__, layer_type=rule and rule.layer_type)
+        node = Node(key, module, label=type(module).__name__, layer_type=rule and rule.layer_type, rule=rule)
         mixin = torch.nn.parameter.UninitializedTensorMixin
         before: dict[str, tuple] | None = None
         tensors = [(n, p, p.requires_grad) for n, p in module._parameters.items() if p is not None]

@@ -5,6 +5,7 @@ instance wraps one native model. See docs/adapters.md for the contract of each m
 """
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Protocol
@@ -72,6 +73,11 @@ class Slot:
         if self.initialized is None:
             self.initialized = all(d is not None for d in self.shape)
 
+    @property
+    def numel(self) -> int:
+        """The number of native elements behind the slot (its shape must be known)."""
+        return math.prod(self.shape)
+
 
 @dataclass
 class Node:
@@ -89,6 +95,8 @@ class Node:
     layer_type: str | None = None
     complete: bool = True
     """False while the layer's own children and parameters are not known (a linen @compact module before init)."""
+    rule: Any = None
+    """The layer's rule (unified_params.rules.Rule), None for a container or a class without one."""
 
 
 class DeferredHooks(Protocol):

@@ -15,6 +15,7 @@ from .dtypes import resolve
 from .fit import Target, check_example_inputs, fit_one, fit_state
 from .index import Entry
 from .init import Initializer, fills_in_place, make_value
+from .joins import Joined
 from .locate import walk
 from .matching import Rename, rename_state
 from .model_state import ModelState, Record, locked
@@ -274,7 +275,7 @@ class ParamAPI:
             raise errors.DeferredInitializationError(
                 f"the size of {', '.join(pending)} is not known yet: call pm.materialize(example_input) first")
         self._structure_known()
-        return sum(math.prod(e.slot.shape) for e in unique)
+        return sum(e.slot.numel for e in unique)
 
     def _structure_known(self) -> None:
         """Raise while a layer's parameters are not known at all (they appear when the model first runs)."""
@@ -332,14 +333,14 @@ class ParamAPI:
         if isinstance(initializer, Initializer):
             for e in selected:
                 initializer.check(tuple(1 if d is None else d for d in e.slot.shape), e.name, e.slot.dtype)
-        make = [] if in_place else ready
+        make = [e for e in ready if not in_place or isinstance(e.slot, Joined)]
         values = [(e.slot, make_value(initializer, seed, e.name, e.slot.shape, e.slot.dtype)) for e in make]
         with hold_interrupts():
+            self._model.adapter.write_many(values)
             if in_place:
                 for e in ready:
-                    self._model.adapter.fill(e.slot, lambda out, name=e.name: initializer.fill(out, seed, name))
-            else:
-                self._model.adapter.write_many(values)
+                    if not isinstance(e.slot, Joined):
+                        self._model.adapter.fill(e.slot, lambda out, name=e.name: initializer.fill(out, seed, name))
             self._model.supersede([e.name for e in selected])
             pending = [e.name for e in selected if not e.slot.initialized]
             if unknown:
@@ -547,6 +548,8 @@ class ParamAPI:
         rename: as in load_state_dict, applied to the checkpoint's names before they are compared with the model.
         """
         target, unique = self._target()
-        fill = self._model.adapter.fill
-        checkpoint_load.load(path, target, lambda name, fn: fill(unique[name].slot, fn), strict, cast, rename)
+        adapter = self._model.adapter
+        joined = {name for name, e in unique.items() if isinstance(e.slot, Joined)}
+        checkpoint_load.load(path, target, lambda name, fn: adapter.fill(unique[name].slot, fn), strict, cast, rename,
+                             joined, lambda pairs: adapter.write_many([(unique[n].slot, v) for n, v in pairs]))
         return self

@@ -9,7 +9,7 @@ through one array. Nothing is written unless phases 1 and 2 pass and the files a
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from typing import BinaryIO
@@ -115,10 +115,12 @@ def _in_file_order(names: list[str], where: dict[str, Located]) -> list[str]:
 
 
 def load(path: str | bytes | os.PathLike, target: Target, fill: Callable[[str, Callable[[np.ndarray], None]], None],
-         strict: bool = True, cast: bool = False, rename: Rename | None = None) -> None:
+         strict: bool = True, cast: bool = False, rename: Rename | None = None, together: Collection[str] = (),
+         write_many: Callable[[list[tuple[str, np.ndarray]]], None] | None = None) -> None:
     """Load a checkpoint into target, all or nothing, one tensor at a time.
 
-    fill(primary name, fn) lets fn write one verified tensor in place (an adapter's fill).
+    fill(primary name, fn) lets fn write one verified tensor in place (an adapter's fill). The primary names in
+    `together` (tensors made of several native arrays, which may refuse values) go first, in one write_many.
     """
     with opened(path) as (shown, found, metadata), named(shown, metadata):
         where = {new: found[old] for new, old in rename_state({n: n for n in found}, rename).items()}
@@ -144,5 +146,17 @@ def load(path: str | bytes | os.PathLike, target: Target, fill: Callable[[str, C
                                                 + ", ".join(conflicts))
         _unchanged({where[n].source for n in reads})
         with hold_interrupts():
-            for name in _in_file_order(list(primary_of), where):
-                fill(primary_of[name], where[name].filler(primary_of[name], target, cast))
+            order = _in_file_order(list(primary_of), where)
+            batch = [n for n in order if primary_of[n] in together]
+            if batch:
+                write_many([(primary_of[n], _value(where[n].filler(primary_of[n], target, cast), primary_of[n], target))
+                            for n in batch])
+            for name in order:
+                if primary_of[name] not in together:
+                    fill(primary_of[name], where[name].filler(primary_of[name], target, cast))
+
+
+def _value(fill: Callable[[np.ndarray], None], name: str, target: Target) -> np.ndarray:
+    out = np.empty(target.shapes[name], resolve(target.dtypes[name]))
+    fill(out)
+    return out

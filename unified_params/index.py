@@ -1,8 +1,9 @@
 """Canonical names, order and tied groups, computed from an adapter's tree (ModelState decides when anew)."""
 from __future__ import annotations
 
-from collections.abc import Hashable
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass
+from typing import Any
 
 from .adapter import KNOWN_KINDS, Node, Slot
 
@@ -21,8 +22,12 @@ class Entry:
     nodes: tuple[Node, ...] = ()
 
 
-def _slot_order(slot: Slot) -> tuple[int, str]:
-    return (_RANK.get(slot.leaf, len(KNOWN_KINDS)), slot.leaf)
+def _slot_order(rule: Any) -> Callable[[Slot], tuple[int, int, str]]:
+    """A layer's tensors in order: kind rank (weight, bias, running statistics), then the rule's order, then name."""
+    def key(slot: Slot) -> tuple[int, int, str]:
+        return (_RANK.get(slot.leaf, len(KNOWN_KINDS)), 0 if rule is None else rule.position(slot.leaf), slot.leaf)
+
+    return key
 
 
 class Index:
@@ -47,7 +52,7 @@ class Index:
         """True while the model will change when it runs: shapes not known, or layers whose structure is not known."""
 
     def _walk(self, node: Node, path: tuple[str, ...], prefix: str, nodes: tuple[Node, ...]) -> None:
-        slots = node.slots if len(node.slots) < 2 else sorted(node.slots, key=_slot_order)
+        slots = node.slots if len(node.slots) < 2 else sorted(node.slots, key=_slot_order(node.rule))
         entries, groups = self.entries, self.groups
         for slot in slots:
             name = prefix + slot.leaf

@@ -122,6 +122,32 @@ class Reshape:
 
 
 @dataclass(frozen=True)
+class Blocks:
+    """Axis split into len(order) equal blocks; canonical block i is native block order[i] (gate orders). Copies."""
+
+    axis: int
+    order: tuple[int, ...]
+
+    def _reorder(self, array: np.ndarray, order: tuple[int, ...]) -> np.ndarray:
+        n = len(self.order)
+        if array.shape[self.axis] % n:
+            raise ValueError(f"axis {self.axis} of {array.shape} does not split into {n} equal blocks")
+        parts = np.split(array, n, axis=self.axis)
+        return np.concatenate([parts[i] for i in order], axis=self.axis)
+
+    def forward(self, array: np.ndarray) -> np.ndarray:
+        return self._reorder(array, self.order)
+
+    def inverse(self, array: np.ndarray) -> np.ndarray:
+        return self._reorder(array, tuple(int(i) for i in np.argsort(self.order)))
+
+    def forward_shape(self, shape: Shape) -> Shape:
+        return tuple(shape)
+
+    inverse_shape = forward_shape
+
+
+@dataclass(frozen=True)
 class Layout:
     """An exact transform native -> canonical: its steps in order; `name` says it in words for docs and errors."""
 

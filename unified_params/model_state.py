@@ -9,10 +9,12 @@ from typing import Any, TypeVar
 
 import numpy as np
 
+from . import joins
 from .adapter import Adapter
 from .errors import InitializerError, SelectionError
 from .index import Entry, Index
 from .init import make_value
+from .joins import JoiningAdapter
 
 
 @dataclass
@@ -40,7 +42,7 @@ class ModelState:
     """
 
     def __init__(self, adapter: Adapter) -> None:
-        self.adapter = adapter
+        self.adapter = JoiningAdapter(adapter)
         self.records: list[Record] = []
         self._index: Index | None = None
         self._stamp: Any = None
@@ -63,8 +65,9 @@ class ModelState:
         """
         index = self._index
         if fresh or index is None or index.waiting or self.adapter.changed(self._stamp, attributes):
-            index = self._index = Index(self.adapter.tree())
-            self._stamp = None if index.waiting else self.adapter.stamp(index.root)
+            found = self.adapter.tree()
+            index = self._index = Index(joins.apply(found))
+            self._stamp = None if index.waiting else self.adapter.stamp(found)
         return index
 
     def entry(self, name: str, attributes: bool = True) -> Entry | None:

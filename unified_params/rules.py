@@ -59,10 +59,19 @@ class Rule:
     layer_type: str
     leaves: tuple[Leaf, ...]
     shapes: ShapesFn | None = None
+    joins: tuple[Any, ...] = ()
+    """unified_params.joins.Join objects: canonical tensors made of several native arrays (the rule is opaque)."""
     _by_native: dict[str, Leaf] = field(init=False, repr=False, compare=False)
+    _order: dict[str, int] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "_by_native", {leaf.native: leaf for leaf in self.leaves})
+        order = [leaf.name for leaf in self.leaves] + [join.name for join in self.joins]
+        object.__setattr__(self, "_order", {name: i for i, name in reversed(list(enumerate(order)))})
+
+    def position(self, name: str) -> int:
+        """Where a canonical tensor comes in the rule's order (leaves, then joins); after all of them if not named."""
+        return self._order.get(name, len(self._order))
 
     def leaf(self, native: str) -> Leaf:
         """The leaf for a native variable name; a name the rule does not know keeps native name and layout."""
@@ -93,15 +102,20 @@ class RuleTable:
 
     def __init__(self, build: Callable[[], Mapping[type, Entry]]) -> None:
         self._build = build
-        self._table: Mapping[type, Entry] | None = None
+        self._table: dict[type, Entry] | None = None
         self._cache: weakref.WeakKeyDictionary[type, Entry] = weakref.WeakKeyDictionary()
 
     @property
-    def table(self) -> Mapping[type, Entry]:
+    def table(self) -> dict[type, Entry]:
         """The declared entries, class by class."""
         if self._table is None:
             self._table = dict(self._build())
         return self._table
+
+    def register(self, cls: type, entry: Entry) -> None:
+        """Declare (or replace) the entry of a layer class, e.g. a user's own layer; subclasses find it by MRO."""
+        self.table[cls] = entry
+        self._cache = weakref.WeakKeyDictionary()
 
     def entry(self, cls: type) -> Entry:
         """The entry of the first class in cls's MRO that the table names (None when none does)."""
