@@ -121,9 +121,10 @@ def test_folded_bias_reads_zero_and_keeps_the_function():
     pm = up.wrap(gate)
     assert not pm["layer.bias_ih_l0"].numpy().any()
     sd = ref.state_dict()
-    np.testing.assert_allclose(pm["layer.bias_hh_l0"].numpy(), (sd["layer.bias_ih_l0"] + sd["layer.bias_hh_l0"]).numpy(),
-                               rtol=1e-6)
-    np.testing.assert_array_equal(pm["layer.weight_ih_l0"].numpy()[H:2 * H], getattr(gate.layer, "if").weight.detach().numpy())
+    folded = (sd["layer.bias_ih_l0"] + sd["layer.bias_hh_l0"]).numpy()
+    np.testing.assert_allclose(pm["layer.bias_hh_l0"].numpy(), folded, rtol=1e-6)
+    forget = getattr(gate.layer, "if").weight.detach().numpy()
+    np.testing.assert_array_equal(pm["layer.weight_ih_l0"].numpy()[H:2 * H], forget)
 
 
 def test_same_seed_same_function():
