@@ -82,8 +82,11 @@ def sum_outputs(out: Any) -> Any:
 
 
 def unbox(value: Any) -> Any:
-    """The array inside flax's AxisMetadata boxes (nn.Partitioned, ...), or value itself."""
-    return value.unbox() if isinstance(value, flax_meta.AxisMetadata) else value
+    """The array inside flax's AxisMetadata boxes (nn.Partitioned, ...), or value itself (never resharded: a
+    Partitioned box would otherwise constrain its array to the current mesh)."""
+    if not isinstance(value, flax_meta.AxisMetadata):
+        return value
+    return value.unbox(apply_constraint=False) if isinstance(value, flax_meta.Partitioned) else value.unbox()
 
 
 def rebox(old: Any, new: Any) -> Any:
@@ -336,5 +339,5 @@ def linen_slot_fields(leaf: LinenLeaf) -> dict[str, Any]:
         "shape": shape_to_canonical(leaf.native_shape, leaf.layout),
         "dtype": leaf.dtype,
         "trainable": leaf.collection == "params",
-        "initialized": leaf.value is not None,
+        "initialized": leaf.value is not None and not isinstance(unbox(leaf.value), jax.ShapeDtypeStruct),
     }

@@ -8,7 +8,7 @@ Sequential has one entry in the variables and a name at each position, tied to t
 """
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -33,6 +33,7 @@ from unified_params.errors import (
 )
 from unified_params.lazy import lazy
 from unified_params.outputs import loss_target
+from unified_params.sharding import Sharding
 
 from ._jax import (
     LinenLeaf,
@@ -41,13 +42,11 @@ from ._jax import (
     canonical_copy,
     canonical_view,
     compare_shapes,
-    filled_array,
     flatten,
     get_path,
     is_array,
     linen_slot_fields,
     mismatch_from_failure,
-    native_array,
     output_numpy,
     rebox,
     set_path,
@@ -56,12 +55,28 @@ from ._jax import (
     unbox,
     walk,
 )
+from ._jax_sharding import allocate_abstract, describe, filled_like, written_like
 
 jax = lazy("jax")
 linen = lazy("flax.linen")
+flax_meta = lazy("flax.core.meta")
 frozen_dict = lazy("flax.core.frozen_dict")
 
 SEED = 0
+
+
+def _placed(boxed: Any) -> Any:
+    """The leaf's array; an abstract one inside an nn.Partitioned box without a sharding of its own gets the box's
+    names on its mesh or on the current mesh (jax.set_mesh), so that it is allocated where it is meant to live."""
+    value = unbox(boxed)
+    if not isinstance(value, jax.ShapeDtypeStruct) or value.sharding is not None \
+            or not isinstance(boxed, flax_meta.Partitioned):
+        return value
+    mesh = boxed.mesh or jax.sharding.get_mesh()
+    if not isinstance(mesh, jax.sharding.Mesh) or mesh.empty:
+        return value
+    return jax.ShapeDtypeStruct(value.shape, value.dtype,
+                                sharding=jax.sharding.NamedSharding(mesh, boxed.get_partition_spec()))
 
 
 @dataclass(frozen=True)
@@ -206,12 +221,32 @@ class FlaxAdapter(Adapter):
     def view(self, slot: Slot) -> np.ndarray:
         return canonical_view(unbox(get_path(self._variables, slot.ref.path)), slot.layout)
 
-    def fill(self, slot: Slot, fn: Callable[[np.ndarray], None]) -> None:
-        """fn writes the canonical view of one native-layout buffer, which becomes the new jax array."""
+    def fill(self, slot: Slot, fn: Callable[..., None]) -> None:
+        """fn writes the canonical view of one native-layout buffer, which becomes the new jax array; a sharded array
+        gets each local shard written on its own (fn(block, region)), its sharding kept."""
         old = get_path(self._variables, slot.ref.path)
-        value = unbox(old)
-        new = filled_array(value.shape, value.dtype, slot.layout, fn)
+        new = filled_like(unbox(old), slot.layout, fn)
         self._replace(set_path(self._variables, slot.ref.path, rebox(old, new)))
+
+    def sharding(self, slot: Slot) -> Sharding | None:
+        boxed = get_path(self._variables, slot.ref.path)
+        return None if boxed is None else describe(_placed(boxed), slot.layout)
+
+    def allocate(self, device: str | None, recorded: set[Hashable]) -> bool:
+        """Variables from jax.eval_shape(module.init, ...) get zeros on their devices for the recorded initializers:
+        the array's own sharding, else its nn.Partitioned names on the box's mesh or the current one (jax.set_mesh)."""
+        if self._variables is None:
+            return False
+        tree = {"variables": self._variables}
+
+        def put(slot: Slot, value: Any) -> None:
+            old = get_path(tree["variables"], slot.ref.path)
+            tree["variables"] = set_path(tree["variables"], slot.ref.path, rebox(old, value))
+
+        done = allocate_abstract(self.tree(), recorded, lambda slot: _placed(get_path(self._variables, slot.ref.path)),
+                                 put)
+        self._variables = tree["variables"]
+        return done
 
     def write(self, slot: Slot, value: np.ndarray) -> None:
         self.write_many([(slot, value)])
@@ -223,7 +258,7 @@ class FlaxAdapter(Adapter):
         new = self._variables
         for slot, value in pairs:
             old = get_path(new, slot.ref.path)
-            new = set_path(new, slot.ref.path, rebox(old, native_array(value, slot.layout, unbox(old).dtype)))
+            new = set_path(new, slot.ref.path, rebox(old, written_like(unbox(old), value, slot.layout)))
         self._replace(new)
 
     def grad(self, slot: Slot) -> np.ndarray | None:

@@ -10,7 +10,7 @@ and get their variables from `bridge.lazy_init(model, x)` or `pm.materialize(x)`
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Hashable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,6 +23,7 @@ from unified_params.layout import shape_to_canonical
 from unified_params.lazy import lazy
 from unified_params.outputs import loss_target
 from unified_params.rules import Rule, adopt_ruled_layouts, leaf_of
+from unified_params.sharding import Sharding
 
 from ._jax import (
     LinenLeaf,
@@ -32,17 +33,16 @@ from ._jax import (
     canonical_view,
     compare_shapes,
     dtype_name,
-    filled_array,
     is_array,
     linen_slot_fields,
     mismatch_from_failure,
-    native_array,
     output_numpy,
     sum_outputs,
     to_numpy,
     unique_leaves,
     walk,
 )
+from ._jax_sharding import allocate_abstract, describe, filled_like, is_abstract, written_like
 from .flax_rules import NNX
 
 jax = lazy("jax")
@@ -193,7 +193,8 @@ class _Tree:
         leaf = leaf_of(rule, name)
         return Slot(leaf.name, self.paths.get(id(var), "/".join(map(str, path))), NNXRef(var), id(var),
                     shape_to_canonical(tuple(np.shape(value)), leaf.layout), dtype_name(value.dtype),
-                    trainable=isinstance(var, nnx.Param), kind=leaf.kind, layout=leaf.layout)
+                    trainable=isinstance(var, nnx.Param), kind=leaf.kind, layout=leaf.layout,
+                    initialized=not is_abstract(value))
 
     def tonnx(self, key: str, obj: Any, path: tuple, canon: tuple[str, ...]) -> Node:
         prefix = "/".join(map(str, path))
@@ -346,15 +347,24 @@ class NNXAdapter(Adapter):
     def view(self, slot: Slot) -> np.ndarray:
         return canonical_view(_get(slot.ref.var), slot.layout)
 
-    def fill(self, slot: Slot, fn: Callable[[np.ndarray], None]) -> None:
-        """fn writes the canonical view of one native-layout buffer, which becomes the Variable's value."""
+    def fill(self, slot: Slot, fn: Callable[..., None]) -> None:
+        """fn writes the canonical view of one native-layout buffer, which becomes the Variable's value; a sharded
+        Variable gets each local shard written on its own (fn(block, region)), its sharding kept."""
         var = slot.ref.var
-        value = _get(var)
-        _set(var, filled_array(value.shape, value.dtype, slot.layout, fn))
+        _set(var, filled_like(_get(var), slot.layout, fn))
 
     def write(self, slot: Slot, value: np.ndarray) -> None:
         var = slot.ref.var
-        _set(var, native_array(value, slot.layout, _get(var).dtype))
+        _set(var, written_like(_get(var), value, slot.layout))
+
+    def sharding(self, slot: Slot) -> Sharding | None:
+        return None if slot.ref.var is None else describe(_get(slot.ref.var), slot.layout)
+
+    def allocate(self, device: str | None, recorded: set[Hashable]) -> bool:
+        """Variables of an nnx.eval_shape model get zeros on their devices (sharding kept) for the recorded
+        initializers to fill; every one needs a record, checked before any is allocated."""
+        return allocate_abstract(self.tree(), recorded, lambda slot: _get(slot.ref.var) if slot.ref.var is not None
+                                 else None, lambda slot, value: _set(slot.ref.var, value))
 
     def grad(self, slot: Slot) -> np.ndarray | None:
         g = self._grads.get(id(slot.ref.var))

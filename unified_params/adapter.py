@@ -15,6 +15,7 @@ import numpy as np
 from .dtypes import resolve
 from .errors import UnsupportedError
 from .layout import Layout
+from .sharding import Sharding
 
 KNOWN_KINDS = ("weight", "bias", "running_mean", "running_var")
 COUNTERS = ("num_batches_tracked",)
@@ -193,11 +194,19 @@ class Adapter:
         """The value in canonical layout without a copy where the framework allows (read-only use)."""
         return self.read(slot)
 
-    def fill(self, slot: Slot, fn: Callable[[np.ndarray], None]) -> None:
-        """Let fn write the value in place: into native memory where possible, else through one scratch array."""
+    def fill(self, slot: Slot, fn: Callable[..., None]) -> None:
+        """Let fn write the value in place: into native memory where possible, else through one scratch array.
+
+        A parameter split over devices calls fn(block, region) once per local shard instead (regions.Region: the
+        block of the canonical tensor that block is), so each process makes only what it holds.
+        """
         out = np.empty(slot.shape, resolve(slot.dtype))
         fn(out)
         self.write(slot, out)
+
+    def sharding(self, slot: Slot) -> Sharding | None:
+        """Where the slot's values live when they are split over devices (see sharding.py); None on one device."""
+        return None
 
     def write_many(self, pairs: Sequence[tuple[Slot, np.ndarray]]) -> None:
         """Write several slots; adapters whose writes rebuild state override this to do it once."""

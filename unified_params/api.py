@@ -14,12 +14,13 @@ from .atomic import hold_interrupts
 from .dtypes import resolve
 from .fit import Target, check_example_inputs, fit_one, fit_state
 from .index import Entry
-from .init import Initializer, fills_in_place, make_value
+from .init import Initializer, filler, fills_in_place, make_value
 from .joins import Joined
 from .locate import walk
 from .matching import Rename, rename_state
 from .model_state import ModelState, Record, locked
 from .rng import check_seed
+from .sharding import Sharding
 
 
 def _short(names: list[str], n: int = 6) -> str:
@@ -77,6 +78,12 @@ class ParamView:
         for key in self._entry().path:
             node = next(c for c in node.children if c.key == key)
         return getattr(node, "layer_type", None)
+
+    @property
+    def sharding(self) -> Sharding | None:
+        """Where the values live when split over devices: mesh axes, the axes each canonical dimension is split over,
+        this process's shards (device and block); None for a parameter on one device."""
+        return self._api._model.adapter.sharding(self._entry().slot)
 
     @property
     def size(self) -> int | None:
@@ -340,7 +347,7 @@ class ParamAPI:
             if in_place:
                 for e in ready:
                     if not isinstance(e.slot, Joined):
-                        self._model.adapter.fill(e.slot, lambda out, name=e.name: initializer.fill(out, seed, name))
+                        self._model.adapter.fill(e.slot, filler(initializer, seed, e.name))
             self._model.supersede([e.name for e in selected])
             pending = [e.name for e in selected if not e.slot.initialized]
             if unknown:

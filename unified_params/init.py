@@ -18,6 +18,7 @@ from . import rng as _rng
 from .dtypes import is_float, resolve
 from .errors import InitializerError, quote
 from .fit import fit_one
+from .regions import Region
 
 __all__ = [
     "Initializer", "Zeros", "Ones", "Constant", "Normal", "Uniform", "XavierUniform", "XavierNormal",
@@ -66,8 +67,10 @@ def _fits(initializer: Initializer, name: str, dtype: str, peak: float, what: st
                                f"largest {target.name} ({largest:.3g}), so it would write inf or NaN; use smaller arguments")
 
 
-def _fill_drawn(out: np.ndarray, seed: int, name: str, draw: Callable[[np.random.Generator, np.ndarray], None]) -> None:
-    """Fill out chunk by chunk with draw(rng, buffer); narrower floats are drawn in float32, then cast."""
+def _fill_drawn(out: np.ndarray, seed: int, name: str, draw: Callable[[np.random.Generator, np.ndarray], None],
+                region: Region | None = None) -> None:
+    """Fill out (or the block region that out is) chunk by chunk with draw(rng, buffer); narrower floats are drawn in
+    float32, then cast."""
     work = _work_dtype(out.dtype)
 
     def chunk(g: np.random.Generator, c: np.ndarray) -> None:
@@ -76,7 +79,12 @@ def _fill_drawn(out: np.ndarray, seed: int, name: str, draw: Callable[[np.random
         if z is not c:
             c[...] = z
 
-    _rng.fill_chunks(out, seed, name, chunk)
+    _rng.fill_chunks(out, seed, name, chunk, region)
+
+
+def _whole(out: np.ndarray, region: Region | None) -> tuple[int, ...]:
+    """The shape of the tensor that out is (a block of, with a region)."""
+    return out.shape if region is None else region.shape
 
 
 def fans(shape: tuple[int, ...], name: str = "") -> tuple[int, int]:
@@ -92,9 +100,13 @@ def fans(shape: tuple[int, ...], name: str = "") -> tuple[int, int]:
 
 
 class Initializer:
-    """Base of the built-ins: fill(out, seed, name) writes the values in place, chunk by chunk."""
+    """Base of the built-ins: fill(out, seed, name) writes the values in place, chunk by chunk.
 
-    def fill(self, out: np.ndarray, seed: int, name: str) -> None:
+    fill(out, seed, name, region) writes the block `region` of the tensor into out (a device's shard), bitwise equal
+    to that block of the whole tensor's values.
+    """
+
+    def fill(self, out: np.ndarray, seed: int, name: str, region: Region | None = None) -> None:
         raise NotImplementedError
 
     def check(self, shape: tuple[int, ...], name: str, dtype: str = "float32") -> None:
@@ -131,7 +143,7 @@ class Constant(Initializer):
         if not np.isfinite(cast).all() or (not is_float(target) and cast != self.value):
             raise InitializerError(f"{self!r} cannot initialize {quote(name)}: the value overflows {target.name}")
 
-    def fill(self, out: np.ndarray, seed: int, name: str) -> None:
+    def fill(self, out: np.ndarray, seed: int, name: str, region: Region | None = None) -> None:
         out[...] = self.value
 
 
@@ -165,11 +177,11 @@ class Normal(Initializer):
             peak = abs(self.mean) + _rng.reach(_work_dtype(resolve(dtype))) * self._std(shape, name)
             _fits(self, name, dtype, peak, "values (mean + 5.6 std in float32, 8.5 in float64)")
 
-    def fill(self, out: np.ndarray, seed: int, name: str) -> None:
+    def fill(self, out: np.ndarray, seed: int, name: str, region: Region | None = None) -> None:
         if not out.size:
             return
-        mean, std = self.mean, self._std(out.shape, name)
-        _fill_drawn(out, seed, name, lambda g, z: _rng.normal(g, z, mean, std))
+        mean, std = self.mean, self._std(_whole(out, region), name)
+        _fill_drawn(out, seed, name, lambda g, z: _rng.normal(g, z, mean, std), region)
 
 
 class Uniform(Initializer):
@@ -189,11 +201,11 @@ class Uniform(Initializer):
             low, high = self._bounds(shape, name)
             _fits(self, name, dtype, max(abs(low), abs(high), high - low), "bounds (or their distance)")
 
-    def fill(self, out: np.ndarray, seed: int, name: str) -> None:
+    def fill(self, out: np.ndarray, seed: int, name: str, region: Region | None = None) -> None:
         if not out.size:
             return
-        low, high = self._bounds(out.shape, name)
-        _fill_drawn(out, seed, name, lambda g, u: _rng.uniform(g, u, low, high))
+        low, high = self._bounds(_whole(out, region), name)
+        _fill_drawn(out, seed, name, lambda g, u: _rng.uniform(g, u, low, high), region)
 
 
 class _FanBased:
@@ -288,7 +300,7 @@ class TruncatedNormal(Initializer):
         low, high = max(self.a, self.mean - spread), min(self.b, self.mean + spread)
         _fits(self, name, dtype, max(abs(low), abs(high)), "values")
 
-    def fill(self, out: np.ndarray, seed: int, name: str) -> None:
+    def fill(self, out: np.ndarray, seed: int, name: str, region: Region | None = None) -> None:
         mean, std, lo, hi = self.mean, self.std, self.a, self.b
         work = _work_dtype(out.dtype)
 
@@ -303,7 +315,7 @@ class TruncatedNormal(Initializer):
                 bad = bad[(redraw < lo) | (redraw > hi)]
             c[...] = z.reshape(c.shape)
 
-        _rng.fill_chunks(out, seed, name, chunk)
+        _rng.fill_chunks(out, seed, name, chunk, region)
 
 
 class Orthogonal(Initializer):
@@ -320,7 +332,13 @@ class Orthogonal(Initializer):
                                    f"layer=('linear', 'conv'), kind='weight' or ndim=(2, 3, 4, 5)")
         _fits(self, name, dtype, abs(self.gain), "values (up to |gain|)")
 
-    def fill(self, out: np.ndarray, seed: int, name: str) -> None:
+    def fill(self, out: np.ndarray, seed: int, name: str, region: Region | None = None) -> None:
+        """A block needs the whole matrix (QR couples every element): it is made, then the block copied out."""
+        if region is not None and not region.whole:
+            whole = np.empty(region.shape, out.dtype)
+            self.fill(whole, seed, name)
+            out[...] = whole[region.slices]
+            return
         if not out.size:
             return
         rows, cols = out.shape[0], out.size // out.shape[0]
@@ -338,6 +356,33 @@ def fills_in_place(initializer: Initializer) -> bool:
     """True for a built-in fill (not overridden by a subclass): it cannot fail once check() passed, so it writes in place."""
     methods = [getattr(type(initializer), m, None) for m in ("fill", "_std", "_bounds")]
     return all(m is None or m.__module__ == __name__ for m in methods)
+
+
+def in_place(initializer: Any) -> bool:
+    """True for a built-in whose fill writes straight into the parameter's memory (or into each shard of it)."""
+    return isinstance(initializer, Initializer) and fills_in_place(initializer)
+
+
+def filler(initializer: Initializer, seed: int, name: str) -> Callable[..., None]:
+    """fn(out) writing parameter name's value in place; fn(out, region) writes that block of it (an adapter's fill)."""
+    return lambda out, region=None: fill_value(initializer, out, seed, name, region)
+
+
+def fill_value(initializer: Initializer | CustomInit, out: np.ndarray, seed: int, name: str,
+               region: Region | None = None) -> None:
+    """Write initializer's value of parameter name into out, or with a region that block of it (a device's shard).
+
+    Built-in fills draw only the chunks that meet the block; others make the whole value and copy the block out.
+    """
+    if region is None or region.whole:
+        if isinstance(initializer, Initializer) and fills_in_place(initializer):
+            initializer.fill(out, seed, name)
+        else:
+            out[...] = make_value(initializer, seed, name, out.shape, out.dtype.name)
+    elif isinstance(initializer, Initializer) and fills_in_place(initializer):
+        initializer.fill(out, seed, name, region)
+    else:
+        out[...] = make_value(initializer, seed, name, region.shape, out.dtype.name)[region.slices]
 
 
 def make_value(initializer: Initializer | CustomInit, seed: int, name: str, shape: tuple[int, ...], dtype: str) -> np.ndarray:

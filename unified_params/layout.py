@@ -184,6 +184,20 @@ class Layout:
         return view if np.may_share_memory(view, native) else None
 
 
+def axis_map(layout: Layout | None, ndim: int) -> list[tuple[int, bool]] | None:
+    """(native axis, reversed) for each canonical axis; None when a step reshapes (a block is then no block)."""
+    axes = [(i, False) for i in range(ndim)]
+    for step in () if layout is None else layout.steps:
+        if isinstance(step, Permute):
+            axes = [axes[i] for i in _axes(step.axes, ndim)]
+        elif isinstance(step, Reverse):
+            flip = {a % ndim for a in step.axes}
+            axes = [(a, f != (i in flip)) for i, (a, f) in enumerate(axes)]
+        else:
+            return None
+    return axes
+
+
 IDENTITY = Layout()
 """The native form is canonical (PyTorch, Gluon)."""
 

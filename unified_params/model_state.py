@@ -13,7 +13,7 @@ from . import joins
 from .adapter import Adapter
 from .errors import InitializerError, SelectionError
 from .index import Entry, Index
-from .init import make_value
+from .init import filler, in_place, make_value
 from .joins import JoiningAdapter
 
 
@@ -97,18 +97,25 @@ class ModelState:
         entries = index.entries
         if not index.incomplete:
             self._resolve_selections()
-        values, done = [], []
+        values, fills, done = [], [], []
         for record in self.records:
             ready = [n for n in record.names if n in entries and entries[n].slot.initialized]
             try:
-                values += [(entries[n].slot, make_value(record.initializer, record.seed, n, entries[n].slot.shape,
-                                                        entries[n].slot.dtype)) for n in ready]
+                if in_place(record.initializer):
+                    for n in ready:
+                        record.initializer.check(entries[n].slot.shape, n, entries[n].slot.dtype)
+                    fills += [(entries[n].slot, filler(record.initializer, record.seed, n)) for n in ready]
+                else:
+                    values += [(entries[n].slot, make_value(record.initializer, record.seed, n, entries[n].slot.shape,
+                                                            entries[n].slot.dtype)) for n in ready]
             except InitializerError as e:
                 raise InitializerError(f"{e}; nothing was written: a later pm.init of these parameters replaces "
                                        f"the record") from e
             done.append(set(ready))
         if values:
             self.adapter.write_many(values)
+        for slot, fn in fills:
+            self.adapter.fill(slot, fn)
         for record, ready in zip(self.records, done):
             record.names = [n for n in record.names if n not in ready]
         self.records = [r for r in self.records if r.names or r.select is not None]

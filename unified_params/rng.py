@@ -32,6 +32,7 @@ from functools import lru_cache
 import numpy as np
 
 from .errors import InitializerError, quote
+from .regions import Piece, Region, chunks, take
 
 CHUNK = 1 << 18
 BLOCK = 1 << 18
@@ -99,7 +100,7 @@ def _executor() -> ThreadPoolExecutor:
 
 def _put(out: np.ndarray, start: int, values: np.ndarray) -> None:
     """Write the 1-D values at C-order flat position start of out, whatever out's strides."""
-    if out.ndim <= 1:
+    if out.ndim <= 1 or out.flags.c_contiguous:
         out.reshape(-1)[start : start + values.size] = values
         return
     inner = math.prod(out.shape[1:])
@@ -124,12 +125,17 @@ def _chunk_scratch(size: int, dtype: np.dtype) -> np.ndarray:
     return cached[1]
 
 
-def fill_chunks(out: np.ndarray, seed: int, name: str, fill: Callable[[np.random.Generator, np.ndarray], None]) -> None:
+def fill_chunks(out: np.ndarray, seed: int, name: str, fill: Callable[[np.random.Generator, np.ndarray], None],
+                region: Region | None = None) -> None:
     """Call fill(rng_k, chunk_k) on each fixed chunk of out's C-order elements, in parallel when there are several.
 
     chunk_k is 1-D and contiguous: a view of out when out is C-contiguous, else a per-thread scratch
-    copied into out's strided memory (a transposed native buffer, say) chunk by chunk.
+    copied into out's strided memory (a transposed native buffer, say) chunk by chunk. With a region, out is
+    that block of the tensor: only the chunks that meet it are drawn, and only their pieces inside it kept.
     """
+    if region is not None and not region.whole:
+        _fill_region(out, seed, name, fill, region)
+        return
     size = out.size
     contiguous = out.flags.c_contiguous
     flat = out.reshape(-1) if contiguous else None
@@ -149,6 +155,27 @@ def fill_chunks(out: np.ndarray, seed: int, name: str, fill: Callable[[np.random
             job(0)
         return
     for result in [_executor().submit(job, k) for k in range(count)]:
+        result.result()
+
+
+def _fill_region(out: np.ndarray, seed: int, name: str, fill: Callable[[np.random.Generator, np.ndarray], None],
+                 region: Region) -> None:
+    """fill_chunks for the block region of a tensor: each chunk that meets it is drawn whole, its pieces copied out."""
+    size = math.prod(region.shape)
+
+    def job(k: int, found: list[Piece]) -> None:
+        start, stop = k * CHUNK, min(size, (k + 1) * CHUNK)
+        scratch = _chunk_scratch(CHUNK, out.dtype)[: stop - start]
+        fill(stream(seed, name, k), scratch)
+        for piece in found:
+            _put(out, piece.dst, take(scratch, start, piece))
+
+    work = list(chunks(region, CHUNK))
+    if len(work) <= 1:
+        for k, found in work:
+            job(k, found)
+        return
+    for result in [_executor().submit(job, k, found) for k, found in work]:
         result.result()
 
 

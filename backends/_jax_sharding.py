@@ -1,0 +1,153 @@
+"""JAX arrays split over devices (NamedSharding), shared by the NNX, linen and Keras-on-JAX adapters.
+
+Writes keep every array's sharding exactly as it was: a fill makes each local shard on its own
+(jax.make_array_from_callback), from the canonical block that shard holds, so no device and no host
+buffer ever holds more than one shard of it. Abstract arrays (ShapeDtypeStruct from eval_shape) carry
+their sharding on an abstract mesh; allocating them uses the current mesh of the same axes, or a new one.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable, Hashable
+from typing import Any
+
+import numpy as np
+
+from unified_params.adapter import Node, Slot
+from unified_params.errors import DeferredInitializationError, quote_all
+from unified_params.layout import Layout, aligned_empty, axis_map, fill_native, native_copy
+from unified_params.lazy import lazy
+from unified_params.locate import walk
+from unified_params.regions import Region, remap
+from unified_params.sharding import Sharding, shard_of
+
+from ._jax import filled_array, native_array
+
+jax = lazy("jax")
+jnp = lazy("jax.numpy")
+
+Fill = Callable[..., None]
+
+
+def is_abstract(value: Any) -> bool:
+    """True for a value with a shape and no data (jax.ShapeDtypeStruct, as nnx.eval_shape / jax.eval_shape give)."""
+    return isinstance(value, jax.ShapeDtypeStruct)
+
+
+def placement(value: Any) -> Any:
+    """The value's sharding when it spans a mesh (NamedSharding or several devices), else None (one device)."""
+    sharding = getattr(value, "sharding", None)
+    if sharding is None or isinstance(sharding, jax.sharding.SingleDeviceSharding):
+        return None
+    return sharding
+
+
+def concrete(sharding: Any) -> Any:
+    """A NamedSharding on real devices for one on an abstract mesh: the current mesh of those axes, or a new one."""
+    if sharding is None or not isinstance(getattr(sharding, "mesh", None), jax.sharding.AbstractMesh):
+        return sharding
+    abstract = sharding.mesh
+    current = jax.sharding.get_mesh()
+    if isinstance(current, jax.sharding.Mesh) and not current.empty and dict(current.shape) == dict(abstract.shape):
+        mesh = current
+    else:
+        mesh = jax.make_mesh(tuple(abstract.shape.values()), tuple(abstract.shape), axis_types=abstract.axis_types)
+    return jax.sharding.NamedSharding(mesh, sharding.spec)
+
+
+def _device(device: Any) -> str:
+    return f"{device.platform}:{device.id}"
+
+
+def describe(value: Any, layout: Layout | None) -> Sharding | None:
+    """The framework-neutral placement of a (possibly abstract) jax array, None on one device."""
+    sharding = placement(value)
+    if sharding is None:
+        return None
+    shape = tuple(value.shape)
+    axes = axis_map(layout, len(shape))
+    if not isinstance(sharding, jax.sharding.NamedSharding) or axes is None:
+        native_dims: list[tuple[str, ...]] = [()] * len(shape)
+        mesh: tuple[tuple[str, int], ...] = (("devices", len(sharding.device_set)),)
+    else:
+        mesh = tuple((str(n), int(s)) for n, s in sharding.mesh.shape.items())
+        spec = tuple(sharding.spec) + (None,) * (len(shape) - len(sharding.spec))
+        native_dims = [() if p is None else (p,) if isinstance(p, str) else tuple(p) for p in spec]
+    dims = tuple(native_dims[a] for a, _ in axes) if axes is not None else tuple(native_dims)
+    shards = []
+    if not isinstance(getattr(sharding, "mesh", None), jax.sharding.AbstractMesh):
+        for device, index in sorted(sharding.addressable_devices_indices_map(shape).items(), key=lambda d: d[0].id):
+            region = Region.of(shape, index)
+            shards.append(shard_of(_device(device), region if axes is None else remap(region, axes)))
+    return Sharding(mesh, dims, tuple(shards), "jax")
+
+
+def sharded_fill(shape: tuple[int, ...], dtype: Any, sharding: Any, layout: Layout | None, fn: Fill) -> Any:
+    """A jax array of native shape and dtype with this sharding; fn(canonical view, region) writes each local shard.
+
+    A block that several devices hold (replication) is made once. A layout that reshapes has no blocks: then the
+    whole canonical value is made on the host and each shard cut from it.
+    """
+    shape, dtype = tuple(int(d) for d in shape), np.dtype(dtype)
+    axes = axis_map(layout, len(shape))
+    if axes is None:
+        whole = aligned_empty(shape, dtype)
+        fill_native(whole, layout, fn)
+        return jax.make_array_from_callback(shape, sharding, lambda index: whole[index])
+    made: dict[tuple, np.ndarray] = {}
+
+    def shard(index: Any) -> np.ndarray:
+        native = Region.of(shape, index)
+        key = (native.start, native.stop)
+        if key not in made:
+            buffer = aligned_empty(native.block_shape, dtype)
+            region = remap(native, axes)
+            fill_native(buffer, layout, lambda view: fn(view, region) if not region.whole else fn(view))
+            made[key] = buffer
+        return made[key]
+
+    return jax.make_array_from_callback(shape, sharding, shard)
+
+
+def sharded_put(native: np.ndarray, sharding: Any) -> Any:
+    """A jax array with this sharding from a whole native-layout value (each device gets its block)."""
+    return jax.make_array_from_callback(native.shape, sharding, lambda index: native[index])
+
+
+def zeros(value: Any) -> Any:
+    """Zeros of an abstract value's shape and dtype, made on its devices with its (concrete) sharding."""
+    sharding = concrete(placement(value))
+    return jnp.zeros(value.shape, value.dtype, device=sharding) if sharding is not None else \
+        jnp.zeros(value.shape, value.dtype)
+
+
+def filled_like(old: Any, layout: Layout | None, fn: Fill) -> Any:
+    """A new array of old's shape, dtype and placement whose canonical value fn wrote (shard by shard when split)."""
+    sharding = placement(old)
+    if sharding is None:
+        return filled_array(old.shape, old.dtype, layout, fn)
+    return sharded_fill(old.shape, old.dtype, concrete(sharding), layout, fn)
+
+
+def written_like(old: Any, value: np.ndarray, layout: Layout | None) -> Any:
+    """A new array of old's dtype and placement holding the canonical value."""
+    sharding = placement(old)
+    if sharding is None:
+        return native_array(value, layout, old.dtype)
+    return sharded_put(native_copy(value, layout, np.dtype(old.dtype)), concrete(sharding))
+
+
+def allocate_abstract(root: Node, recorded: set[Hashable], get: Callable[[Slot], Any],
+                      put: Callable[[Slot, Any], None]) -> bool:
+    """Give every abstract slot under root zeros on its devices (sharding kept) for the recorded initializers to fill.
+
+    An abstract model keeps no initializer of its own, so every abstract slot needs a record: checked first.
+    """
+    abstract = {s.storage: s for _, node in walk(root) for s in node.slots if is_abstract(get(s))}
+    uncovered = [s.native_name for s in abstract.values() if s.storage not in recorded]
+    if uncovered:
+        raise DeferredInitializationError(
+            f"call pm.init(...) for {quote_all(uncovered)} before pm.materialize(): the model was built abstract "
+            f"(eval_shape), which keeps no initializer of its own to run")
+    for slot in abstract.values():
+        put(slot, zeros(get(slot)))
+    return bool(abstract)

@@ -1,0 +1,166 @@
+"""Sharded-model checks that need 8 JAX host devices: run as `python tests/mesh_checks.py nnx linen ...` in a
+subprocess (XLA_FLAGS is set here, before jax is imported). Every value is compared with the native arrays of the
+same model built unsharded and initialized with the same seed; every sharding with the one the array had."""
+from __future__ import annotations
+
+import os
+import sys
+
+os.environ["XLA_FLAGS"] = "--xla_force_host_platform_device_count=8"
+
+import numpy as np  # noqa: E402
+
+import unified_params as up  # noqa: E402
+from unified_params import rng  # noqa: E402
+
+MESHES = [((1,), ("model",)), ((2,), ("model",)), ((4,), ("model",)), ((8,), ("model",)), ((2, 4), ("data", "model"))]
+"""Every mesh of the issue: 1, 2, 4, 8 devices, and 8 as 2 x 4 (kernels split on the second axis, replicated on the
+first)."""
+
+
+def init(pm: up.ParamAPI) -> None:
+    pm.init(up.init.XavierUniform(), layer=("linear", "conv"), kind="weight", seed=11)
+    pm.init(up.init.Normal(std=0.5), kind="bias", seed=11)
+
+
+def native_arrays(leaves: dict) -> dict:
+    return {k: np.asarray(v) for k, v in leaves.items()}
+
+
+def check_same(name: str, got: dict, want: dict) -> None:
+    assert got.keys() == want.keys(), (name, got.keys(), want.keys())
+    for k in want:
+        assert got[k].dtype == want[k].dtype and np.array_equal(got[k].view(np.uint8), want[k].view(np.uint8)), \
+            f"{name}: {k} differs from the unsharded init"
+
+
+def check_shards(name: str, pm: up.ParamAPI, arrays: dict, reference: up.ParamAPI) -> None:
+    """pm[n].sharding's shards hold, on each device, exactly that block of the canonical reference value."""
+    want = reference.state_dict()
+    for n, view in pm.items():
+        native = arrays[n]
+        placement = view.sharding
+        assert placement is not None and placement.engine == "jax", (name, n)
+        assert len(placement.shards) == len(native.addressable_shards)
+        by_device = {f"{s.device.platform}:{s.device.id}": np.asarray(s.data) for s in native.addressable_shards}
+        for shard in placement.shards:
+            block = want[n][shard.index]
+            data = by_device[shard.device]
+            canonical = data if data.ndim == 1 else np.moveaxis(data, (-1, -2), (0, 1))
+            assert np.array_equal(canonical, block), (name, n, shard)
+
+
+def nnx_checks() -> None:
+    import jax
+    from flax import nnx
+
+    class Net(nnx.Module):
+        def __init__(self, rngs: nnx.Rngs, spec: tuple | None = None, conv: tuple | None = None) -> None:
+            zeros = nnx.initializers.zeros_init()
+
+            def part(names: tuple | None) -> dict:
+                return {"kernel_init": zeros if names is None else nnx.with_partitioning(zeros, names)}
+
+            self.conv = nnx.Conv(8, 16, (3, 3), rngs=rngs, **part(conv))
+            self.dense = nnx.Linear(64, 128, rngs=rngs, **part(spec))
+            self.out = nnx.Linear(128, 8, rngs=rngs, **part(None))
+
+    reference = up.wrap(Net(nnx.Rngs(0)))
+    init(reference)
+    want = native_arrays({n: v.native.get_value() for n, v in reference.items()})
+    count = 0
+    for shape, names in MESHES:
+        mesh = jax.make_mesh(shape, names)
+        splits = [((None, "model"), (None, None, None, "model")), (("model", None), (None, None, "model", None))]
+        for spec, conv in splits:
+            with jax.set_mesh(mesh):
+                net = Net(nnx.Rngs(1), spec, conv)
+            pm = up.wrap(net)
+            before = {n: v.native.get_value().sharding for n, v in pm.items()}
+            init(pm)
+            arrays = {n: v.native.get_value() for n, v in pm.items()}
+            assert {n: a.sharding for n, a in arrays.items()} == before, f"nnx {shape} {spec}: sharding changed"
+            check_same(f"nnx {shape} {spec}", native_arrays(arrays), want)
+            check_shards(f"nnx {shape} {spec}", pm, arrays, reference)
+            split = pm["dense.weight"].sharding.split
+            assert split == ({0: ("model",)} if spec[1] else {1: ("model",)}), split
+            count += 1
+        with jax.set_mesh(mesh):
+            abstract = nnx.eval_shape(lambda: Net(nnx.Rngs(1), (None, "model"), (None, None, None, "model")))
+        pm = up.wrap(abstract)
+        assert not pm.initialized and pm.pending("storage") == pm.names() and pm.pending() == []
+        try:
+            pm["dense.weight"].numpy()
+            raise AssertionError("an abstract parameter was read")
+        except up.DeferredInitializationError:
+            pass
+        pm.init(up.init.XavierUniform(), layer=("linear", "conv"), kind="weight", seed=11)
+        try:
+            pm.materialize()
+            raise AssertionError("materialize allocated parameters that no record covers")
+        except up.DeferredInitializationError as e:
+            assert "conv/bias" in str(e) and isinstance(abstract.conv.bias.get_value(), jax.ShapeDtypeStruct), e
+        pm.init(up.init.Normal(std=0.5), kind="bias", seed=11)
+        with jax.set_mesh(mesh):
+            pm.materialize()
+        arrays = {n: v.native.get_value() for n, v in pm.items()}
+        assert pm.initialized and arrays["dense.weight"].sharding.spec == jax.sharding.PartitionSpec(None, "model")
+        check_same(f"nnx eval_shape {shape}", native_arrays(arrays), want)
+        count += 1
+    print(f"nnx ok {count}")
+
+
+def linen_checks() -> None:
+    import jax
+    import jax.numpy as jnp
+    from flax import linen as nn
+
+    class Net(nn.Module):
+        spec: tuple | None = None
+
+        @nn.compact
+        def __call__(self, x: object) -> object:
+            zeros = nn.initializers.zeros_init()
+            kw = {"kernel_init": zeros} if self.spec is None else {
+                "kernel_init": nn.with_partitioning(zeros, self.spec),
+                "bias_init": nn.with_partitioning(zeros, (self.spec[1],))}
+            hidden = nn.Dense(128, **kw)(x)
+            return nn.Dense(8, kernel_init=zeros)(hidden)
+
+    x = jnp.ones((2, 64))
+    reference = up.wrap(Net(), Net().init(jax.random.PRNGKey(0), x))
+    init(reference)
+    want = native_arrays({n: nn.unbox(v.native) for n, v in reference.items()})
+    count = 0
+    for shape, names in MESHES:
+        mesh = jax.make_mesh(shape, names)
+        for spec in [(None, "model"), ("model", None)]:
+            net = Net(spec)
+            abstract = jax.eval_shape(net.init, jax.random.PRNGKey(0), x)
+            variables = jax.jit(net.init, out_shardings=nn.get_sharding(abstract, mesh))(jax.random.PRNGKey(1), x)
+            pm = up.wrap(net, variables)
+            before = {n: nn.unbox(v.native).sharding for n, v in pm.items()}
+            init(pm)
+            arrays = {n: nn.unbox(v.native) for n, v in pm.items()}
+            assert {n: a.sharding for n, a in arrays.items()} == before, f"linen {shape} {spec}: sharding changed"
+            check_same(f"linen {shape} {spec}", native_arrays(arrays), want)
+            pa = up.wrap(net, abstract)
+            assert not pa.initialized and pa.pending("storage") == pa.names()
+            init(pa)
+            with jax.set_mesh(mesh):
+                pa.materialize()
+            arrays = {n: nn.unbox(v.native) for n, v in pa.items()}
+            split = {n: arrays[n].sharding for n in ("Dense_0.weight", "Dense_0.bias")}
+            assert split == {n: before[n] for n in split}, f"linen eval_shape {shape} {spec}: placement"
+            check_same(f"linen eval_shape {shape} {spec}", native_arrays(arrays), want)
+            assert net.apply(pa.variables, x).shape == (2, 8)
+            count += 2
+    print(f"linen ok {count}")
+
+
+CHECKS = {"nnx": nnx_checks, "linen": linen_checks}
+
+if __name__ == "__main__":
+    rng.CHUNK = 1 << 12
+    for which in sys.argv[1:]:
+        CHECKS[which]()

@@ -1,0 +1,79 @@
+"""Sharded parameters: blocks of the counter-based streams, and JAX models split over 8 host devices."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import unified_params as up
+from unified_params import rng
+from unified_params.init import fill_value
+from unified_params.regions import Region
+
+HERE = Path(__file__).parent
+INITS = [up.init.Normal(std=0.5), up.init.Uniform(-1, 1), up.init.XavierUniform(), up.init.TruncatedNormal(std=1.0),
+         up.init.KaimingNormal(), up.init.Orthogonal(), up.init.Constant(3.0)]
+
+
+def _regions(shape: tuple[int, ...], seed: int) -> list[Region]:
+    """Splits along each dimension into 1-4 parts, and random blocks."""
+    r = np.random.default_rng(seed)
+    out = []
+    for dim, n in enumerate(shape):
+        for parts in (2, 3, 4):
+            size = -(-n // parts)
+            for i in range(parts):
+                start, stop = [0] * len(shape), list(shape)
+                start[dim], stop[dim] = min(i * size, n), min((i + 1) * size, n)
+                out.append(Region(shape, tuple(start), tuple(stop)))
+    for _ in range(6):
+        start = [int(r.integers(0, d)) for d in shape]
+        out.append(Region(shape, tuple(start), tuple(int(r.integers(s + 1, d + 1)) for s, d in zip(start, shape))))
+    return out
+
+
+@pytest.mark.parametrize("shape", [(37,), (64, 48), (3, 700), (700, 3), (8, 6, 5, 3), (2, 3, 4, 5, 6)])
+def test_a_block_of_the_streams_is_the_same_block_of_the_whole_tensor(shape: tuple[int, ...],
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(rng, "CHUNK", 1 << 10)
+    for initializer in INITS:
+        if len(shape) < 2 and type(initializer).__name__ not in ("Normal", "Uniform", "Constant", "TruncatedNormal"):
+            continue
+        for dtype in (np.float32, np.float64):
+            whole = np.empty(shape, dtype)
+            initializer.fill(whole, 5, "a.weight")
+            for region in _regions(shape, len(shape)):
+                out = np.empty(region.block_shape, dtype)
+                fill_value(initializer, out, 5, "a.weight", region)
+                strided = np.empty(region.block_shape[::-1], dtype).T
+                fill_value(initializer, strided, 5, "a.weight", region)
+                assert out.tobytes() == whole[region.slices].tobytes(), (initializer, region)
+                assert np.array_equal(strided, whole[region.slices]), (initializer, region)
+
+
+def test_a_block_draws_only_the_chunks_it_meets(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(rng, "CHUNK", 1 << 10)
+    drawn = []
+    real = rng.stream
+    monkeypatch.setattr(rng, "stream", lambda seed, name, k: drawn.append(k) or real(seed, name, k))
+    out = np.empty((16, 256), np.float32)
+    fill_value(up.init.Normal(), out, 0, "w", Region((64, 256), (16, 0), (32, 256)))
+    assert sorted(drawn) == [4, 5, 6, 7]
+
+
+def _mesh_checks(*which: str) -> str:
+    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=8"}
+    done = subprocess.run([sys.executable, str(HERE / "mesh_checks.py"), *which], capture_output=True, text=True,
+                          timeout=600, env=env)
+    assert done.returncode == 0, done.stderr[-4000:]
+    return done.stdout
+
+
+def test_jax_models_on_1_2_4_8_devices_init_each_shard_bitwise_and_keep_their_sharding() -> None:
+    """NNX and linen, kernels split on either dimension (and conv kernels), eval_shape models materialized."""
+    out = _mesh_checks("nnx", "linen")
+    assert "nnx ok 15" in out and "linen ok 20" in out
