@@ -38,6 +38,7 @@ from unified_params.lazy import lazy
 from unified_params.naming import Group, alias_paths, attribute_paths, group_children
 from unified_params.outputs import loss_target
 from unified_params.rules import Rule, adopt_ruled_layouts, leaf_of
+from unified_params.sharding import Sharding
 
 from .keras_ops import ops
 from .keras_rules import RULES
@@ -280,6 +281,10 @@ class KerasAdapter(Adapter):
     def fill(self, slot: Slot, fn: Callable[[np.ndarray], None]) -> None:
         """fn writes the variable's memory in place where the backend hands it out (torch), else one buffer then assigned."""
         variable = self._variable(slot)
+        split = ops().filled(variable.value, slot.layout, fn)
+        if split is not None:
+            variable.assign(split)
+            return
         memory = ops().writable(variable.value)
         if memory is not None:
             fill_native(memory, slot.layout, fn)
@@ -287,6 +292,11 @@ class KerasAdapter(Adapter):
         buffer = aligned_empty(tuple(variable.shape), resolve(slot.dtype))
         fill_native(buffer, slot.layout, fn)
         variable.assign(buffer)
+
+    def sharding(self, slot: Slot) -> Sharding | None:
+        """The variable's placement under a keras.distribution (ModelParallel + LayoutMap), None on one device."""
+        variable = slot.ref.variable
+        return None if variable is None else ops().sharding(variable.value, slot.layout)
 
     def grad(self, slot: Slot) -> np.ndarray | None:
         found = self._grads.get(id(slot.ref.variable))

@@ -12,7 +12,9 @@ from typing import Any, ContextManager
 
 import numpy as np
 
+from unified_params.layout import Layout
 from unified_params.lazy import lazy
+from unified_params.sharding import Sharding
 
 keras = lazy("keras")
 
@@ -38,6 +40,15 @@ class Ops:
     def eager(self) -> ContextManager[Any]:
         """A context in which variable writes take effect at once."""
         return contextlib.nullcontext()
+
+    def filled(self, value: Any, layout: Layout | None, fn: Callable[..., None]) -> Any:
+        """A new tensor placed as value is, whose canonical value fn wrote shard by shard; None when value is not
+        split over devices (then one buffer is written and assigned)."""
+        return None
+
+    def sharding(self, value: Any, layout: Layout | None) -> Sharding | None:
+        """value's placement over devices (a keras.distribution layout), None on one device."""
+        return None
 
 
 class TensorflowOps(Ops):
@@ -68,6 +79,17 @@ class JaxOps(Ops):
 
     def numpy_view(self, value: Any) -> np.ndarray:
         return np.asarray(value)
+
+    def filled(self, value: Any, layout: Layout | None, fn: Callable[..., None]) -> Any:
+        from ._jax_sharding import placement, sharded_fill
+
+        sharding = placement(value)
+        return None if sharding is None else sharded_fill(value.shape, value.dtype, sharding, layout, fn)
+
+    def sharding(self, value: Any, layout: Layout | None) -> Sharding | None:
+        from ._jax_sharding import describe
+
+        return describe(value, layout)
 
     def gradients(self, model: Any, variables: list[Any], objective: Callable[[Any], Any],
                   inputs: Sequence[Any], call: Callable[[Sequence[Any]], Any]) -> list[Any]:

@@ -7,6 +7,7 @@ import os
 import sys
 
 os.environ["XLA_FLAGS"] = "--xla_force_host_platform_device_count=8"
+os.environ["KERAS_BACKEND"] = "jax"
 
 import numpy as np  # noqa: E402
 
@@ -158,7 +159,51 @@ def linen_checks() -> None:
     print(f"linen ok {count}")
 
 
-CHECKS = {"nnx": nnx_checks, "linen": linen_checks}
+def keras_checks() -> None:
+    import jax
+    import keras
+
+    def build() -> object:
+        return keras.Sequential([keras.Input((6, 6, 8)), keras.layers.Conv2D(16, 3, name="conv"),
+                                 keras.layers.Flatten(), keras.layers.Dense(64, name="dense"),
+                                 keras.layers.Dense(8, name="out")])
+
+    reference = up.wrap(build())
+    init(reference)
+    want = {v.path.split("/", 1)[1]: np.asarray(v.value) for v in reference.model.weights}
+    devices = keras.distribution.list_devices()
+    count = 0
+    for shape, names in MESHES:
+        mesh = keras.distribution.DeviceMesh(shape, list(names), devices[: int(np.prod(shape))])
+        for kernel in [(None, "model"), ("model", None)]:
+            layouts = keras.distribution.LayoutMap(mesh)
+            layouts[".*dense/kernel"] = kernel
+            layouts[".*dense/bias"] = (kernel[1],)
+            layouts[".*conv/kernel"] = (None, None, *kernel)
+            keras.distribution.set_distribution(keras.distribution.ModelParallel(layout_map=layouts,
+                                                                                 batch_dim_name=names[0]))
+            try:
+                model = build()
+            finally:
+                keras.distribution.set_distribution(None)
+            pm = up.wrap(model)
+            before = {v.path: v.value.sharding for v in model.weights}
+            split = int(np.prod(shape)) > 1
+            if split:
+                assert before[f"{model.name}/dense/kernel"].spec == jax.sharding.PartitionSpec(*kernel)
+            init(pm)
+            assert {v.path: v.value.sharding for v in model.weights} == before, f"keras {shape}: sharding changed"
+            check_same(f"keras {shape} {kernel}", {v.path.split("/", 1)[1]: np.asarray(v.value) for v in model.weights},
+                       want)
+            if split:
+                check_shards(f"keras {shape} {kernel}", pm, {n: v.native.value for n, v in pm.items()}, reference)
+            else:
+                assert all(v.sharding is None for v in pm.values()), "keras on one device: no sharding"
+            count += 1
+    print(f"keras ok {count}")
+
+
+CHECKS = {"nnx": nnx_checks, "linen": linen_checks, "keras": keras_checks}
 
 if __name__ == "__main__":
     rng.CHUNK = 1 << 12

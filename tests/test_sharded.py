@@ -77,3 +77,8 @@ def test_jax_models_on_1_2_4_8_devices_init_each_shard_bitwise_and_keep_their_sh
     """NNX and linen, kernels split on either dimension (and conv kernels), eval_shape models materialized."""
     out = _mesh_checks("nnx", "linen")
     assert "nnx ok 15" in out and "linen ok 20" in out
+
+
+def test_keras_on_jax_under_model_parallel_inits_each_shard_bitwise_and_keeps_its_layout() -> None:
+    """keras.distribution.ModelParallel + LayoutMap on 1, 2, 4, 8 devices: Dense and Conv2D kernels split either way."""
+    assert "keras ok 10" in _mesh_checks("keras")
