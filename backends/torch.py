@@ -20,7 +20,9 @@ from unified_params.inputs import describe, map_arrays
 from unified_params.lazy import lazy
 from unified_params.outputs import loss_target
 from unified_params.rules import leaf_of
+from unified_params.sharding import Sharding
 
+from . import _torch_dtensor as dtensor
 from .torch_rules import RULES
 
 torch = lazy("torch")
@@ -32,6 +34,9 @@ def _dtype_name(dtype: Any) -> str:
 
 
 def _to_numpy(tensor: Any) -> np.ndarray:
+    """A numpy copy; of a DTensor, the whole value (torch's own all-gather: every process of its mesh must call)."""
+    if dtensor.is_dtensor(tensor):
+        tensor = tensor.full_tensor()
     tensor = tensor.detach().cpu()
     if tensor.dtype == torch.bfloat16:
         import ml_dtypes
@@ -44,6 +49,20 @@ def _to_tensor(value: np.ndarray) -> Any:
     if value.dtype.name == "bfloat16":
         return torch.from_numpy(np.require(value.view(np.int16), requirements=["C", "W"])).view(torch.bfloat16)
     return torch.from_numpy(np.require(value, requirements=["C", "W"]))
+
+
+def _memory(tensor: Any) -> np.ndarray | None:
+    """The tensor's own CPU memory as a writable numpy array, None where torch cannot hand it out."""
+    t = tensor.detach()
+    if t.device.type != "cpu" or t.dtype == torch.bfloat16 or not t.is_contiguous():
+        return None
+    return t.numpy()
+
+
+def _copy(tensor: Any, value: np.ndarray) -> None:
+    """tensor[...] = value (canonical numpy), without autograd."""
+    with torch.no_grad():
+        tensor.copy_(_source(np.asarray(value)))
 
 
 def _source(value: np.ndarray) -> Any:
@@ -224,19 +243,28 @@ class TorchAdapter(Adapter):
 
     def write(self, slot: Slot, value: np.ndarray) -> None:
         with torch.no_grad():
-            slot.ref.copy_(_source(np.asarray(value)))
+            if dtensor.is_dtensor(slot.ref):
+                dtensor.write(slot.ref, slot.native_name, value, _copy)
+            else:
+                slot.ref.copy_(_source(np.asarray(value)))
 
     def _numpy_view(self, slot: Slot) -> np.ndarray | None:
-        t = slot.ref.detach()
-        if t.device.type != "cpu" or t.dtype == torch.bfloat16 or not t.is_contiguous():
-            return None
-        return t.numpy()
+        return None if dtensor.is_dtensor(slot.ref) else _memory(slot.ref)
+
+    def sharding(self, slot: Slot) -> Sharding | None:
+        """A DTensor's mesh, placements and local shard; None for a plain tensor."""
+        return dtensor.describe(slot.ref, slot.native_name) if dtensor.is_dtensor(slot.ref) else None
 
     def view(self, slot: Slot) -> np.ndarray:
         view = self._numpy_view(slot)
         return self.read(slot) if view is None else view
 
-    def fill(self, slot: Slot, fn: Callable[[np.ndarray], None]) -> None:
+    def fill(self, slot: Slot, fn: Callable[..., None]) -> None:
+        """fn writes the tensor's memory; a DTensor's local shard only (fn(block, region)), in place."""
+        if dtensor.is_dtensor(slot.ref):
+            with torch.no_grad():
+                dtensor.fill(slot.ref, slot.native_name, fn, _memory, _copy)
+            return
         view = self._numpy_view(slot)
         if view is None:
             super().fill(slot, fn)

@@ -82,3 +82,15 @@ def test_jax_models_on_1_2_4_8_devices_init_each_shard_bitwise_and_keep_their_sh
 def test_keras_on_jax_under_model_parallel_inits_each_shard_bitwise_and_keeps_its_layout() -> None:
     """keras.distribution.ModelParallel + LayoutMap on 1, 2, 4, 8 devices: Dense and Conv2D kernels split either way."""
     assert "keras ok 10" in _mesh_checks("keras")
+
+
+@pytest.mark.parametrize("world", [2, 4])
+def test_torch_dtensor_and_fully_shard_over_gloo_init_each_local_shard_bitwise(world: int) -> None:
+    """distribute_tensor (Shard(0), Shard(1), Replicate), fully_shard, and fully_shard on the meta device then
+    pm.materialize(device='cpu'): torch's own full_tensor() and local shards equal the unsharded init; a 16 MB layer's
+    shard is all torch holds, numpy only the streams' chunk scratch."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    done = subprocess.run([sys.executable, str(HERE / "dtensor_checks.py"), str(world)], capture_output=True,
+                          text=True, timeout=600, env=env)
+    assert done.returncode == 0, done.stderr[-4000:]
+    assert f"dtensor ok {world}" in done.stdout and done.stdout.count("torch shard") == world

@@ -1,0 +1,124 @@
+"""torch DTensor checks over gloo: run as `python tests/dtensor_checks.py WORLD` (WORLD processes, spawned here).
+
+Each process builds the same model unsharded as the reference (same seed of pm.init), then sharded by
+distribute_tensor (Shard(0), Shard(1), Replicate), by fully_shard, and by fully_shard on the meta device, and
+compares torch's own full_tensor() (an all-gather) and its own local shard with the reference."""
+from __future__ import annotations
+
+import os
+import socket
+import sys
+import tracemalloc
+
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+from torch import nn
+
+import unified_params as up
+
+
+def build(width: int = 96) -> nn.Module:
+    return nn.Sequential(nn.Conv2d(8, 16, 3), nn.Flatten(), nn.Linear(64, width), nn.ReLU(), nn.Linear(width, 32))
+
+
+def init(pm: up.ParamAPI) -> None:
+    pm.init(up.init.XavierUniform(), layer=("linear", "conv"), kind="weight", seed=7)
+    pm.init(up.init.Normal(std=0.5), kind="bias", seed=7)
+
+
+def same(label: str, model: nn.Module, pm: up.ParamAPI, want: dict) -> None:
+    for name, t in model.state_dict().items():
+        whole = t.full_tensor()
+        assert torch.equal(whole, want[name]), f"{label}: {name} differs from the unsharded init"
+        shard = pm[name].sharding.shards[0]
+        assert torch.equal(t.to_local(), want[name][shard.index]), f"{label}: {name} local shard {shard}"
+
+
+def distributed(model: nn.Module, mesh: object, placement: object) -> nn.Module:
+    from torch.distributed.tensor import Shard, distribute_tensor
+
+    for module in model.modules():
+        for name, p in list(module._parameters.items()):
+            fits = not isinstance(placement, Shard) or placement.dim < p.ndim
+            module.register_parameter(name, nn.Parameter(distribute_tensor(p.detach(), mesh,
+                                                                           [placement if fits else Shard(0)])))
+    return model
+
+
+def worker(rank: int, world: int, port: int) -> None:
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    dist.init_process_group("gloo", rank=rank, world_size=world)
+    try:
+        run(rank, world)
+    finally:
+        dist.destroy_process_group()
+
+
+def run(rank: int, world: int) -> None:
+    from torch.distributed.device_mesh import init_device_mesh
+    from torch.distributed.fsdp import fully_shard
+    from torch.distributed.tensor import Replicate, Shard
+
+    mesh = init_device_mesh("cpu", (world,), mesh_dim_names=("model",))
+    reference = build()
+    init(up.wrap(reference))
+    want = {n: t.detach().clone() for n, t in reference.state_dict().items()}
+    for placement in (Shard(0), Shard(1), Replicate()):
+        model = distributed(build(), mesh, placement)
+        pm = up.wrap(model)
+        init(pm)
+        same(f"distribute_tensor {placement}", model, pm, want)
+        if isinstance(placement, Shard):
+            assert pm["2.weight"].sharding.split == {placement.dim: ("model",)}, pm["2.weight"].sharding
+    model = build()
+    fully_shard(model, mesh=mesh)
+    pm = up.wrap(model)
+    init(pm)
+    same("fully_shard", model, pm, want)
+    with torch.device("meta"):
+        model = build()
+    fully_shard(model, mesh=mesh)
+    pm = up.wrap(model)
+    assert not pm.initialized and pm.pending("storage") == pm.names(), pm.pending("any")
+    init(pm)
+    pm.materialize(device="cpu")
+    same("meta + fully_shard", model, pm, want)
+    memory(rank, world, mesh)
+
+
+def memory(rank: int, world: int, mesh: object) -> None:
+    """A 16 MB layer on the meta device, fully_shard, init + materialize: torch holds the shard, numpy one chunk."""
+    from torch.distributed.fsdp import fully_shard
+
+    from unified_params import rng
+
+    with torch.device("meta"):
+        model = nn.Linear(2048, 2048, bias=False)
+    fully_shard(model, mesh=mesh)
+    pm = up.wrap(model)
+    tracemalloc.start()
+    pm.init(up.init.Normal(std=0.02), seed=1)
+    pm.materialize(device="cpu")
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    shard = model.weight.to_local()
+    held = shard.untyped_storage().nbytes()
+    chunk = rng.CHUNK * 4
+    assert held == shard.numel() * 4 == 2048 * 2048 * 4 // world, held
+    assert peak <= 6 * chunk * rng.workers(), f"numpy peak {peak} beyond the stream's chunk scratch"
+    print(f"rank {rank}/{world}: torch shard {held / 2**20:.1f} MiB, numpy peak {peak / 2**20:.2f} MiB "
+          f"(chunk {chunk / 2**20:.0f} MiB x {rng.workers()} threads)", flush=True)
+    dist.barrier()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+if __name__ == "__main__":
+    world = int(sys.argv[1])
+    mp.spawn(worker, args=(world, free_port()), nprocs=world, join=True)
+    print(f"dtensor ok {world}")
