@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from unified_params.adapter import Node, Slot
-from unified_params.errors import DeferredInitializationError, quote_all
+from unified_params.errors import DeferredInitializationError, UnsupportedError, quote, quote_all
 from unified_params.layout import Layout, aligned_empty, axis_map, fill_native, native_copy
 from unified_params.lazy import lazy
 from unified_params.locate import walk
@@ -106,6 +106,27 @@ def sharded_fill(shape: tuple[int, ...], dtype: Any, sharding: Any, layout: Layo
         return made[key]
 
     return jax.make_array_from_callback(shape, sharding, shard)
+
+
+def mesh_axes(mesh: Any) -> dict[str, int]:
+    """A jax Mesh's axis names and sizes."""
+    if not isinstance(mesh, (jax.sharding.Mesh, jax.sharding.AbstractMesh)):
+        raise UnsupportedError(f"mesh {quote(mesh)} is not a jax.sharding.Mesh: make one with "
+                               f"jax.make_mesh(shape, names)")
+    return {str(k): int(v) for k, v in mesh.shape.items()}
+
+
+def named(dims: tuple[tuple[str, ...], ...], layout: Layout | None, mesh: Any, name: str) -> Any:
+    """The NamedSharding on mesh whose native PartitionSpec splits canonical dimension i over dims[i]."""
+    axes = axis_map(layout, len(dims))
+    if axes is None:
+        raise UnsupportedError(f"{quote(name)} is stored reshaped ({layout.name}): a split of its canonical dimensions "
+                               f"is no split of its native ones; leave it out of the rules (replicated)")
+    native: list[tuple[str, ...]] = [()] * len(dims)
+    for canonical, (axis, _) in enumerate(axes):
+        native[axis] = dims[canonical]
+    spec = [None if not d else d[0] if len(d) == 1 else d for d in native]
+    return jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec(*spec))
 
 
 def sharded_put(native: np.ndarray, sharding: Any) -> Any:

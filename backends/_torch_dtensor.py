@@ -78,3 +78,35 @@ def _numpy_dtype(shard: Any) -> np.dtype:
     from unified_params.dtypes import resolve
 
     return resolve(str(shard.dtype).removeprefix("torch."))
+
+
+def mesh_axes(mesh: Any) -> dict[str, int]:
+    """A DeviceMesh's dimension names and sizes (rules name mesh dimensions, so the mesh needs mesh_dim_names)."""
+    names = getattr(mesh, "mesh_dim_names", None)
+    if not hasattr(mesh, "get_coordinate") or not names:
+        raise UnsupportedError(f"mesh {quote(mesh)} is not a torch DeviceMesh with named dimensions: make one with "
+                               f"init_device_mesh('cpu', shape, mesh_dim_names=(...))")
+    return dict(zip(names, map(int, mesh.shape)))
+
+
+def placements(dims: tuple[tuple[str, ...], ...], mesh: Any) -> list[Any]:
+    """One placement per mesh dimension: Shard(d) where canonical dimension d is split over it, else Replicate."""
+    from torch.distributed.tensor import Replicate, Shard
+
+    where = {axis: d for d, axes in enumerate(dims) for axis in axes}
+    return [Shard(where[n]) if n in where else Replicate() for n in mesh.mesh_dim_names]
+
+
+def place(model: Any, tensor: Any, mesh: Any, placement: list[Any]) -> None:
+    """Replace tensor, wherever the model registers it (ties kept), by a DTensor of its value (distribute_tensor)."""
+    from torch.distributed.tensor import distribute_tensor
+
+    value = tensor.full_tensor() if is_dtensor(tensor) else tensor
+    moved = distribute_tensor(value.detach(), mesh, placement)
+    if isinstance(tensor, torch.nn.Parameter):
+        moved = torch.nn.Parameter(moved, requires_grad=tensor.requires_grad)
+    for module in model.modules():
+        for registry in (module._parameters, module._buffers):
+            for attr, t in list(registry.items()):
+                if t is tensor:
+                    registry[attr] = moved

@@ -55,7 +55,7 @@ from ._jax import (
     unbox,
     walk,
 )
-from ._jax_sharding import allocate_abstract, describe, filled_like, written_like
+from ._jax_sharding import allocate_abstract, describe, filled_like, mesh_axes, named, written_like
 
 jax = lazy("jax")
 linen = lazy("flax.linen")
@@ -231,6 +231,18 @@ class FlaxAdapter(Adapter):
     def sharding(self, slot: Slot) -> Sharding | None:
         boxed = get_path(self._variables, slot.ref.path)
         return None if boxed is None else describe(_placed(boxed), slot.layout)
+
+    def mesh_axes(self, mesh: Any) -> dict[str, int]:
+        return mesh_axes(mesh)
+
+    def placement(self, slot: Slot, dims: tuple[tuple[str, ...], ...], mesh: Any) -> Any:
+        return named(dims, slot.layout, mesh, slot.native_name)
+
+    def place(self, slot: Slot, placement: Any) -> None:
+        """A new variables tree whose array at slot is resharded on its devices (jax.device_put; no host copy)."""
+        old = get_path(self._variables, slot.ref.path)
+        moved = jax.device_put(unbox(old), placement)
+        self._replace(set_path(self._variables, slot.ref.path, rebox(old, moved)))
 
     def allocate(self, device: str | None, recorded: set[Hashable]) -> bool:
         """Variables from jax.eval_shape(module.init, ...) get zeros on their devices for the recorded initializers:

@@ -23,11 +23,19 @@ import numpy as np
 
 from unified_params.adapter import NATIVE_GRAD, TIE, UNALLOCATED, UNKNOWN_STRUCTURE, Adapter, DeferredHooks, Node, Slot
 from unified_params.dtypes import resolve
-from unified_params.errors import DeferredInitializationError, ShapeMismatchError, UnifiedParamsError, deferred
+from unified_params.errors import (
+    DeferredInitializationError,
+    ShapeMismatchError,
+    UnifiedParamsError,
+    UnsupportedError,
+    deferred,
+    quote,
+)
 from unified_params.freshness import Contents, identical
 from unified_params.inputs import describe
 from unified_params.layout import (
     aligned_empty,
+    axis_map,
     canonical_copy,
     fill_native,
     native_copy,
@@ -297,6 +305,32 @@ class KerasAdapter(Adapter):
         """The variable's placement under a keras.distribution (ModelParallel + LayoutMap), None on one device."""
         variable = slot.ref.variable
         return None if variable is None else ops().sharding(variable.value, slot.layout)
+
+    def mesh_axes(self, mesh: Any) -> dict[str, int]:
+        """A keras.distribution.DeviceMesh's axis names and sizes."""
+        if not isinstance(mesh, keras.distribution.DeviceMesh):
+            raise UnsupportedError(f"mesh {quote(mesh)} is not a keras.distribution.DeviceMesh")
+        return dict(zip(mesh.axis_names, map(int, mesh.shape)))
+
+    def placement(self, slot: Slot, dims: tuple[tuple[str, ...], ...], mesh: Any) -> Any:
+        """The keras TensorLayout (native axis order) that splits canonical dimension i over dims[i]."""
+        axes = axis_map(slot.layout, len(dims))
+        if axes is None:
+            raise UnsupportedError(f"{quote(slot.native_name)} is stored reshaped: leave it out of the rules")
+        native: list[Any] = [None] * len(dims)
+        for canonical, (axis, _) in enumerate(axes):
+            d = dims[canonical]
+            native[axis] = None if not d else d[0] if len(d) == 1 else d
+        return keras.distribution.TensorLayout(tuple(native), mesh)
+
+    def layout_map(self, mesh: Any, pairs: Sequence[tuple[Slot, Any]]) -> Any:
+        """A LayoutMap for keras.distribution.ModelParallel keyed by each variable's path below the model's own name
+        (a fresh build of the model may be named `sequential_1`; give layers names so that theirs repeat)."""
+        layouts = keras.distribution.LayoutMap(mesh)
+        for slot, layout in pairs:
+            path = slot.ref.variable.path
+            layouts["(?:.*/)?" + re.escape(path.split("/", 1)[-1])] = layout.axes
+        return layouts
 
     def grad(self, slot: Slot) -> np.ndarray | None:
         found = self._grads.get(id(slot.ref.variable))

@@ -42,7 +42,7 @@ from ._jax import (
     unique_leaves,
     walk,
 )
-from ._jax_sharding import allocate_abstract, describe, filled_like, is_abstract, written_like
+from ._jax_sharding import allocate_abstract, describe, filled_like, is_abstract, mesh_axes, named, written_like
 from .flax_rules import NNX
 
 jax = lazy("jax")
@@ -359,6 +359,16 @@ class NNXAdapter(Adapter):
 
     def sharding(self, slot: Slot) -> Sharding | None:
         return None if slot.ref.var is None else describe(_get(slot.ref.var), slot.layout)
+
+    def mesh_axes(self, mesh: Any) -> dict[str, int]:
+        return mesh_axes(mesh)
+
+    def placement(self, slot: Slot, dims: tuple[tuple[str, ...], ...], mesh: Any) -> Any:
+        return named(dims, slot.layout, mesh, slot.native_name)
+
+    def place(self, slot: Slot, placement: Any) -> None:
+        """Reshard the Variable's array on its devices (jax.device_put; no host copy)."""
+        _set(slot.ref.var, jax.device_put(_get(slot.ref.var), placement))
 
     def allocate(self, device: str | None, recorded: set[Hashable]) -> bool:
         """Variables of an nnx.eval_shape model get zeros on their devices (sharding kept) for the recorded

@@ -255,6 +255,16 @@ class TorchAdapter(Adapter):
         """A DTensor's mesh, placements and local shard; None for a plain tensor."""
         return dtensor.describe(slot.ref, slot.native_name) if dtensor.is_dtensor(slot.ref) else None
 
+    def mesh_axes(self, mesh: Any) -> dict[str, int]:
+        return dtensor.mesh_axes(mesh)
+
+    def placement(self, slot: Slot, dims: tuple[tuple[str, ...], ...], mesh: Any) -> Any:
+        return (mesh, dtensor.placements(dims, mesh))
+
+    def place(self, slot: Slot, placement: Any) -> None:
+        """The parameter becomes a DTensor on the mesh (distribute_tensor), in every module that registers it."""
+        dtensor.place(self.model, slot.ref, *placement)
+
     def view(self, slot: Slot) -> np.ndarray:
         view = self._numpy_view(slot)
         return self.read(slot) if view is None else view

@@ -76,6 +76,13 @@ def run(rank: int, world: int) -> None:
     pm = up.wrap(model)
     init(pm)
     same("fully_shard", model, pm, want)
+    model = build()
+    pm = up.wrap(model)
+    init(pm)
+    up.partition(pm, [("2.weight", ("model", None)), ({"layer": "linear", "kind": "weight"}, (None, "model"))], mesh)
+    assert model[2].weight.placements == (Shard(0),) and model[4].weight.placements == (Shard(1),)
+    assert model[0].weight.placements == (Replicate(),) and pm["4.weight"].sharding.split == {1: ("model",)}
+    same("partition", model, pm, want)
     with torch.device("meta"):
         model = build()
     fully_shard(model, mesh=mesh)

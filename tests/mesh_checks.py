@@ -203,7 +203,57 @@ def keras_checks() -> None:
     print(f"keras ok {count}")
 
 
-CHECKS = {"nnx": nnx_checks, "linen": linen_checks, "keras": keras_checks}
+def partition_checks() -> None:
+    """up.partition on NNX (resharded in place, values kept), and its errors (nothing moves); Keras: the LayoutMap."""
+    import jax
+    import keras
+    from flax import nnx
+
+    net = nnx.Sequential(nnx.Linear(32, 64, rngs=nnx.Rngs(0)), nnx.relu, nnx.Linear(64, 12, rngs=nnx.Rngs(1)))
+    pm = up.wrap(net)
+    values = {n: np.asarray(v.native.get_value()) for n, v in pm.items()}
+    mesh = jax.make_mesh((2, 4), ("data", "model"))
+    bad = [[("3.weight", ("model", None))], [("0.weight", ("nope", None))], [("0.weight", ("model", None, None))],
+           [({"layer": "conv"}, ("model",))], [("0.bias", ("data", "data"))], [("2.bias", (("data", "model"),))]]
+    for rules in bad:
+        try:
+            up.partition(pm, rules, mesh)
+            raise AssertionError(f"no error for {rules}")
+        except (up.SelectionError, up.ShapeMismatchError):
+            assert all(v.native.get_value().sharding.num_devices == 1 for v in pm.values()), rules
+    done = up.partition(pm, [("0.weight", ("model", None)), ({"layer": "linear", "kind": "weight"}, (None, "model")),
+                             (r".*bias", ("model",))], mesh)
+    assert list(done.specs) == pm.names()
+    specs = {n: v.native.get_value().sharding.spec for n, v in pm.items()}
+    P = jax.sharding.PartitionSpec
+    assert specs == {"0.weight": P(None, "model"), "0.bias": P("model"), "2.weight": P("model", None),
+                     "2.bias": P("model")}, specs
+    check_same("partition", {n: np.asarray(v.native.get_value()) for n, v in pm.items()}, values)
+
+    def build() -> object:
+        layers = [keras.layers.Dense(64, name="a"), keras.layers.Dense(16, name="b")]
+        return keras.Sequential([keras.Input((32,)), *layers])
+
+    km = up.wrap(build())
+    devices = keras.distribution.DeviceMesh((2, 4), ["data", "model"], keras.distribution.list_devices())
+    rules = [({"layer": "linear", "kind": "weight"}, ("model", None))]
+    try:
+        up.partition(km, rules, devices)
+        raise AssertionError("Keras cannot move a built variable")
+    except up.UnsupportedError:
+        pass
+    layouts = up.partition(km, rules, devices, apply=False).layout_map
+    keras.distribution.set_distribution(keras.distribution.ModelParallel(layout_map=layouts, batch_dim_name="data"))
+    try:
+        built = build()
+    finally:
+        keras.distribution.set_distribution(None)
+    specs = [v.value.sharding.spec for v in built.weights]
+    assert specs == [P(None, "model"), P(None), P(None, "model"), P(None)], specs
+    print("partition ok")
+
+
+CHECKS = {"partition": partition_checks, "nnx": nnx_checks, "linen": linen_checks, "keras": keras_checks}
 
 if __name__ == "__main__":
     rng.CHUNK = 1 << 12

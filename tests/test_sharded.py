@@ -80,8 +80,10 @@ def test_jax_models_on_1_2_4_8_devices_init_each_shard_bitwise_and_keep_their_sh
 
 
 def test_keras_on_jax_under_model_parallel_inits_each_shard_bitwise_and_keeps_its_layout() -> None:
-    """keras.distribution.ModelParallel + LayoutMap on 1, 2, 4, 8 devices: Dense and Conv2D kernels split either way."""
-    assert "keras ok 10" in _mesh_checks("keras")
+    """keras.distribution.ModelParallel + LayoutMap on 1, 2, 4, 8 devices: Dense and Conv2D kernels split either way;
+    up.partition rules on NNX (resharded, values kept; errors move nothing) and as a Keras LayoutMap."""
+    out = _mesh_checks("keras", "partition")
+    assert "keras ok 10" in out and "partition ok" in out
 
 
 @pytest.mark.parametrize("world", [2, 4])

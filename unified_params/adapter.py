@@ -208,6 +208,23 @@ class Adapter:
         """Where the slot's values live when they are split over devices (see sharding.py); None on one device."""
         return None
 
+    def mesh_axes(self, mesh: Any) -> dict[str, int]:
+        """The mesh's axis names and sizes (up.partition); UnsupportedError where the engine has no device meshes."""
+        raise UnsupportedError(f"{self.name} models are not split over devices here: up.partition works on JAX "
+                               f"(NNX, linen, Keras on JAX) and torch (DTensor) models")
+
+    def placement(self, slot: Slot, dims: tuple[tuple[str, ...], ...], mesh: Any) -> Any:
+        """The engine's own sharding of slot on mesh with canonical dimension i split over the mesh axes dims[i]."""
+        raise UnsupportedError(f"{self.name} has no sharding of its own")
+
+    def layout_map(self, mesh: Any, pairs: Sequence[tuple[Slot, Any]]) -> Any:
+        """The engine's aggregate of placements to build a model under (a Keras LayoutMap), None where place() works."""
+        return None
+
+    def place(self, slot: Slot, placement: Any) -> None:
+        """Move the slot's parameter to placement (values kept)."""
+        raise UnsupportedError(f"{self.name} cannot move a parameter onto devices")
+
     def write_many(self, pairs: Sequence[tuple[Slot, np.ndarray]]) -> None:
         """Write several slots; adapters whose writes rebuild state override this to do it once."""
         for slot, value in pairs:
