@@ -74,9 +74,10 @@ def _mesh_checks(*which: str) -> str:
 
 
 def test_jax_models_on_1_2_4_8_devices_init_each_shard_bitwise_and_keep_their_sharding() -> None:
-    """NNX and linen, kernels split on either dimension (and conv kernels), eval_shape models materialized."""
-    out = _mesh_checks("nnx", "linen")
-    assert "nnx ok 15" in out and "linen ok 20" in out
+    """NNX and linen, kernels split on either dimension (and conv kernels), eval_shape models materialized; a
+    checkpoint saved from 8 devices loads onto 2, onto 1 and into unsharded NNX and torch models, bitwise."""
+    out = _mesh_checks("nnx", "linen", "checkpoint")
+    assert "nnx ok 15" in out and "linen ok 20" in out and "checkpoint ok" in out
 
 
 def test_keras_on_jax_under_model_parallel_inits_each_shard_bitwise_and_keeps_its_layout() -> None:

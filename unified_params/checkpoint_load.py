@@ -22,6 +22,7 @@ from .checkpoint import crc32, named, open_for_reading, trusted_checksums, user_
 from .dtypes import resolve
 from .fit import Target, fit_value, plan_state, tied_conflict
 from .matching import Rename, rename_state
+from .regions import Region
 from .safetensors_io import Entry
 
 
@@ -46,10 +47,17 @@ class Located:
     def read(self, scratch: np.ndarray | None = None) -> np.ndarray:
         return safetensors_io.read_tensor(self.source.file, self.entry, repr(self.source.shown), scratch)
 
-    def filler(self, primary: str, target: Target, cast: bool) -> Callable[[np.ndarray], None]:
-        """fn(out) that puts this tensor into `out` (native memory where the adapter allows), cast as planned."""
-        def fn(out: np.ndarray) -> None:
-            if out.dtype == self.entry.dtype and out.flags.c_contiguous:
+    def filler(self, primary: str, target: Target, cast: bool) -> Callable[..., None]:
+        """fn(out) that puts this tensor into `out` (native memory where the adapter allows), cast as planned;
+        fn(out, region) reads only that block of it (a device's shard: a checkpoint loads onto any mesh)."""
+        def fn(out: np.ndarray, region: Region | None = None) -> None:
+            if region is not None and not region.whole:
+                same = out.dtype == self.entry.dtype
+                block = out if same else np.empty(region.block_shape, self.entry.dtype)
+                safetensors_io.read_region(self.source.file, self.entry, region, block, repr(self.source.shown))
+                if not same:
+                    out[...] = block
+            elif out.dtype == self.entry.dtype and out.flags.c_contiguous:
                 safetensors_io.read_into(self.source.file, self.entry, out, repr(self.source.shown))
             else:
                 out[...] = fit_value(self.read(), primary, target, cast)

@@ -154,3 +154,22 @@ def take(values: np.ndarray, offset: int, piece: Piece) -> np.ndarray:
     item = values.itemsize
     view = np.lib.stride_tricks.as_strided(values[start:], (piece.rows, piece.width), (piece.stride * item, item))
     return view.reshape(-1)
+
+
+def put(out: np.ndarray, start: int, values: np.ndarray) -> None:
+    """Write the 1-D values at C-order flat position start of out, whatever out's strides."""
+    if out.ndim <= 1 or out.flags.c_contiguous:
+        out.reshape(-1)[start : start + values.size] = values
+        return
+    inner = math.prod(out.shape[1:])
+    i, offset = divmod(start, inner)
+    pos = 0
+    while pos < values.size:
+        if offset == 0 and values.size - pos >= inner:
+            rows = (values.size - pos) // inner
+            out[i : i + rows] = values[pos : pos + rows * inner].reshape((rows, *out.shape[1:]))
+            pos, i = pos + rows * inner, i + rows
+            continue
+        n = min(inner - offset, values.size - pos)
+        put(out[i], offset, values[pos : pos + n])
+        pos, i, offset = pos + n, i + 1, 0

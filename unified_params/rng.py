@@ -32,7 +32,7 @@ from functools import lru_cache
 import numpy as np
 
 from .errors import InitializerError, quote
-from .regions import Piece, Region, chunks, take
+from .regions import Piece, Region, chunks, put, take
 
 CHUNK = 1 << 18
 BLOCK = 1 << 18
@@ -98,25 +98,6 @@ def _executor() -> ThreadPoolExecutor:
     return _pool
 
 
-def _put(out: np.ndarray, start: int, values: np.ndarray) -> None:
-    """Write the 1-D values at C-order flat position start of out, whatever out's strides."""
-    if out.ndim <= 1 or out.flags.c_contiguous:
-        out.reshape(-1)[start : start + values.size] = values
-        return
-    inner = math.prod(out.shape[1:])
-    i, offset = divmod(start, inner)
-    pos = 0
-    while pos < values.size:
-        if offset == 0 and values.size - pos >= inner:
-            rows = (values.size - pos) // inner
-            out[i : i + rows] = values[pos : pos + rows * inner].reshape((rows, *out.shape[1:]))
-            pos, i = pos + rows * inner, i + rows
-            continue
-        take = min(inner - offset, values.size - pos)
-        _put(out[i], offset, values[pos : pos + take])
-        pos, i, offset = pos + take, i + 1, 0
-
-
 def _chunk_scratch(size: int, dtype: np.dtype) -> np.ndarray:
     key = (size, dtype.str)
     cached = getattr(_scratch, "chunk", None)
@@ -147,7 +128,7 @@ def fill_chunks(out: np.ndarray, seed: int, name: str, fill: Callable[[np.random
             return
         scratch = _chunk_scratch(CHUNK, out.dtype)[: stop - start]
         fill(stream(seed, name, k), scratch)
-        _put(out, start, scratch)
+        put(out, start, scratch)
 
     count = -(-size // CHUNK)
     if count <= 1:
@@ -168,7 +149,7 @@ def _fill_region(out: np.ndarray, seed: int, name: str, fill: Callable[[np.rando
         scratch = _chunk_scratch(CHUNK, out.dtype)[: stop - start]
         fill(stream(seed, name, k), scratch)
         for piece in found:
-            _put(out, piece.dst, take(scratch, start, piece))
+            put(out, piece.dst, take(scratch, start, piece))
 
     work = list(chunks(region, CHUNK))
     if len(work) <= 1:

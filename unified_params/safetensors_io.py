@@ -17,6 +17,7 @@ import numpy as np
 
 from . import errors
 from .dtypes import resolve
+from .regions import Region, pieces, put
 
 MAX_HEADER = 100_000_000
 CODES = {"F64": "float64", "F32": "float32", "F16": "float16", "BF16": "bfloat16", "F8_E4M3": "float8_e4m3fn",
@@ -139,6 +140,28 @@ def read_into(f: BinaryIO, entry: Entry, out: np.ndarray, where: str) -> None:
         if not n:
             raise _refuse(where, f"the data of {entry.name!r} ends early (the file changed while it was read?)")
         got += n
+
+
+def read_region(f: BinaryIO, entry: Entry, region: Region, out: np.ndarray, where: str) -> None:
+    """Read only the block `region` of a tensor into out (its block shape, the file's dtype): one read per run of
+    consecutive bytes (one in all for a split along the first dimension), so a device reads just its shard."""
+    item = entry.dtype.itemsize
+    flat = out.reshape(-1) if out.flags.c_contiguous else None
+    for piece in pieces(region, 0, math.prod(entry.shape)):
+        for row in range(piece.rows):
+            start = entry.start + (piece.src + row * piece.stride) * item
+            dst = piece.dst + row * piece.width
+            target = flat[dst : dst + piece.width] if flat is not None else np.empty(piece.width, out.dtype)
+            view = memoryview(target.view(np.uint8))
+            f.seek(start)
+            got = 0
+            while got < len(view):
+                n = f.readinto(view[got:])
+                if not n:
+                    raise _refuse(where, f"the data of {entry.name!r} ends early (the file changed while it was read?)")
+                got += n
+            if flat is None:
+                put(out, dst, target)
 
 
 def code_of(dtype: np.dtype) -> str:
