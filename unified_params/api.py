@@ -83,7 +83,8 @@ class ParamView:
     def sharding(self) -> Sharding | None:
         """Where the values live when split over devices: mesh axes, the axes each canonical dimension is split over,
         this process's shards (device and block); None for a parameter on one device."""
-        return self._api._model.adapter.sharding(self._entry().slot)
+        slot = self._entry().slot
+        return None if isinstance(slot, Joined) else self._api._model.adapter.sharding(slot)
 
     @property
     def size(self) -> int | None:

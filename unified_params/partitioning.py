@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from .errors import SelectionError, ShapeMismatchError, UnsupportedError, quote
+from .joins import Joined
 
 if TYPE_CHECKING:
     from .api import ParamAPI
@@ -67,6 +68,14 @@ def _spec(spec: object, name: str, shape: tuple[int, ...], mesh: Mapping[str, in
     return dims
 
 
+def _slot(view: Any) -> Any:
+    """The view's slot; a canonical tensor joined from several native arrays has no one placement to give."""
+    slot = view._entry().slot
+    if isinstance(slot, Joined):
+        raise UnsupportedError(f"{quote(view.name)} is joined from several native arrays: leave it out of the rules")
+    return slot
+
+
 def _selected(pm: ParamAPI, selection: object, rule: str) -> list[str]:
     if isinstance(selection, Mapping):
         chosen = pm.collect(**selection)
@@ -100,9 +109,9 @@ def partition(pm: ParamAPI, rules: Sequence[tuple[Any, Any]], mesh: Any, apply: 
             if name not in out.specs:
                 view = pm[name]
                 out.specs[name] = _spec(spec, name, tuple(view.shape), axes, rule)
-                slots[name] = view._entry().slot
+                slots[name] = _slot(view)
     for name, view in pm.collect().items():
-        if name not in out.specs:
+        if name not in out.specs and not isinstance(view._entry().slot, Joined):
             out.specs[name] = ((),) * len(view.shape)
             slots[name] = view._entry().slot
     out.specs = {n: out.specs[n] for n in pm.collect() if n in out.specs}
