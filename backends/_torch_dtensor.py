@@ -110,3 +110,42 @@ def place(model: Any, tensor: Any, mesh: Any, placement: list[Any]) -> None:
             for attr, t in list(registry.items()):
                 if t is tensor:
                     registry[attr] = moved
+
+
+class TorchGroup:
+    """The torch.distributed processes (the default group) that hold a model of DTensors."""
+
+    def __init__(self) -> None:
+        self.rank, self.size = torch.distributed.get_rank(), torch.distributed.get_world_size()
+
+    def broadcast(self, value: Any) -> Any:
+        box = [value]
+        torch.distributed.broadcast_object_list(box, src=0)
+        return box[0]
+
+    def all_ok(self, ok: bool) -> bool:
+        flags: list[Any] = [None] * self.size
+        torch.distributed.all_gather_object(flags, bool(ok))
+        return all(flags)
+
+
+def group(model: Any) -> TorchGroup | None:
+    """The process group when the model has DTensors and torch.distributed runs more than one process."""
+    dist = torch.distributed
+    if not (dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1):
+        return None
+    tensors = [*model.parameters(), *model.buffers()]
+    return TorchGroup() if any(is_dtensor(t) for t in tensors) else None
+
+
+def blocks(t: Any, name: str, memory: Callable[[Any], np.ndarray | None],
+           copy: Callable[[Any], np.ndarray]) -> list[tuple[Region, np.ndarray]] | None:
+    """This process's block of a DTensor for a checkpoint: [] when another process writes the same replica."""
+    if not is_dtensor(t):
+        return None
+    coordinate = t.device_mesh.get_coordinate() or []
+    if any(c != 0 for c, p in zip(coordinate, t.placements) if not p.is_shard()):
+        return []
+    shard = local(t)
+    value = memory(shard)
+    return [(region(t, name), value if value is not None else copy(shard))]

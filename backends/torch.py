@@ -255,6 +255,13 @@ class TorchAdapter(Adapter):
         """A DTensor's mesh, placements and local shard; None for a plain tensor."""
         return dtensor.describe(slot.ref, slot.native_name) if dtensor.is_dtensor(slot.ref) else None
 
+    def group(self) -> Any:
+        return dtensor.group(self.model)
+
+    def blocks(self, slot: Slot) -> list | None:
+        ref = getattr(slot, "ref", None)
+        return dtensor.blocks(ref, slot.native_name, _memory, _to_numpy) if dtensor.is_dtensor(ref) else None
+
     def mesh_axes(self, mesh: Any) -> dict[str, int]:
         return dtensor.mesh_axes(mesh)
 

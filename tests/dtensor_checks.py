@@ -10,6 +10,7 @@ import socket
 import sys
 import tracemalloc
 
+import numpy as np
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
@@ -76,6 +77,7 @@ def run(rank: int, world: int) -> None:
     pm = up.wrap(model)
     init(pm)
     same("fully_shard", model, pm, want)
+    checkpoint(rank, world, model, pm, want, mesh)
     model = build()
     pm = up.wrap(model)
     init(pm)
@@ -92,6 +94,47 @@ def run(rank: int, world: int) -> None:
     pm.materialize(device="cpu")
     same("meta + fully_shard", model, pm, want)
     memory(rank, world, mesh)
+
+
+def checkpoint(rank: int, world: int, model: nn.Module, pm: up.ParamAPI, want: dict, mesh: object) -> None:
+    """Each process writes only its own shards' bytes into one checkpoint (a file, and shards + index); it loads
+    into an unsharded model and into DTensors split the other way, bitwise; safetensors itself reads it."""
+    from safetensors.numpy import load_file
+    from torch.distributed.tensor import Shard
+
+    folder = sys.argv[2]
+    written = [0]
+    real = os.pwrite
+
+    def counted(fd: int, data: object, offset: int) -> int:
+        written[0] += len(data)
+        return real(fd, data, offset)
+
+    os.pwrite = counted
+    try:
+        pm.save(os.path.join(folder, "one.safetensors"))
+        pm.save(os.path.join(folder, "sharded"), max_shard_size=20_000)
+    finally:
+        os.pwrite = real
+    mine = 2 * sum(t.to_local().numel() * 4 for t in model.state_dict().values())
+    total = 2 * sum(t.numel() * 4 for t in want.values())
+    counts = [None] * world
+    dist.all_gather_object(counts, written[0])
+    assert written[0] == mine and sum(counts) == total, (written[0], mine, counts, total)
+    files = sorted(f for f in os.listdir(os.path.join(folder, "sharded")) if f.endswith(".safetensors"))
+    assert len(files) > 1, files
+    stored = {k: v for f in files for k, v in load_file(os.path.join(folder, "sharded", f)).items()}
+    stored_one = load_file(os.path.join(folder, "one.safetensors"))
+    for name, value in want.items():
+        assert np.array_equal(stored[name], value.numpy()) and np.array_equal(stored_one[name], value.numpy()), name
+    plain = build()
+    up.wrap(plain).load(os.path.join(folder, "sharded"))
+    assert all(torch.equal(t, want[n]) for n, t in plain.state_dict().items())
+    other = distributed(build(), mesh, Shard(1))
+    up.wrap(other).load(os.path.join(folder, "one.safetensors"))
+    same("load into Shard(1)", other, up.wrap(other), want)
+    if rank == 0:
+        print(f"{world} processes: each wrote its own shard bytes {counts}, {total} in all", flush=True)
 
 
 def memory(rank: int, world: int, mesh: object) -> None:
@@ -126,6 +169,6 @@ def free_port() -> int:
 
 
 if __name__ == "__main__":
-    world = int(sys.argv[1])
+    world = int(sys.argv[1])  # argv[2]: a folder for the checkpoints
     mp.spawn(worker, args=(world, free_port()), nprocs=world, join=True)
     print(f"dtensor ok {world}")

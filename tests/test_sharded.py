@@ -88,12 +88,13 @@ def test_keras_on_jax_under_model_parallel_inits_each_shard_bitwise_and_keeps_it
 
 
 @pytest.mark.parametrize("world", [2, 4])
-def test_torch_dtensor_and_fully_shard_over_gloo_init_each_local_shard_bitwise(world: int) -> None:
+def test_torch_dtensor_and_fully_shard_over_gloo_init_each_local_shard_bitwise(world: int, tmp_path: Path) -> None:
     """distribute_tensor (Shard(0), Shard(1), Replicate), fully_shard, and fully_shard on the meta device then
     pm.materialize(device='cpu'): torch's own full_tensor() and local shards equal the unsharded init; a 16 MB layer's
-    shard is all torch holds, numpy only the streams' chunk scratch."""
+    shard is all torch holds, numpy only the streams' chunk scratch; each process saves only its shards' bytes into
+    one checkpoint, which loads unsharded and split the other way; up.partition makes DTensors."""
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    done = subprocess.run([sys.executable, str(HERE / "dtensor_checks.py"), str(world)], capture_output=True,
-                          text=True, timeout=600, env=env)
+    done = subprocess.run([sys.executable, str(HERE / "dtensor_checks.py"), str(world), str(tmp_path)],
+                          capture_output=True, text=True, timeout=600, env=env)
     assert done.returncode == 0, done.stderr[-4000:]
     assert f"dtensor ok {world}" in done.stdout and done.stdout.count("torch shard") == world

@@ -15,6 +15,7 @@ import numpy as np
 from .dtypes import resolve
 from .errors import UnsupportedError
 from .layout import Layout
+from .regions import Region
 from .sharding import Sharding
 
 KNOWN_KINDS = ("weight", "bias", "running_mean", "running_var")
@@ -224,6 +225,15 @@ class Adapter:
     def place(self, slot: Slot, placement: Any) -> None:
         """Move the slot's parameter to placement (values kept)."""
         raise UnsupportedError(f"{self.name} cannot move a parameter onto devices")
+
+    def group(self) -> Any:
+        """The processes that hold this model together (collective.Group) when it spans several, else None."""
+        return None
+
+    def blocks(self, slot: Slot) -> list[tuple[Region, np.ndarray]] | None:
+        """The blocks of the slot's canonical value this process writes to a checkpoint (its own shards, each replica
+        by one process only); None: the slot is not split, process 0 writes its whole value."""
+        return None
 
     def write_many(self, pairs: Sequence[tuple[Slot, np.ndarray]]) -> None:
         """Write several slots; adapters whose writes rebuild state override this to do it once."""

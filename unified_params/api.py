@@ -542,7 +542,15 @@ class ParamAPI:
         """
         entries = self._ready_unique()
         specs = [(self._rel(e.name), resolve(e.slot.dtype), tuple(e.slot.shape)) for e in entries]
-        values = (self._model.adapter.view(e.slot) for e in entries)
+        adapter = self._model.adapter
+        group = adapter.group()
+        if group is not None:
+            from . import collective
+
+            collective.save(path, specs, [e.slot for e in entries], adapter.blocks, adapter.view, group, self.backend,
+                            self.tied(), metadata, max_shard_size)
+            return
+        values = (adapter.view(e.slot) for e in entries)
         if max_shard_size is None:
             checkpoint.save(path, specs, values, self.backend, self.tied(), metadata)
         else:

@@ -67,7 +67,7 @@ def save(path: str | bytes | os.PathLike, specs: list[Spec], values: Iterable[np
         write_file(tmp, specs, values, meta)
 
 
-def _crc_table(sums: Mapping[str, int]) -> str:
+def crc_table(sums: Mapping[str, int]) -> str:
     """The CRC-32 table as JSON with fixed-width numbers, so the header can be rewritten in place once they are known."""
     return "{" + ",".join(f"{json.dumps(name)}:{value:10d}" for name, value in sums.items()) + "}"
 
@@ -76,9 +76,9 @@ def write_file(file: str, specs: list[Spec], values: Iterable[np.ndarray], metad
     """One safetensors file, one tensor at a time: header with placeholder checksums, data, then the real header."""
     sums = {name: 0 for name, _, _ in specs}
     with open(file, "wb") as f:
-        placeholder = safetensors_io.write_tensors(f, specs, {**metadata, "crc32": _crc_table(sums)}, values,
+        placeholder = safetensors_io.write_tensors(f, specs, {**metadata, "crc32": crc_table(sums)}, values,
                                                    seen=lambda name, array: sums.__setitem__(name, crc32(array)))
-        final = safetensors_io.header_bytes(specs, {**metadata, "crc32": _crc_table(sums)})
+        final = safetensors_io.header_bytes(specs, {**metadata, "crc32": crc_table(sums)})
         if len(final) != placeholder:
             raise errors.CheckpointError(f"the header of {file!r} changed size once checksums were known")
         f.seek(0)

@@ -61,12 +61,9 @@ def _current(folder: str) -> set[str]:
         return set()
 
 
-def save(path: str | bytes | os.PathLike, specs: list[Spec], values: Iterable[np.ndarray], backend: str,
-         tied: list[list[str]], metadata: Mapping[str, str] | None, max_shard_size: int | str) -> None:
-    """Write shards then the index into the folder at path (created if its parent exists); see the module doc."""
-    shown = user_path(path)
+def plan(shown: str, specs: list[Spec], max_shard_size: int | str) -> tuple[str, list[str], list[list[Spec]]]:
+    """The folder (created if its parent exists), the new shard file names and the tensors of each."""
     limit = parse_size(max_shard_size)
-    extra = check_metadata(metadata)
     folder = os.path.realpath(shown)
     if os.path.exists(folder) and not os.path.isdir(folder):
         raise errors.CheckpointError(f"cannot save shards into {shown!r}: it is a file; give a folder")
@@ -78,14 +75,14 @@ def save(path: str | bytes | os.PathLike, specs: list[Spec], values: Iterable[np
     names = [f"model-{i + 1:05d}-of-{len(groups):05d}.safetensors" for i in range(len(groups))]
     if taken & set(names):
         names = [n.replace(".safetensors", "-b.safetensors") for n in names]
-    stream = iter(values)
-    weight_map = {}
-    for name, group in zip(names, groups):
-        meta = {**extra, **own_metadata([s[0] for s in group], backend, tied)}
-        with replacing(os.path.join(shown, name)) as tmp:
-            write_file(tmp, group, (next(stream) for _ in group), meta)
-        weight_map.update({s[0]: name for s in group})
-    total = sum(int(np.prod(s[2], dtype=np.int64)) * np.dtype(s[1]).itemsize for s in specs)
+    return folder, names, groups
+
+
+def commit(shown: str, folder: str, names: list[str], groups: list[list[Spec]], extra: Mapping[str, str],
+           backend: str) -> None:
+    """Replace the index (the commit point), then remove the shards it no longer names."""
+    weight_map = {s[0]: name for name, group in zip(names, groups) for s in group}
+    total = sum(int(np.prod(s[2], dtype=np.int64)) * np.dtype(s[1]).itemsize for group in groups for s in group)
     index = {"metadata": {**extra, "total_size": total, "writer": "unified_params", "backend": backend},
              "weight_map": weight_map}
     with replacing(os.path.join(shown, INDEX), suffix=".json") as tmp:
@@ -94,6 +91,20 @@ def save(path: str | bytes | os.PathLike, specs: list[Spec], values: Iterable[np
     for stale in os.listdir(folder):
         if SHARD.fullmatch(stale) and stale not in names:
             os.unlink(os.path.join(folder, stale))
+
+
+def save(path: str | bytes | os.PathLike, specs: list[Spec], values: Iterable[np.ndarray], backend: str,
+         tied: list[list[str]], metadata: Mapping[str, str] | None, max_shard_size: int | str) -> None:
+    """Write shards then the index into the folder at path (created if its parent exists); see the module doc."""
+    shown = user_path(path)
+    extra = check_metadata(metadata)
+    folder, names, groups = plan(shown, specs, max_shard_size)
+    stream = iter(values)
+    for name, group in zip(names, groups):
+        meta = {**extra, **own_metadata([s[0] for s in group], backend, tied)}
+        with replacing(os.path.join(shown, name)) as tmp:
+            write_file(tmp, group, (next(stream) for _ in group), meta)
+    commit(shown, folder, names, groups, extra, backend)
 
 
 def _read_index(index: str) -> tuple[str, dict[str, str]]:
