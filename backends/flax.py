@@ -141,7 +141,8 @@ class FlaxAdapter(Adapter):
     structures = "unified_params.backends.flax_structures"
     capabilities: dict[str, str] = {
         UNALLOCATED: "linen variables come only from module.init, which runs the model: materialize needs example "
-                     "inputs even where every shape is known",
+                     "inputs even where every shape is known, except for variables from jax.eval_shape(module.init, "
+                     "...), which materialize() allocates when a pm.init record covers each (docs/scale.md)",
         NATIVE_MATERIALIZE: "linen modules are stateless: module.init returns new variables the wrapper "
                               "cannot see; call pm.materialize(x), then pm.variables holds them",
         NATIVE_GRAD: "JAX keeps no gradient on parameters (jax.grad returns them); use pm.grads(x)",

@@ -298,8 +298,9 @@ class NNXAdapter(Adapter):
     examples = "unified_params.backends.nnx_examples"
     structures = "unified_params.backends.nnx_structures"
     capabilities: dict[str, str] = {
-        UNALLOCATED: "NNX modules create their Variables, with values, when they are constructed: only nnx.bridge "
-                     "ToNNX modules wait, for their input shape",
+        UNALLOCATED: "NNX modules create their Variables, with values, when they are constructed; an nnx.eval_shape "
+                     "model has known shapes and no storage but keeps no initializer, so materialize() needs a pm.init "
+                     "record for every parameter (docs/scale.md)",
         NATIVE_GRAD: "JAX keeps no gradient on parameters (nnx.grad returns them); use pm.grads(x)",
         FREEZE: "NNX has no trainable flag: the variable type (nnx.Param) and the optimizer's wrt filter decide; to "
                 "freeze, pass optax.masked(tx, mask) with a mask built from pm.collect(...)",

@@ -222,6 +222,10 @@ def render(results: list[dict[str, Any]], imports: dict[str, Any], args: argpars
                   + (" — bitwise identical on every backend." if same else " — **differs between backends**."), ""]
     if "checkpoints" in results_extra:
         lines += checkpoint_lines(results_extra["checkpoints"])
+    if "sharded" in results_extra:
+        from sharded import lines as sharded_lines
+
+        lines += sharded_lines(results_extra["sharded"])
     lines.append(END)
     return "\n".join(lines)
 
@@ -294,6 +298,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-write", action="store_true", help=f"do not update {DOC.relative_to(ROOT)}")
     parser.add_argument("--json", help="also write the raw results to this file")
     parser.add_argument("--no-checkpoints", action="store_true", help="skip the checkpoint save/load rows")
+    parser.add_argument("--no-sharded", action="store_true", help="skip the sharded init rows (8 JAX host devices)")
     args = parser.parse_args(argv)
     shown = sys.argv[1:] if argv is None else argv
     args.argv = [a for i, a in enumerate(shown) if a not in ("--json", "--no-write") and (i == 0 or shown[i - 1] != "--json")]
@@ -321,6 +326,15 @@ def main(argv: list[str] | None = None) -> int:
             results_extra["checkpoints"] = measure(args.small, args.repeat)
         except (subprocess.CalledProcessError, OSError) as e:
             results_extra["checkpoints"] = {"error": str(e)}
+    if not args.no_sharded:
+        print("benchmarking sharded init ...", file=sys.stderr, flush=True)
+        sys.path.insert(0, str(HERE))
+        from sharded import measured
+
+        try:
+            results_extra["sharded"] = measured(args.small, args.repeat)
+        except (subprocess.CalledProcessError, OSError) as e:
+            results_extra["sharded"] = {"error": str(e)}
     wall = time.perf_counter() - start
     console(results, imports)
     if args.json:
