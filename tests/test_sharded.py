@@ -98,3 +98,29 @@ def test_torch_dtensor_and_fully_shard_over_gloo_init_each_local_shard_bitwise(w
                           capture_output=True, text=True, timeout=600, env=env)
     assert done.returncode == 0, done.stderr[-4000:]
     assert f"dtensor ok {world}" in done.stdout and done.stdout.count("torch shard") == world
+
+
+def test_an_nnx_eval_shape_model_is_pending_storage_until_materialize_applies_its_records() -> None:
+    """Issue 16: nnx.eval_shape on one device: not initialized, pm.init records, materialize() allocates; the values
+    equal the same init on the model built eagerly (NNX's own arrays)."""
+    from flax import nnx
+
+    def build() -> nnx.Module:
+        return nnx.Sequential(nnx.Linear(6, 5, rngs=nnx.Rngs(0)), nnx.relu, nnx.Linear(5, 2, rngs=nnx.Rngs(0)))
+
+    eager = up.wrap(build())
+    pm = up.wrap(nnx.eval_shape(build))
+    assert not pm.initialized and pm.pending() == [] and pm.pending("storage") == pm.names()
+    with pytest.raises(up.DeferredInitializationError, match="storage"):
+        pm["0.weight"].numpy()
+    for model in (eager, pm):
+        model.init(up.init.KaimingUniform(), layer="linear", kind="weight", seed=3)
+    with pytest.raises(up.DeferredInitializationError, match="0/bias"):
+        pm.materialize()
+    assert pm.pending("storage") == pm.names()
+    for model in (eager, pm):
+        model.init(up.init.Uniform(), kind="bias", seed=3)
+    assert pm.materialize() is pm and pm.initialized
+    for name, view in pm.items():
+        assert np.array_equal(np.asarray(view.native.get_value()), np.asarray(eager[name].native.get_value())), name
+    np.testing.assert_allclose(pm.forward(np.ones((1, 6), np.float32)), eager.forward(np.ones((1, 6), np.float32)))
