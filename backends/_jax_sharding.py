@@ -84,26 +84,29 @@ def describe(value: Any, layout: Layout | None) -> Sharding | None:
 def sharded_fill(shape: tuple[int, ...], dtype: Any, sharding: Any, layout: Layout | None, fn: Fill) -> Any:
     """A jax array of native shape and dtype with this sharding; fn(canonical view, region) writes each local shard.
 
-    A block that several devices hold (replication) is made once. A layout that reshapes has no blocks: then the
-    whole canonical value is made on the host and each shard cut from it.
+    A block that several devices hold (replication) is drawn once and copied for the others (JAX may adopt a host
+    buffer without a copy, so no two devices share one). A layout that reshapes has no blocks: then the whole
+    canonical value is made on the host and each shard cut from it.
     """
     shape, dtype = tuple(int(d) for d in shape), np.dtype(dtype)
     axes = axis_map(layout, len(shape))
     if axes is None:
         whole = aligned_empty(shape, dtype)
         fill_native(whole, layout, fn)
-        return jax.make_array_from_callback(shape, sharding, lambda index: whole[index])
+        return jax.make_array_from_callback(shape, sharding, lambda index: np.array(whole[index]))
     made: dict[tuple, np.ndarray] = {}
 
     def shard(index: Any) -> np.ndarray:
         native = Region.of(shape, index)
         key = (native.start, native.stop)
-        if key not in made:
-            buffer = aligned_empty(native.block_shape, dtype)
-            region = remap(native, axes)
-            fill_native(buffer, layout, lambda view: fn(view, region) if not region.whole else fn(view))
-            made[key] = buffer
-        return made[key]
+        if key in made:
+            copy = aligned_empty(native.block_shape, dtype)
+            copy[...] = made[key]
+            return copy
+        buffer = made[key] = aligned_empty(native.block_shape, dtype)
+        region = remap(native, axes)
+        fill_native(buffer, layout, lambda view: fn(view, region) if not region.whole else fn(view))
+        return buffer
 
     return jax.make_array_from_callback(shape, sharding, shard)
 
@@ -131,7 +134,7 @@ def named(dims: tuple[tuple[str, ...], ...], layout: Layout | None, mesh: Any, n
 
 def sharded_put(native: np.ndarray, sharding: Any) -> Any:
     """A jax array with this sharding from a whole native-layout value (each device gets its block)."""
-    return jax.make_array_from_callback(native.shape, sharding, lambda index: native[index])
+    return jax.make_array_from_callback(native.shape, sharding, lambda index: np.array(native[index]))
 
 
 def zeros(value: Any) -> Any:
