@@ -16,7 +16,7 @@ from unified_params.locate import compare_shapes, failing_layer, input_weight_si
 from unified_params.naming import Group, attribute_paths, group_children
 from unified_params.rules import Leaf, Rule, leaf_of
 
-from .flax_rules import LINEN, by_signature
+from .flax_rules import LINEN, by_children, by_signature
 
 jax = lazy("jax")
 jnp = lazy("jax.numpy")
@@ -239,7 +239,7 @@ class LinenTree:
                 for key, child in grouped]
 
     def _module_node(self, key: str, module: Any, bound: Any, path: tuple[str, ...], canon: tuple[str, ...]) -> Node:
-        rule = LINEN.for_layer(module)
+        rule = LINEN.for_layer(module if bound is None else bound)
         node = Node(key, module, label=type(module).__name__, layer_type=rule and rule.layer_type, rule=rule)
         self.layers.setdefault(path, ".".join(canon))
         covered: set[str] = set()
@@ -313,7 +313,8 @@ class LinenTree:
 
     def _vars_node(self, key: str, path: tuple[str, ...], canon: tuple[str, ...]) -> Node:
         """A compact child, known from its variables only: its Flax class from its automatic name or its variables."""
-        rule = LINEN.by_autoname(path[-1]) or by_signature(self._own_shapes(path))
+        rule = (LINEN.by_autoname(path[-1]) or by_signature(self._own_shapes(path))
+                or by_children({k: self._own_shapes((*path, k)) for k in self._subtree_keys(path)}))
         node = Node(key, None, label="", layer_type=rule and rule.layer_type, rule=rule)
         self.layers.setdefault(path, ".".join(canon))
         node.slots = self._own_slots(path, rule)

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from unified_params.attention import attention_rule, same
+from unified_params.layer_types import typed
 from unified_params.layout import IDENTITY, Layout, Reshape
 from unified_params.rules import Leaf, Rule, RuleTable
 
@@ -19,8 +21,18 @@ def conv_bias(spatial: int) -> Layout:
     return Layout((Reshape((-1, *[1] * spatial), (-1,)),), f"conv bias (out{', 1' * spatial})")
 
 
+@typed("conv")
 def _conv(layer: Any) -> Rule:
     return Rule("conv", (WEIGHT, Leaf("bias", "bias", conv_bias(layer.num_spatial_dims))))
+
+
+@typed("attention")
+def _attention(layer: Any) -> Rule:
+    """MultiheadAttention's Linear projections (already torch's layout) joined into nn.MultiheadAttention's tensors;
+    biases only when all four projections have one (torch's all or nothing)."""
+    shapes = [tuple(getattr(layer, f"{n}_proj").weight.shape) for n in ("query", "key", "value")]
+    bias = all(getattr(layer, f"use_{n}_bias") for n in ("query", "key", "value", "output"))
+    return attention_rule("query_proj", "key_proj", "value_proj", "output_proj", same(shapes), bias)
 
 
 def _rules() -> dict:
@@ -35,6 +47,7 @@ def _rules() -> dict:
         nn.BatchNorm: Rule("batch_norm", (WEIGHT, BIAS)),
         nn.LayerNorm: affine,
         nn.GroupNorm: Rule("group_norm", (WEIGHT, BIAS)),
+        nn.MultiheadAttention: _attention,
     }
 
 

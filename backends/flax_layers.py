@@ -9,6 +9,8 @@ from flax import linen as nn
 
 from unified_params.conformance.examples import Built, layer_input
 
+from .flax_attention import ATTENTION
+
 
 def _one(layer: Any) -> Built:
     model = nn.Sequential([layer])
@@ -22,4 +24,5 @@ LAYERS: dict[str, Callable[[], Built] | str] = {
     "group_norm": lambda: _one(nn.GroupNorm(num_groups=2, epsilon=1e-5)),
     "instance_norm": lambda: _one(nn.InstanceNorm(epsilon=1e-5)),
     "prelu": lambda: _one(nn.PReLU()),
+    **ATTENTION,
 }

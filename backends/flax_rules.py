@@ -10,7 +10,12 @@ import functools
 from collections.abc import Mapping
 from typing import Any
 
+import numpy as np
+
+from unified_params.attention import attention_rule, same
+from unified_params.layer_types import typed
 from unified_params.layout import CHANNELS_LAST, DENSE_IN_OUT, IDENTITY, Layout, Permute, Reshape, Reverse
+from unified_params.projections import bias_layout, kernel_layout, projection_rule
 from unified_params.rules import Entry, Leaf, Rule, RuleTable
 
 BIAS = Leaf("bias", "bias", IDENTITY)
@@ -55,10 +60,12 @@ def _transpose_rule(swapped: bool, spatial: int, shapes: bool) -> Rule:
     return Rule("conv_transpose", (Leaf("kernel", "weight", flipped), BIAS), _conv if shapes else None)
 
 
+@typed("conv_transpose")
 def _linen_transpose(module: Any) -> Rule:
     return _transpose_rule(bool(module.transpose_kernel), len(_kernel_size(module)), True)
 
 
+@typed("conv_transpose")
 def _nnx_transpose(module: Any) -> Rule:
     return _transpose_rule(bool(module.transpose_kernel), len(_kernel_size(module)), False)
 
@@ -71,6 +78,82 @@ def _norm(module: Any) -> dict:
     return {"scale": (None,) if getattr(module, "use_scale", True) else None,
             "bias": (None,) if getattr(module, "use_bias", False) else None,
             "mean": (None,), "var": (None,)}
+
+
+def _tuple(value: Any) -> tuple:
+    return tuple(value) if isinstance(value, (tuple, list)) else (value,)
+
+
+def _trailing(axis: Any, count: int) -> bool:
+    """True when axis names the input's last `count` axes in order (-count, ..., -1)."""
+    return _tuple(axis) == tuple(range(-count, 0))
+
+
+def _dense_general_shapes(module: Any) -> dict:
+    features = _tuple(module.features)
+    return {"kernel": (None, *features), "bias": features if module.use_bias else None}
+
+
+@typed("linear")
+def _dense_general(module: Any) -> Rule | None:
+    """linen DenseGeneral contracting the last input axis (its size comes from the input) without batch_dims is
+    `linear`; several contracted axes (their sizes unknown to the layer) or batch_dims keep native layout."""
+    if tuple(module.batch_dims) or not _trailing(module.axis, 1):
+        return None
+    return _dense_general_rule(_tuple(module.features))
+
+
+@functools.cache
+def _dense_general_rule(features: tuple[int, ...]) -> Rule:
+    return Rule("linear", projection_rule((-1,), features).leaves, _dense_general_shapes)
+
+
+@typed("linear")
+def _linear_general(module: Any) -> Rule | None:
+    """nnx LinearGeneral over the input's trailing axes without batch axes is `linear` (it knows every size)."""
+    inputs = tuple(module.in_features)
+    if module.batch_axis or not _trailing(module.axis, len(inputs)):
+        return None
+    return projection_rule(inputs, tuple(module.out_features))
+
+
+def _linen_kernel(module: Any, child: str) -> tuple | None:
+    """A bound linen module's child kernel shape (None before init or when unbound)."""
+    try:
+        kernel = module.variables["params"][child]["kernel"]
+        return tuple(np.shape(kernel.unbox() if hasattr(kernel, "unbox") else kernel))
+    except Exception:  # noqa: BLE001 - unbound, uninitialized or a variables tree without that child
+        return None
+
+
+@typed("attention")
+def _linen_attention(module: Any) -> Rule:
+    """MultiHeadDotProductAttention's compact DenseGeneral children joined into torch's tensors (heads from the
+    configuration, packed when the query, key and value kernels have one shape)."""
+    shapes = [_linen_kernel(module, c) for c in ("query", "key", "value")]
+    return _linen_attention_rule(int(module.num_heads), same(shapes) or None in shapes, bool(module.use_bias))
+
+
+def _linen_attention_rule(heads: int, packed: bool, bias: bool) -> Rule:
+    """Kernels (in, heads, head_dim), out kernel (heads, head_dim, out), biases (heads, head_dim) made dense."""
+    dense = kernel_layout((-1,), (heads, -1)), bias_layout((heads, -1)), kernel_layout((heads, -1), (-1,))
+    return attention_rule("query", "key", "value", "out", packed, bias, "kernel", "bias", *dense)
+
+
+def by_children(children: Mapping[str, Mapping[str, tuple[int, ...]]]) -> Rule | None:
+    """The attention rule of a linen compact child known from its variables only: query, key and value kernels
+    (in, heads, head_dim) and an out kernel (heads, head_dim, out) (MultiHeadDotProductAttention's own children)."""
+    kernels = [children.get(c, {}).get("kernel") for c in ("query", "key", "value", "out")]
+    if any(k is None or len(k) != 3 for k in kernels) or kernels[3][:1] != kernels[0][1:2]:
+        return None
+    return _linen_attention_rule(kernels[0][1], same(kernels[:3]), "bias" in children["query"])
+
+
+@typed("attention")
+def _nnx_attention(module: Any) -> Rule:
+    """nnx.MultiHeadAttention's LinearGeneral children (canonical dense via _linear_general) joined like torch's."""
+    shapes = [tuple(getattr(module, c).kernel.shape) for c in ("query", "key", "value")]
+    return attention_rule("query", "key", "value", "out", same(shapes), bool(module.use_bias))
 
 
 def _linen() -> dict[type, Entry]:
@@ -87,6 +170,8 @@ def _linen() -> dict[type, Entry]:
         linen.InstanceNorm: Rule("instance_norm", NORM, _norm),
         linen.RMSNorm: Rule("rms_norm", NORM[:1], _norm),
         linen.PReLU: Rule("prelu", SLOPE, lambda module: {"negative_slope": ()}),
+        linen.DenseGeneral: _dense_general,
+        linen.MultiHeadDotProductAttention: _linen_attention,
     }
 
 
@@ -103,6 +188,8 @@ def _nnx() -> dict[type, Entry]:
         nnx.GroupNorm: Rule("group_norm", NORM),
         nnx.RMSNorm: Rule("rms_norm", NORM[:1]),
         nnx.PReLU: Rule("prelu", SLOPE),
+        nnx.LinearGeneral: _linear_general,
+        nnx.MultiHeadAttention: _nnx_attention,
     }
     if hasattr(nnx, "InstanceNorm"):
         table[nnx.InstanceNorm] = Rule("instance_norm", NORM)
@@ -129,3 +216,5 @@ def by_signature(shapes: Mapping[str, tuple[int, ...]]) -> Rule | None:
 
 LINEN = RuleTable(_linen)
 NNX = RuleTable(_nnx)
+RULES = LINEN
+"""The linen table under the name `unified-params compare` looks for (NNX's is in nnx_rules)."""

@@ -8,6 +8,8 @@ import keras
 
 from unified_params.conformance.examples import Built
 
+from .keras_attention import ATTENTION
+
 layers = keras.layers
 
 
@@ -22,4 +24,5 @@ LAYERS: dict[str, Callable[[], Built] | str] = {
     "group_norm": lambda: _one(layers.GroupNormalization(2, epsilon=1e-5)),
     "instance_norm": "Keras has no instance norm layer (GroupNormalization(groups=-1) computes it as a group_norm)",
     "prelu": lambda: _one(layers.PReLU(shared_axes=[1, 2, 3])),
+    **ATTENTION,
 }

@@ -7,7 +7,10 @@ from __future__ import annotations
 import functools
 from typing import Any
 
+from unified_params.attention import attention_rule, same
+from unified_params.layer_types import typed
 from unified_params.layout import CHANNELS_LAST, DENSE_IN_OUT, IDENTITY, Layout, Permute, Reshape
+from unified_params.projections import einsum_projection, projection_rule
 from unified_params.rules import Entry, Leaf, Rule, RuleTable
 
 BIAS = Leaf("bias", "bias", IDENTITY)
@@ -45,6 +48,7 @@ def _depthwise_rule(kernel: tuple[int, ...], multiplier: int) -> Rule:
     return Rule("conv", _kernel(layout), _depthwise_shapes)
 
 
+@typed("conv")
 def _depthwise(layer: Any) -> Rule:
     return _depthwise_rule(tuple(layer.kernel_size), int(layer.depth_multiplier))
 
@@ -55,6 +59,7 @@ def _separable_shapes(layer: Any) -> dict:
             "bias": (layer.filters,) if layer.use_bias else None}
 
 
+@typed("conv")
 def _separable(layer: Any) -> Rule:
     """A separable conv is the pair a torch user writes as `depthwise` (groups=in) then a 1x1 `pointwise` conv."""
     depthwise = _depthwise_rule(tuple(layer.kernel_size), int(layer.depth_multiplier)).leaves[0]
@@ -72,9 +77,38 @@ def _prelu_rule(shape: tuple[int, ...] | None) -> Rule:
     return Rule("prelu", (Leaf("alpha", "weight", Layout((Reshape(shape, (-1,)),), "alpha (1, ..., 1, C)")),))
 
 
+@typed("prelu")
 def _prelu(layer: Any) -> Rule:
     alpha = getattr(layer, "alpha", None)
     return _prelu_rule(None if alpha is None else tuple(int(d) for d in alpha.shape))
+
+
+@typed("linear")
+def _einsum(layer: Any) -> Rule | None:
+    """A plain-projection EinsumDense is `linear` (its kernel's sizes once built); any other keeps native layout."""
+    plain = einsum_projection(layer.equation, layer.bias_axes)
+    if plain is None:
+        return None
+    contracted, new = plain
+    kernel = getattr(layer, "_kernel", None)
+    if kernel is not None:
+        shape = tuple(int(d) for d in kernel.shape)
+        return projection_rule(shape[:contracted], shape[contracted:])
+    out = tuple(layer.partial_output_shape)[-new:]
+    return projection_rule((-1,), out) if contracted == 1 and None not in out else None
+
+
+def _kernel_shape(layer: Any) -> tuple | None:
+    kernel = getattr(layer, "_kernel", None) if layer is not None else None
+    return None if kernel is None else tuple(kernel.shape)
+
+
+@typed("attention")
+def _attention(layer: Any) -> Rule:
+    """MultiHeadAttention's EinsumDense sublayers (canonical dense via _einsum) joined into torch's tensors."""
+    shapes = [_kernel_shape(getattr(layer, f"_{n}_dense", None)) for n in ("query", "key", "value")]
+    return attention_rule("_query_dense", "_key_dense", "_value_dense", "_output_dense", same(shapes),
+                          bool(layer._use_bias))
 
 
 def _norm(layer: Any) -> dict:
@@ -95,6 +129,8 @@ def _rules() -> dict[type, Entry]:
         **{getattr(layers, f"DepthwiseConv{d}D"): _depthwise for d in (1, 2) if hasattr(layers, f"DepthwiseConv{d}D")},
         **{getattr(layers, f"SeparableConv{d}D"): _separable for d in (1, 2)},
         layers.PReLU: _prelu,
+        layers.EinsumDense: _einsum,
+        layers.MultiHeadAttention: _attention,
         layers.BatchNormalization: Rule("batch_norm", (*NORM, *STATS), _norm),
         layers.LayerNormalization: Rule("layer_norm", NORM, _norm),
         layers.GroupNormalization: Rule("group_norm", NORM, _norm),
@@ -106,3 +142,5 @@ def _rules() -> dict[type, Entry]:
 
 
 RULES = RuleTable(_rules)
+MISSING = {"instance_norm": "Keras has no instance norm layer (GroupNormalization(groups=-1) computes it: group_norm)"}
+"""Layer types Keras has no layer for (shown by `unified-params compare`)."""

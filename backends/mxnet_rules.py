@@ -5,9 +5,11 @@ needs a shape function.
 """
 from __future__ import annotations
 
+from unified_params.layer_types import typed
 from unified_params.layout import IDENTITY
 from unified_params.rules import Entry, Leaf, Rule, RuleTable
 
+from . import mxnet_groupnorm
 from .mxnet_import import import_mxnet
 
 
@@ -17,6 +19,7 @@ def _leaves(**names: str) -> tuple[Leaf, ...]:
 
 
 def _rules() -> dict[type, Entry]:
+    mxnet_groupnorm.install()
     nn = import_mxnet().gluon.nn
     from mxnet.gluon.nn.basic_layers import _BatchNorm
     from mxnet.gluon.nn.conv_layers import _Conv
@@ -32,10 +35,12 @@ def _rules() -> dict[type, Entry]:
         _BatchNorm: Rule("batch_norm", stats),
         nn.InstanceNorm: Rule("instance_norm", norm),
         nn.LayerNorm: Rule("layer_norm", norm),
-        nn.GroupNorm: Rule("group_norm", norm),
+        nn.GroupNorm: typed("group_norm")(mxnet_groupnorm.group_norm),
         nn.Embedding: Rule("embedding", _leaves(weight="weight")),
         nn.PReLU: Rule("prelu", _leaves(alpha="weight")),
     }
 
 
 RULES = RuleTable(_rules)
+MISSING = {"attention": "Gluon 1.9 has no multi-head attention layer", "rms_norm": "Gluon 1.9 has no RMS norm layer"}
+"""Layer types MXNet Gluon has no layer for (shown by `unified-params compare`)."""

@@ -8,6 +8,8 @@ from flax import nnx
 
 from unified_params.conformance.examples import Built
 
+from .nnx_attention import ATTENTION
+
 
 def _one(make: Callable[[nnx.Rngs], Any]) -> Callable[[], Built]:
     return lambda: Built(nnx.Sequential(make(nnx.Rngs(0))))
@@ -20,4 +22,5 @@ LAYERS: dict[str, Callable[[], Built] | str] = {
     "group_norm": _one(lambda r: nnx.GroupNorm(4, num_groups=2, epsilon=1e-5, rngs=r)),
     "instance_norm": _one(lambda r: nnx.InstanceNorm(4, epsilon=1e-5, rngs=r)),
     "prelu": _one(lambda r: nnx.PReLU()),
+    **ATTENTION,
 }

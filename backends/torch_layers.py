@@ -7,6 +7,8 @@ from torch import nn
 
 from unified_params.conformance.examples import Built
 
+from .torch_attention import ATTENTION
+
 
 def _one(layer: nn.Module) -> Built:
     return Built(nn.Sequential(layer))
@@ -19,4 +21,5 @@ LAYERS: dict[str, Callable[[], Built] | str] = {
     "group_norm": lambda: _one(nn.GroupNorm(2, 4, eps=1e-5)),
     "instance_norm": lambda: _one(nn.InstanceNorm2d(4, affine=True, eps=1e-5)),
     "prelu": lambda: _one(nn.PReLU()),
+    **ATTENTION,
 }

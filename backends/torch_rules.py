@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from unified_params.attention import own_rule
+from unified_params.layer_types import typed
 from unified_params.layout import IDENTITY
 from unified_params.rules import Entry, Leaf, Rule, RuleTable
 
@@ -37,6 +39,17 @@ def _norm(m: Any) -> dict:
     return dict.fromkeys(("weight", "bias", "running_mean", "running_var"), (size,))
 
 
+ATTENTION = (*(Leaf(n, n, IDENTITY, kind="weight") for n in ("in_proj_weight", "q_proj_weight", "k_proj_weight",
+                                                               "v_proj_weight")),
+             *(Leaf(n, n, IDENTITY, kind="bias") for n in ("in_proj_bias", "bias_k", "bias_v")))
+"""nn.MultiheadAttention's own tensors: packed in_proj_weight (3E, E), or q/k/v_proj_weight when kdim/vdim differ."""
+
+
+@typed("attention")
+def _attention(m: Any) -> Rule:
+    return own_rule(ATTENTION, m.out_proj.bias is not None)
+
+
 def _rules() -> dict[type, Entry]:
     from torch import nn
     from torch.nn.modules.batchnorm import _BatchNorm
@@ -55,6 +68,7 @@ def _rules() -> dict[type, Entry]:
         nn.GroupNorm: Rule("group_norm", weight_bias, _norm),
         nn.Embedding: Rule("embedding", _leaves("weight")),
         nn.PReLU: Rule("prelu", _leaves("weight"), lambda m: {"weight": (m.num_parameters,)}),
+        nn.MultiheadAttention: _attention,
     }
     if hasattr(nn, "RMSNorm"):
         table[nn.RMSNorm] = Rule("rms_norm", _leaves("weight"))

@@ -25,6 +25,7 @@ def test_compare_markdown_shows_native_and_unified_names() -> None:
                           "--format", "markdown"], capture_output=True, text=True, check=True).stdout
     assert "dense0_weight (8, 4)" in out and "| 0.weight " in out
     assert "torch vs mxnet" in out and "bitwise equal" in out and "DIFFERENT" not in out
+    assert "| attention      | MultiheadAttention | not supported: Gluon 1.9 has no multi-head attention layer |" in out
 
 
 def test_matrix_folds_outcomes_per_feature_and_backend() -> None:

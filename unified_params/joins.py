@@ -19,7 +19,7 @@ import numpy as np
 from .adapter import Adapter, Node, Slot
 from .dtypes import resolve
 from .errors import UnsupportedError, quote
-from .layout import Layout, Shape
+from .layout import Layout, Shape, Unrepresentable
 
 
 @dataclass(frozen=True)
@@ -204,7 +204,11 @@ class _Writes:
             if isinstance(b.part, Zero):
                 self._zero(slot, b, block)
                 continue
-            native = block if b.part.layout is None else b.part.layout.from_canonical(block)
+            try:
+                native = block if b.part.layout is None else b.part.layout.from_canonical(block)
+            except Unrepresentable as why:
+                raise UnsupportedError(f"layer {quote(slot.layer or '(root)')} cannot hold these values of "
+                                       f"{quote(slot.leaf)}: {why}; nothing was written") from None
             if b.part.take is not None:
                 whole = np.array(self.current(b.slot), copy=True)
                 whole[b.part.take] = native

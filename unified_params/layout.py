@@ -84,6 +84,73 @@ class Reverse:
     inverse_shape = forward_shape
 
 
+@dataclass(frozen=True)
+class Merge:
+    """Native axes axis, axis+1, ... of `sizes` (one -1 allowed) are one canonical axis: (E, heads, head_dim) <->
+    (E, heads * head_dim). Unlike `Reshape` it needs no other dimension, so it fits layers whose input size is unknown."""
+
+    axis: int
+    sizes: tuple[int, ...]
+
+    def _split(self, total: int | None) -> tuple[int | None, ...]:
+        known = int(np.prod([d for d in self.sizes if d != -1], dtype=np.int64))
+        return tuple((None if total is None else total // known) if d == -1 else d for d in self.sizes)
+
+    def forward(self, array: np.ndarray) -> np.ndarray:
+        return _reshape(array, self.forward_shape(array.shape))
+
+    def inverse(self, array: np.ndarray) -> np.ndarray:
+        return _reshape(array, self.inverse_shape(array.shape))
+
+    def forward_shape(self, shape: Shape) -> Shape:
+        a, n = self.axis, len(self.sizes)
+        merged = shape[a : a + n]
+        total = None if None in merged else int(np.prod(merged, dtype=np.int64))
+        return (*shape[:a], total, *shape[a + n :])
+
+    def inverse_shape(self, shape: Shape) -> Shape:
+        return (*shape[: self.axis], *self._split(shape[self.axis]), *shape[self.axis + 1 :])
+
+
+class Unrepresentable(ValueError):
+    """A canonical value the native layout cannot hold (a `Repeat` of values that differ within a group)."""
+
+
+@dataclass(frozen=True)
+class Repeat:
+    """Each native element along axis is `count` equal canonical ones: MXNet GroupNorm's per-group (G,) gamma as
+    torch's per-channel (C,). Reads repeat; a write must be constant within each group (else `Unrepresentable`).
+    count None: not known yet (the canonical size is None)."""
+
+    axis: int
+    count: int | None
+
+    def forward(self, array: np.ndarray) -> np.ndarray:
+        return np.repeat(array, self.count, axis=self.axis)
+
+    def inverse(self, array: np.ndarray) -> np.ndarray:
+        a, n = self.axis % array.ndim, array.shape[self.axis]
+        groups = array.reshape((*array.shape[:a], n // self.count, self.count, *array.shape[a + 1 :]))
+        first = np.take(groups, 0, axis=a + 1)
+        if not np.array_equal(groups, np.broadcast_to(np.expand_dims(first, a + 1), groups.shape),
+                              equal_nan=array.dtype.kind in "fc"):
+            raise Unrepresentable(f"it keeps one value per group of {self.count} (axis {a}) and these differ within a "
+                                  f"group: give equal values within each group")
+        return first
+
+    def forward_shape(self, shape: Shape) -> Shape:
+        size = shape[self.axis]
+        out = list(shape)
+        out[self.axis] = None if size is None or self.count is None else size * self.count
+        return tuple(out)
+
+    def inverse_shape(self, shape: Shape) -> Shape:
+        size = shape[self.axis]
+        out = list(shape)
+        out[self.axis] = None if size is None or self.count is None else size // self.count
+        return tuple(out)
+
+
 def _reshape(array: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
     """array reshaped, a view when its strides allow (numpy copies otherwise)."""
     try:

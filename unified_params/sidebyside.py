@@ -51,6 +51,7 @@ def collect(name: str) -> dict[str, Any]:
     data["params"] = [{"name": n, "native_name": p.native_name, "native_shape": _shape(p.native), "shape": _fmt(p.shape),
                        "dtype": p.dtype} for n, p in pm.items()]
     data["native_listing"] = ex.native_names(pm)
+    data["layer_types"] = _layer_types(cls.examples.replace("_examples", "_rules"))
     data["grad_before"] = {"unified": repr(pm["0.weight"].grad), "native": getattr(ex, "GRAD_BEFORE_BACKWARD", "n/a")}
     pm.init(up.init.Normal(0.0, 0.01), pattern=r".*weight", seed=0)
     pm.init(up.init.Zeros(), kind="bias")
@@ -77,6 +78,19 @@ def collect(name: str) -> dict[str, Any]:
         dpm.materialize(deferred_input(20))
         data["deferred"] = {"supported": True, "before": before, "after": {n: _fmt(p.shape) for n, p in dpm.items()}}
     return data
+
+
+def _layer_types(module: str) -> dict[str, str]:
+    """Layer type -> supported classes or why not, from the backend's rule table (none for an adapter without one)."""
+    from unified_params.layer_types import supported
+
+    try:
+        rules = importlib.import_module(module)
+    except ModuleNotFoundError as error:
+        if error.name != module:
+            raise
+        return {}
+    return supported(rules.RULES, getattr(rules, "MISSING", None))
 
 
 def built_model(ex: Any, kind: str) -> Any:
@@ -132,6 +146,9 @@ def tables(results: list[dict[str, Any]]) -> list[Table]:
     out.append(("E10: shared layer", ["", *heads],
                 [["pm.tied()", *[r["tied"]["groups"] for r in ok]], ["unified names", *[r["tied"]["names"] for r in ok]],
                  ["native listing", *[r["tied"]["native_listed"] for r in ok]], ["num_params (counted once)", *[r["tied"]["num_params"] for r in ok]]]))
+    types = list(dict.fromkeys(t for r in ok for t in r.get("layer_types", {})))
+    out.append(("Layer types (rule tables): the classes mapped to each canonical type, or why not", ["layer type", *heads],
+                [[t, *[r.get("layer_types", {}).get(t, "no rule table") for r in ok]] for t in types]))
     drows = []
     for r in ok:
         d = r["deferred"]

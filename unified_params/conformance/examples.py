@@ -29,8 +29,15 @@ LAYERS: dict[str, str] = {
     "group_norm": "GroupNorm(2, 4, eps=1e-5)",
     "instance_norm": "InstanceNorm2d(4, affine=True, eps=1e-5)",
     "prelu": "PReLU() (one shared slope)",
+    "attention": "MultiheadAttention(8, 2) self-attention, batch-first (packed in_proj_weight, biases)",
+    "attention_no_bias": "MultiheadAttention(8, 2, bias=False) self-attention",
+    "attention_kdim": "MultiheadAttention(8, 2, kdim=6, vdim=6): keys and values are the input's first 6 features",
 }
-"""The layers section: each backend's `*_layers` module builds these, as the only layer of a Sequential."""
+"""The layers section: each backend's `*_layers` module builds these, as the only layer of a Sequential (attention:
+as attribute `layer` of a tiny model that calls it on the sequence input)."""
+
+EMBED, HEADS, KDIM, HIDDEN = 8, 2, 6, 16
+"""Attention rows and the Transformer encoder block: embedding size, heads, key/value size, MLP width."""
 
 FEATURES: dict[str, str] = {
     **EXAMPLES,
@@ -51,6 +58,8 @@ FEATURES: dict[str, str] = {
     "cross: checkpoints": "a file saved on one backend loads bitwise on the other, for each ordered pair",
     "names": "eight common structures written idiomatically get the naming rule's canonical names",
     "names: transfer": "each of the eight structures moves between every pair with the same outputs",
+    "architectures: transformer encoder block": "attention + LayerNorm + ReLU MLP with residuals in the framework's "
+    "own idiom: same names, same-seed bits, torch's outputs",
     **{f"layers: {t}": f"{d}: from torch, canonical names and shapes, same-seed bits, transfer and checkpoint "
        "give torch's outputs" for t, d in LAYERS.items()},
 }
@@ -99,6 +108,9 @@ def zoo_tokens() -> np.ndarray:
     return np.random.default_rng(4).integers(0, 10, size=(2, 5)).astype(np.int32)
 
 
-def layer_input() -> np.ndarray:
-    """The layers section's image, channels-first (2, 4, 9, 8); channels-last frameworks move the axis."""
+def layer_input(layer_type: str = "conv") -> np.ndarray:
+    """The layers section's input: an image, channels-first (2, 4, 9, 8), which channels-last frameworks move the axis
+    of; for attention a batch-first sequence (2, 5, EMBED)."""
+    if layer_type.startswith("attention"):
+        return np.random.default_rng(7).normal(size=(2, 5, EMBED)).astype(np.float32)
     return np.random.default_rng(6).normal(size=(2, 4, 9, 8)).astype(np.float32)

@@ -42,18 +42,23 @@ def _build(backend: str, layer_type: str) -> up.ParamAPI:
     return up.wrap(built.model, built.variables)
 
 
-def _seeded(pm: up.ParamAPI, seed: int) -> up.ParamAPI:
-    return pm.init(up.init.Uniform(0.2, 0.9), seed=seed)
+def _group_constant(shape: tuple[int, ...], dtype: str, rng: np.random.Generator, name: str) -> np.ndarray:
+    """U(0.2, 0.9) per group of the group_norm row (2 groups): MXNet keeps one affine value per group."""
+    return np.repeat(rng.uniform(0.2, 0.9, size=2), shape[0] // 2).astype(dtype)
+
+
+def _seeded(pm: up.ParamAPI, seed: int, layer_type: str = "") -> up.ParamAPI:
+    return pm.init(_group_constant if layer_type == "group_norm" else up.init.Uniform(0.2, 0.9), seed=seed)
 
 
 def _state(pm: up.ParamAPI) -> dict[str, np.ndarray]:
     return {n: v for n, v in pm.state_dict().items() if not is_counter(n)}
 
 
-def _run(backend: str, pm: up.ParamAPI) -> np.ndarray:
+def _run(backend: str, pm: up.ParamAPI, layer_type: str) -> np.ndarray:
     """The framework's own forward on the layers input in its own layout, as channels-first numpy."""
-    x = layer_input()
-    if not pm.channels_last:
+    x = layer_input(layer_type)
+    if not pm.channels_last or x.ndim != 4:
         return _builders(backend)[1].native_forward(pm, x)
     return np.moveaxis(_builders(backend)[1].native_forward(pm, np.moveaxis(x, 1, -1)), -1, 1)
 
@@ -70,13 +75,13 @@ def test_layer_from_torch(backend: str, layer_type: str, tmp_path: Path) -> None
     source, target = _build("torch", layer_type), _build(backend, layer_type)
     shapes = {n: v.shape for n, v in _state(source).items()}
     assert {n: v.shape for n, v in _state(target).items()} == shapes
-    a, b = _state(_seeded(source, 3)), _state(_seeded(target, 3))
+    a, b = _state(_seeded(source, 3, layer_type)), _state(_seeded(target, 3, layer_type))
     assert all(np.array_equal(a[n], b[n]) for n in a), "same seed, different bits"
-    _seeded(target, 11)
-    expected = _run("torch", source)
+    _seeded(target, 11, layer_type)
+    expected = _run("torch", source, layer_type)
     up.transfer(source, target)
-    np.testing.assert_allclose(_run(backend, target), expected, **TOL)
-    _seeded(target, 12)
+    np.testing.assert_allclose(_run(backend, target, layer_type), expected, **TOL)
+    _seeded(target, 12, layer_type)
     source.save(tmp_path / "torch.safetensors")
     target.load(tmp_path / "torch.safetensors")
-    np.testing.assert_allclose(_run(backend, target), expected, **TOL)
+    np.testing.assert_allclose(_run(backend, target, layer_type), expected, **TOL)
