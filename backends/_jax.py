@@ -314,7 +314,7 @@ class LinenTree:
     def _vars_node(self, key: str, path: tuple[str, ...], canon: tuple[str, ...]) -> Node:
         """A compact child, known from its variables only: its Flax class from its automatic name or its variables."""
         rule = (LINEN.by_autoname(path[-1]) or by_signature(self._own_shapes(path))
-                or by_children({k: self._own_shapes((*path, k)) for k in self._subtree_keys(path)}))
+                or by_children(self._subtree_keys(path), lambda k: self._own_shapes((*path, k))))
         node = Node(key, None, label="", layer_type=rule and rule.layer_type, rule=rule)
         self.layers.setdefault(path, ".".join(canon))
         node.slots = self._own_slots(path, rule)

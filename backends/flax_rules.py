@@ -7,7 +7,7 @@ wrapped without variables and `nnx.bridge.ToNNX` modules before `lazy_init` (Non
 from __future__ import annotations
 
 import functools
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -140,13 +140,19 @@ def _linen_attention_rule(heads: int, packed: bool, bias: bool) -> Rule:
     return attention_rule("query", "key", "value", "out", packed, bias, "kernel", "bias", *dense)
 
 
-def by_children(children: Mapping[str, Mapping[str, tuple[int, ...]]]) -> Rule | None:
-    """The attention rule of a linen compact child known from its variables only: query, key and value kernels
-    (in, heads, head_dim) and an out kernel (heads, head_dim, out) (MultiHeadDotProductAttention's own children)."""
-    kernels = [children.get(c, {}).get("kernel") for c in ("query", "key", "value", "out")]
+ATTENTION_CHILDREN = ("query", "key", "value", "out")
+
+
+def by_children(children: Sequence[str], shapes: Callable[[str], Mapping[str, tuple[int, ...]]]) -> Rule | None:
+    """The attention rule of a linen compact child known from its variables only: children query, key and value
+    with kernels (in, heads, head_dim) and out with (heads, head_dim, out) (MultiHeadDotProductAttention's own)."""
+    if not set(ATTENTION_CHILDREN) <= set(children):
+        return None
+    found = {c: shapes(c) for c in ATTENTION_CHILDREN}
+    kernels = [found[c].get("kernel") for c in ATTENTION_CHILDREN]
     if any(k is None or len(k) != 3 for k in kernels) or kernels[3][:1] != kernels[0][1:2]:
         return None
-    return _linen_attention_rule(kernels[0][1], same(kernels[:3]), "bias" in children["query"])
+    return _linen_attention_rule(kernels[0][1], same(kernels[:3]), "bias" in found["query"])
 
 
 @typed("attention")

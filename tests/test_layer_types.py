@@ -22,10 +22,13 @@ def test_mxnet_says_why_it_has_no_attention() -> None:
     assert supported(RULES, MISSING)["attention"] == f"not supported: {MISSING['attention']}"
 
 
-@pytest.mark.parametrize("module", ["keras_rules", "flax_rules", "nnx_rules", "torch_rules"])
+@pytest.mark.parametrize("module", ["keras_rules", "flax_rules", "nnx_rules", "torch_rules", "mxnet_rules",
+                                    "equinox_rules"])
 def test_every_function_entry_declares_its_layer_type(module: str) -> None:
     """A configuration-dependent entry carries @typed, so the table is listed without building a layer."""
-    pytest.importorskip({"keras_rules": "keras", "torch_rules": "torch"}.get(module, "flax"))
+    framework = module.removesuffix("_rules")
+    if framework != "mxnet":
+        pytest.importorskip("flax" if framework == "nnx" else framework)
     import importlib
 
     table = importlib.import_module(f"unified_params.backends.{module}").RULES.table
