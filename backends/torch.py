@@ -255,6 +255,12 @@ class TorchAdapter(Adapter):
         """A DTensor's mesh, placements and local shard; None for a plain tensor."""
         return dtensor.describe(slot.ref, slot.native_name) if dtensor.is_dtensor(slot.ref) else None
 
+    def writable(self, slot: Slot) -> None:
+        """A DTensor with Partial placements holds a pending sum, not a shard: refused before anything is written."""
+        ref = getattr(slot, "ref", None)
+        if dtensor.is_dtensor(ref):
+            dtensor.region(ref, slot.native_name)
+
     def group(self) -> Any:
         return dtensor.group(self.model)
 

@@ -85,6 +85,7 @@ def run(rank: int, world: int) -> None:
     assert model[2].weight.placements == (Shard(0),) and model[4].weight.placements == (Shard(1),)
     assert model[0].weight.placements == (Replicate(),) and pm["4.weight"].sharding.split == {1: ("model",)}
     same("partition", model, pm, want)
+    partial(mesh)
     with torch.device("meta"):
         model = build()
     fully_shard(model, mesh=mesh)
@@ -127,6 +128,7 @@ def checkpoint(rank: int, world: int, model: nn.Module, pm: up.ParamAPI, want: d
     stored_one = load_file(os.path.join(folder, "one.safetensors"))
     for name, value in want.items():
         assert np.array_equal(stored[name], value.numpy()) and np.array_equal(stored_one[name], value.numpy()), name
+    atomic(rank, pm, os.path.join(folder, "sharded"))
     plain = build()
     up.wrap(plain).load(os.path.join(folder, "sharded"))
     assert all(torch.equal(t, want[n]) for n, t in plain.state_dict().items())
@@ -135,6 +137,47 @@ def checkpoint(rank: int, world: int, model: nn.Module, pm: up.ParamAPI, want: d
     same("load into Shard(1)", other, up.wrap(other), want)
     if rank == 0:
         print(f"{world} processes: each wrote its own shard bytes {counts}, {total} in all", flush=True)
+
+
+def atomic(rank: int, pm: up.ParamAPI, folder: str) -> None:
+    """A save that fails on the last process raises on every process and leaves the old checkpoint as it was."""
+    old = {f: open(os.path.join(folder, f), "rb").read() for f in sorted(os.listdir(folder))}
+    real = os.pwrite
+
+    def full(fd: int, data: object, offset: int) -> int:
+        raise OSError(28, "No space left on device")
+
+    if rank == dist.get_world_size() - 1:
+        os.pwrite = full
+    try:
+        pm.save(folder, max_shard_size=20_000)
+        raise AssertionError("the save did not fail")
+    except (OSError, up.CheckpointError) as e:
+        assert rank == dist.get_world_size() - 1 or "another process failed" in str(e), e
+    finally:
+        os.pwrite = real
+    dist.barrier()
+    now = {f: open(os.path.join(folder, f), "rb").read() for f in sorted(os.listdir(folder))}
+    assert now == old, "a failed save changed the checkpoint folder"
+
+
+def partial(mesh: object) -> None:
+    """A Partial placement (a pending sum, not a shard) is refused by name; the tensor is left as it was."""
+    from torch.distributed.tensor import DTensor, Partial
+
+    model = nn.Linear(4, 4)
+    local = torch.ones(4, 4)
+    model.weight = nn.Parameter(DTensor.from_local(local, mesh, [Partial()]))
+    pm = up.wrap(model)
+    bias = model.bias.detach().clone()
+    for write in (lambda: pm.init(up.init.Zeros()), lambda: pm.load_state_dict({"weight": np.zeros((4, 4), "f"),
+                                                                                 "bias": np.zeros(4, "f")})):
+        try:
+            write()
+            raise AssertionError("a Partial DTensor was written")
+        except up.UnsupportedError as e:
+            assert "'weight'" in str(e) and "Partial" in str(e), e
+        assert torch.equal(model.weight.to_local(), torch.ones(4, 4)) and torch.equal(model.bias, bias)
 
 
 def memory(rank: int, world: int, mesh: object) -> None:

@@ -229,6 +229,17 @@ def partition_checks() -> None:
     assert specs == {"0.weight": P(None, "model"), "0.bias": P("model"), "2.weight": P("model", None),
                      "2.bias": P("model")}, specs
     check_same("partition", {n: np.asarray(v.native.get_value()) for n, v in pm.items()}, values)
+    import jax.numpy as jnp
+    from flax import linen as nn
+
+    module = nn.Sequential([nn.Dense(64), nn.relu, nn.Dense(12)])
+    pl = up.wrap(module, module.init(jax.random.PRNGKey(0), jnp.ones((1, 32))))
+    values = {n: np.asarray(nn.unbox(v.native)) for n, v in pl.items()}
+    up.partition(pl, [({"layer": "linear", "kind": "weight"}, ("model", None))], mesh)
+    specs = {n: nn.unbox(v.native).sharding.spec for n, v in pl.items()}
+    assert specs == {"0.weight": P(None, "model"), "0.bias": P(None), "2.weight": P(None, "model"),
+                     "2.bias": P(None)}, specs
+    check_same("linen partition", {n: np.asarray(nn.unbox(v.native)) for n, v in pl.items()}, values)
 
     def build() -> object:
         layers = [keras.layers.Dense(64, name="a"), keras.layers.Dense(16, name="b")]

@@ -226,6 +226,9 @@ class Adapter:
         """Move the slot's parameter to placement (values kept)."""
         raise UnsupportedError(f"{self.name} cannot move a parameter onto devices")
 
+    def writable(self, slot: Slot) -> None:
+        """Raise (a family error naming it) when slot cannot be written at all, checked before anything is written."""
+
     def group(self) -> Any:
         """The processes that hold this model together (collective.Group) when it spans several, else None."""
         return None

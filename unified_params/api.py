@@ -341,6 +341,8 @@ class ParamAPI:
         if isinstance(initializer, Initializer):
             for e in selected:
                 initializer.check(tuple(1 if d is None else d for d in e.slot.shape), e.name, e.slot.dtype)
+        for e in ready:
+            self._model.adapter.writable(e.slot)
         make = [e for e in ready if not in_place or isinstance(e.slot, Joined)]
         values = [(e.slot, make_value(initializer, seed, e.name, e.slot.shape, e.slot.dtype)) for e in make]
         with hold_interrupts():
@@ -528,6 +530,8 @@ class ParamAPI:
         """
         target, unique = self._target()
         values = fit_state(rename_state(state, rename), target, strict=strict, cast=cast)
+        for name in values:
+            self._model.adapter.writable(unique[name].slot)
         with hold_interrupts():
             self._model.adapter.write_many([(unique[n].slot, v) for n, v in values.items()])
         return self
