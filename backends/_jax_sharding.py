@@ -14,7 +14,7 @@ import numpy as np
 
 from unified_params.adapter import Node, Slot
 from unified_params.errors import DeferredInitializationError, UnsupportedError, quote, quote_all
-from unified_params.layout import Layout, aligned_empty, axis_map, fill_native, native_copy
+from unified_params.layout import Layout, aligned_empty, axis_map, fill_native, native_copy, to_canonical
 from unified_params.lazy import lazy
 from unified_params.locate import walk
 from unified_params.regions import Region, remap
@@ -84,9 +84,10 @@ def describe(value: Any, layout: Layout | None) -> Sharding | None:
 def sharded_fill(shape: tuple[int, ...], dtype: Any, sharding: Any, layout: Layout | None, fn: Fill) -> Any:
     """A jax array of native shape and dtype with this sharding; fn(canonical view, region) writes each local shard.
 
-    A block that several devices hold (replication) is drawn once and copied for the others (JAX may adopt a host
-    buffer without a copy, so no two devices share one). A layout that reshapes has no blocks: then the whole
-    canonical value is made on the host and each shard cut from it.
+    With fn.many (an initializer's fill), every distinct local block is written in one call that draws each random
+    chunk once. A block that several devices hold (replication) is made once and copied for the others (JAX may
+    adopt a host buffer without a copy, so no two devices share one). A layout that reshapes has no blocks: then
+    the whole canonical value is made on the host and each shard cut from it.
     """
     shape, dtype = tuple(int(d) for d in shape), np.dtype(dtype)
     axes = axis_map(layout, len(shape))
@@ -95,18 +96,32 @@ def sharded_fill(shape: tuple[int, ...], dtype: Any, sharding: Any, layout: Layo
         fill_native(whole, layout, fn)
         return jax.make_array_from_callback(shape, sharding, lambda index: np.array(whole[index]))
     made: dict[tuple, np.ndarray] = {}
+    many = getattr(fn, "many", None)
+    if many is not None:
+        blocks = []
+        for index in sharding.addressable_devices_indices_map(shape).values():
+            native = Region.of(shape, index)
+            key = (native.start, native.stop)
+            if key not in made:
+                made[key] = aligned_empty(native.block_shape, dtype)
+                blocks.append((to_canonical(made[key], layout), remap(native, axes)))
+        many(blocks)
+
+    given: set[tuple] = set()
 
     def shard(index: Any) -> np.ndarray:
         native = Region.of(shape, index)
         key = (native.start, native.stop)
-        if key in made:
+        if key in given:
             copy = aligned_empty(native.block_shape, dtype)
             copy[...] = made[key]
             return copy
-        buffer = made[key] = aligned_empty(native.block_shape, dtype)
-        region = remap(native, axes)
-        fill_native(buffer, layout, lambda view: fn(view, region) if not region.whole else fn(view))
-        return buffer
+        given.add(key)
+        if key not in made:
+            made[key] = aligned_empty(native.block_shape, dtype)
+            region = remap(native, axes)
+            fill_native(made[key], layout, lambda view: fn(view, region) if not region.whole else fn(view))
+        return made[key]
 
     return jax.make_array_from_callback(shape, sharding, shard)
 

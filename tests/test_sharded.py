@@ -11,7 +11,7 @@ import pytest
 
 import unified_params as up
 from unified_params import rng
-from unified_params.init import fill_value
+from unified_params.init import fill_value, filler
 from unified_params.regions import Region
 
 HERE = Path(__file__).parent
@@ -53,6 +53,25 @@ def test_a_block_of_the_streams_is_the_same_block_of_the_whole_tensor(shape: tup
                 fill_value(initializer, strided, 5, "a.weight", region)
                 assert out.tobytes() == whole[region.slices].tobytes(), (initializer, region)
                 assert np.array_equal(strided, whole[region.slices]), (initializer, region)
+
+
+def test_the_blocks_of_one_process_draw_each_chunk_once_and_equal_the_whole_tensor(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(rng, "CHUNK", 1 << 10)
+    drawn: list[int] = []
+    real = rng.stream
+    monkeypatch.setattr(rng, "stream", lambda seed, name, k: drawn.append(k) or real(seed, name, k))
+    shape = (64, 96)
+    for initializer in INITS:
+        whole = np.empty(shape, np.float32)
+        initializer.fill(whole, 2, "w")
+        for dim in (0, 1):
+            regions = _regions(shape, 0)[dim * 9 + 5 : dim * 9 + 9]
+            blocks = [(np.empty(r.block_shape, np.float32), r) for r in regions]
+            drawn.clear()
+            filler(initializer, 2, "w").many(blocks)
+            assert all(out.tobytes() == whole[r.slices].tobytes() for out, r in blocks), (initializer, dim)
+            assert len(drawn) == len(set(drawn)), (initializer, dim)
 
 
 def test_a_block_draws_only_the_chunks_it_meets(monkeypatch: pytest.MonkeyPatch) -> None:

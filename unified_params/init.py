@@ -26,6 +26,7 @@ __all__ = [
 ]
 
 CustomInit = Callable[[tuple, np.dtype, np.random.Generator, str], Any]
+ChunkFill = Callable[[np.random.Generator, np.ndarray], None]
 
 
 def _work_dtype(dtype: np.dtype) -> np.dtype:
@@ -67,11 +68,9 @@ def _fits(initializer: Initializer, name: str, dtype: str, peak: float, what: st
                                f"largest {target.name} ({largest:.3g}), so it would write inf or NaN; use smaller arguments")
 
 
-def _fill_drawn(out: np.ndarray, seed: int, name: str, draw: Callable[[np.random.Generator, np.ndarray], None],
-                region: Region | None = None) -> None:
-    """Fill out (or the block region that out is) chunk by chunk with draw(rng, buffer); narrower floats are drawn in
-    float32, then cast."""
-    work = _work_dtype(out.dtype)
+def _drawn(dtype: np.dtype, draw: Callable[[np.random.Generator, np.ndarray], None]) -> ChunkFill:
+    """The per-chunk fill of draw(rng, buffer) for values of dtype: narrower floats are drawn in float32, then cast."""
+    work = _work_dtype(dtype)
 
     def chunk(g: np.random.Generator, c: np.ndarray) -> None:
         z = c if c.dtype == work else np.empty(c.shape, work)
@@ -79,7 +78,7 @@ def _fill_drawn(out: np.ndarray, seed: int, name: str, draw: Callable[[np.random
         if z is not c:
             c[...] = z
 
-    _rng.fill_chunks(out, seed, name, chunk, region)
+    return chunk
 
 
 def _whole(out: np.ndarray, region: Region | None) -> tuple[int, ...]:
@@ -177,11 +176,14 @@ class Normal(Initializer):
             peak = abs(self.mean) + _rng.reach(_work_dtype(resolve(dtype))) * self._std(shape, name)
             _fits(self, name, dtype, peak, "values (mean + 5.6 std in float32, 8.5 in float64)")
 
+    def chunk_fill(self, shape: tuple[int, ...], name: str, dtype: np.dtype) -> ChunkFill:
+        """What one chunk of the tensor of this shape gets: its own values from its own stream."""
+        mean, std = self.mean, self._std(shape, name)
+        return _drawn(dtype, lambda g, z: _rng.normal(g, z, mean, std))
+
     def fill(self, out: np.ndarray, seed: int, name: str, region: Region | None = None) -> None:
-        if not out.size:
-            return
-        mean, std = self.mean, self._std(_whole(out, region), name)
-        _fill_drawn(out, seed, name, lambda g, z: _rng.normal(g, z, mean, std), region)
+        if out.size:
+            _rng.fill_chunks(out, seed, name, self.chunk_fill(_whole(out, region), name, out.dtype), region)
 
 
 class Uniform(Initializer):
@@ -201,11 +203,14 @@ class Uniform(Initializer):
             low, high = self._bounds(shape, name)
             _fits(self, name, dtype, max(abs(low), abs(high), high - low), "bounds (or their distance)")
 
+    def chunk_fill(self, shape: tuple[int, ...], name: str, dtype: np.dtype) -> ChunkFill:
+        """What one chunk of the tensor of this shape gets: its own values from its own stream."""
+        low, high = self._bounds(shape, name)
+        return _drawn(dtype, lambda g, u: _rng.uniform(g, u, low, high))
+
     def fill(self, out: np.ndarray, seed: int, name: str, region: Region | None = None) -> None:
-        if not out.size:
-            return
-        low, high = self._bounds(_whole(out, region), name)
-        _fill_drawn(out, seed, name, lambda g, u: _rng.uniform(g, u, low, high), region)
+        if out.size:
+            _rng.fill_chunks(out, seed, name, self.chunk_fill(_whole(out, region), name, out.dtype), region)
 
 
 class _FanBased:
@@ -301,8 +306,12 @@ class TruncatedNormal(Initializer):
         _fits(self, name, dtype, max(abs(low), abs(high)), "values")
 
     def fill(self, out: np.ndarray, seed: int, name: str, region: Region | None = None) -> None:
+        _rng.fill_chunks(out, seed, name, self.chunk_fill(_whole(out, region), name, out.dtype), region)
+
+    def chunk_fill(self, shape: tuple[int, ...], name: str, dtype: np.dtype) -> ChunkFill:
+        """What one chunk gets: normal draws, those outside [a, b] redrawn from the chunk's own stream."""
         mean, std, lo, hi = self.mean, self.std, self.a, self.b
-        work = _work_dtype(out.dtype)
+        work = _work_dtype(dtype)
 
         def chunk(g: np.random.Generator, c: np.ndarray) -> None:
             z = np.empty(c.size, work)
@@ -315,7 +324,7 @@ class TruncatedNormal(Initializer):
                 bad = bad[(redraw < lo) | (redraw > hi)]
             c[...] = z.reshape(c.shape)
 
-        _rng.fill_chunks(out, seed, name, chunk, region)
+        return chunk
 
 
 class Orthogonal(Initializer):
@@ -354,7 +363,7 @@ class Orthogonal(Initializer):
 
 def fills_in_place(initializer: Initializer) -> bool:
     """True for a built-in fill (not overridden by a subclass): it cannot fail once check() passed, so it writes in place."""
-    methods = [getattr(type(initializer), m, None) for m in ("fill", "_std", "_bounds")]
+    methods = [getattr(type(initializer), m, None) for m in ("fill", "chunk_fill", "_std", "_bounds")]
     return all(m is None or m.__module__ == __name__ for m in methods)
 
 
@@ -363,9 +372,36 @@ def in_place(initializer: Any) -> bool:
     return isinstance(initializer, Initializer) and fills_in_place(initializer)
 
 
-def filler(initializer: Initializer, seed: int, name: str) -> Callable[..., None]:
-    """fn(out) writing parameter name's value in place; fn(out, region) writes that block of it (an adapter's fill)."""
-    return lambda out, region=None: fill_value(initializer, out, seed, name, region)
+class Filler:
+    """fn(out) writes parameter name's value in place; fn(out, region) that block of it; fn.many([(out, region), ...])
+    every block one process holds, drawing each random chunk once (an adapter's fill)."""
+
+    def __init__(self, initializer: Initializer, seed: int, name: str) -> None:
+        self.initializer, self.seed, self.name = initializer, seed, name
+
+    def __call__(self, out: np.ndarray, region: Region | None = None) -> None:
+        fill_value(self.initializer, out, self.seed, self.name, region)
+
+    def many(self, blocks: list[tuple[np.ndarray, Region]]) -> None:
+        if not blocks:
+            return
+        shape, dtype = blocks[0][1].shape, blocks[0][0].dtype
+        chunk_fill = getattr(self.initializer, "chunk_fill", None) if in_place(self.initializer) else None
+        if chunk_fill is not None and math.prod(shape):
+            _rng.fill_blocks(blocks, self.seed, self.name, chunk_fill(shape, self.name, dtype))
+        elif isinstance(self.initializer, Constant) or not math.prod(shape):
+            for out, region in blocks:
+                self(out, region)
+        else:
+            whole = np.empty(shape, dtype)
+            fill_value(self.initializer, whole, self.seed, self.name)
+            for out, region in blocks:
+                out[...] = whole[region.slices]
+
+
+def filler(initializer: Initializer, seed: int, name: str) -> Filler:
+    """The in-place fill of parameter name an adapter runs (see Filler)."""
+    return Filler(initializer, seed, name)
 
 
 def fill_value(initializer: Initializer | CustomInit, out: np.ndarray, seed: int, name: str,

@@ -115,7 +115,7 @@ def fill_chunks(out: np.ndarray, seed: int, name: str, fill: Callable[[np.random
     that block of the tensor: only the chunks that meet it are drawn, and only their pieces inside it kept.
     """
     if region is not None and not region.whole:
-        _fill_region(out, seed, name, fill, region)
+        fill_blocks([(out, region)], seed, name, fill)
         return
     size = out.size
     contiguous = out.flags.c_contiguous
@@ -139,24 +139,33 @@ def fill_chunks(out: np.ndarray, seed: int, name: str, fill: Callable[[np.random
         result.result()
 
 
-def _fill_region(out: np.ndarray, seed: int, name: str, fill: Callable[[np.random.Generator, np.ndarray], None],
-                 region: Region) -> None:
-    """fill_chunks for the block region of a tensor: each chunk that meets it is drawn whole, its pieces copied out."""
-    size = math.prod(region.shape)
-
-    def job(k: int, found: list[Piece]) -> None:
-        start, stop = k * CHUNK, min(size, (k + 1) * CHUNK)
-        scratch = _chunk_scratch(CHUNK, out.dtype)[: stop - start]
-        fill(stream(seed, name, k), scratch)
-        for piece in found:
-            put(out, piece.dst, take(scratch, start, piece))
-
-    work = list(chunks(region, CHUNK))
-    if len(work) <= 1:
-        for k, found in work:
-            job(k, found)
+def fill_blocks(blocks: list[tuple[np.ndarray, Region]], seed: int, name: str,
+                fill: Callable[[np.random.Generator, np.ndarray], None]) -> None:
+    """fill_chunks for several blocks of one tensor (the shards one process holds): each chunk that meets any block
+    is drawn once, whole, and its pieces copied into every block it meets (a split along any dimension costs one
+    pass over the chunks the blocks meet, not one per block)."""
+    if not blocks:
         return
-    for result in [_executor().submit(job, k, found) for k, found in work]:
+    size = math.prod(blocks[0][1].shape)
+    dtype = blocks[0][0].dtype
+    work: dict[int, list[tuple[np.ndarray, list[Piece]]]] = {}
+    for out, region in blocks:
+        for k, found in chunks(region, CHUNK):
+            work.setdefault(k, []).append((out, found))
+
+    def job(k: int, targets: list[tuple[np.ndarray, list[Piece]]]) -> None:
+        start, stop = k * CHUNK, min(size, (k + 1) * CHUNK)
+        scratch = _chunk_scratch(CHUNK, dtype)[: stop - start]
+        fill(stream(seed, name, k), scratch)
+        for out, found in targets:
+            for piece in found:
+                put(out, piece.dst, take(scratch, start, piece))
+
+    if len(work) <= 1:
+        for k, targets in work.items():
+            job(k, targets)
+        return
+    for result in [_executor().submit(job, k, targets) for k, targets in sorted(work.items())]:
         result.result()
 
 
