@@ -14,7 +14,15 @@ import numpy as np
 
 from unified_params.adapter import Node, Slot
 from unified_params.errors import DeferredInitializationError, UnsupportedError, quote, quote_all
-from unified_params.layout import Layout, aligned_empty, axis_map, fill_native, native_copy, to_canonical
+from unified_params.layout import (
+    Layout,
+    aligned_empty,
+    axis_map,
+    fill_native,
+    native_copy,
+    shape_to_canonical,
+    to_canonical,
+)
 from unified_params.lazy import lazy
 from unified_params.locate import walk
 from unified_params.regions import Region, remap
@@ -65,19 +73,19 @@ def describe(value: Any, layout: Layout | None) -> Sharding | None:
         return None
     shape = tuple(value.shape)
     axes = axis_map(layout, len(shape))
-    if not isinstance(sharding, jax.sharding.NamedSharding) or axes is None:
-        native_dims: list[tuple[str, ...]] = [()] * len(shape)
-        mesh: tuple[tuple[str, int], ...] = (("devices", len(sharding.device_set)),)
-    else:
+    if isinstance(sharding, jax.sharding.NamedSharding):
         mesh = tuple((str(n), int(s)) for n, s in sharding.mesh.shape.items())
         spec = tuple(sharding.spec) + (None,) * (len(shape) - len(sharding.spec))
         native_dims = [() if p is None else (p,) if isinstance(p, str) else tuple(p) for p in spec]
-    dims = tuple(native_dims[a] for a, _ in axes) if axes is not None else tuple(native_dims)
+    else:
+        mesh, native_dims = (("devices", len(sharding.device_set)),), [()] * len(shape)
+    if axes is None:
+        return Sharding(mesh, tuple(() for _ in shape_to_canonical(shape, layout)), (), "jax")
+    dims = tuple(native_dims[a] for a, _ in axes)
     shards = []
     if not isinstance(getattr(sharding, "mesh", None), jax.sharding.AbstractMesh):
         for device, index in sorted(sharding.addressable_devices_indices_map(shape).items(), key=lambda d: d[0].id):
-            region = Region.of(shape, index)
-            shards.append(shard_of(_device(device), region if axes is None else remap(region, axes)))
+            shards.append(shard_of(_device(device), remap(Region.of(shape, index), axes)))
     return Sharding(mesh, dims, tuple(shards), "jax")
 
 
