@@ -19,7 +19,7 @@ from unified_params.freshness import Contents, identical
 from unified_params.inputs import describe, map_arrays
 from unified_params.lazy import lazy
 from unified_params.outputs import loss_target
-from unified_params.rules import leaf_of
+from unified_params.rules import Rule, leaf_of, ordered_leaves
 from unified_params.sharding import Sharding
 
 from . import _torch_dtensor as dtensor
@@ -124,6 +124,19 @@ class _Stamp:
         return attributes and list(map(_ATTRIBUTES, self.tensors)) != self.attributes
 
 
+class _Sizes:
+    """What a listing needs to stay valid: no registration anywhere since, and every module's dicts of the same size."""
+
+    def __init__(self, modules: list[Any]) -> None:
+        self.dicts = list(chain.from_iterable(map(_DICTS, modules)))
+        self.sizes = list(map(len, self.dicts))
+        self.registrations = _REGISTRATIONS[0]
+
+    def changed(self, attributes: bool) -> bool:
+        return (attributes or _REGISTRATIONS[0] != self.registrations or list(map(len, self.dicts)) != self.sizes
+                or torch.__future__.get_overwrite_module_params_on_conversion())
+
+
 def _as_input(x: Any, floating: Any) -> Any:
     """A tensor for x (numpy, list or tensor); floating values take the model's floating dtype."""
     if x is None or isinstance(x, str):
@@ -208,6 +221,32 @@ class TorchAdapter(Adapter):
             if child is not None:
                 node.children.append(self._node(child_key, child, f"{prefix}{child_key}."))
         return node
+
+    def listing(self) -> tuple[list[str], _Sizes]:
+        """The names tree() would give, from the modules' own dicts (names do not wait for shapes: no tensor is read)."""
+        _count_registrations()
+        rules: dict[type, Any] = {}
+        names: list[str] = []
+        modules: list[Any] = []
+
+        def visit(module: Any, prefix: str) -> None:
+            modules.append(module)
+            params, buffers = module._parameters, module._buffers
+            if params or buffers:
+                natives = [n for n, p in params.items() if p is not None]
+                if buffers:
+                    skip = module._non_persistent_buffers_set
+                    natives += [n for n, b in buffers.items() if b is not None and n not in skip]
+                cls = type(module)
+                entry = rules[cls] if cls in rules else rules.setdefault(cls, RULES.entry(cls))
+                rule = entry(module) if callable(entry) and not isinstance(entry, Rule) else entry
+                names.extend([prefix + leaf for leaf in ordered_leaves(rule, tuple(natives))])
+            for key, child in module._modules.items():
+                if child is not None:
+                    visit(child, f"{prefix}{key}.")
+
+        visit(self.model, "")
+        return list(dict.fromkeys(names)), _Sizes(modules)
 
     def stamp(self, root: Node) -> _Stamp:
         """Every module's _modules/_parameters/_buffers dicts and contents, and each slot tensor's attributes."""

@@ -155,6 +155,14 @@ class Adapter:
         """The model's structure and its slots, discovered anew."""
         raise NotImplementedError
 
+    def listing(self) -> tuple[list[str], Any] | None:
+        """Canonical names in canonical order and a stamp for changed(stamp, attributes=False), cheaper than tree()
+        (no slots); None when the adapter has no such listing, or when the names may still change as the model runs.
+
+        Optional: the first names() of a model uses it; everything else builds the index from tree().
+        """
+        return None
+
     def stamp(self, root: Node) -> Any:
         """A record of the native objects and slot attributes `root` was discovered from, for changed() and current().
 

@@ -198,13 +198,15 @@ class ParamAPI:
 
     def names(self) -> list[str]:
         """Every canonical name, in canonical order (each name of a tied group)."""
+        if not self._prefix:
+            return self._model.names()
         return [self._rel(e.name) for e in self._entries(attributes=False)]
 
     def keys(self) -> list[str]:
         return self.names()
 
     def __len__(self) -> int:
-        return len(self._entries(attributes=False))
+        return len(self.names())
 
     def __iter__(self) -> Iterator[str]:
         return iter(self.names())

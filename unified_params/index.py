@@ -22,12 +22,18 @@ class Entry:
     nodes: tuple[Node, ...] = ()
 
 
-def _slot_order(rule: Any) -> Callable[[Slot], tuple[int, int, str]]:
-    """A layer's tensors in order: kind rank (weight, bias, running statistics), then the rule's order, then name."""
-    def key(slot: Slot) -> tuple[int, int, str]:
-        return (_RANK.get(slot.leaf, len(KNOWN_KINDS)), 0 if rule is None else rule.position(slot.leaf), slot.leaf)
+def leaf_order(rule: Any) -> Callable[[str], tuple[int, int, str]]:
+    """Sort key of a layer's canonical leaves: kind rank (weight, bias, running statistics), the rule's order, name."""
+    def key(leaf: str) -> tuple[int, int, str]:
+        return (_RANK.get(leaf, len(KNOWN_KINDS)), 0 if rule is None else rule.position(leaf), leaf)
 
     return key
+
+
+def _slot_order(rule: Any) -> Callable[[Slot], tuple[int, int, str]]:
+    """A layer's tensors in order: kind rank (weight, bias, running statistics), then the rule's order, then name."""
+    key = leaf_order(rule)
+    return lambda slot: key(slot.leaf)
 
 
 class Index:

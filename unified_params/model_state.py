@@ -46,6 +46,8 @@ class ModelState:
         self.records: list[Record] = []
         self._index: Index | None = None
         self._stamp: Any = None
+        self._listing: tuple[list[str], Any] | None = None
+        self._watched = False
         self._current = adapter.current
         self.materializing = False
         self.lock = threading.RLock()
@@ -65,10 +67,29 @@ class ModelState:
         """
         index = self._index
         if fresh or index is None or index.waiting or self.adapter.changed(self._stamp, attributes):
+            self._watch()
             found = self.adapter.tree()
             index = self._index = Index(joins.apply(found))
             self._stamp = None if index.waiting else self.adapter.stamp(found)
         return index
+
+    def _watch(self) -> None:
+        """Let the adapter watch the model's own deferred init, once, before the first index (records need an index)."""
+        if not self._watched:
+            self._watched = True
+            self.adapter.watch(self)
+
+    def names(self) -> list[str]:
+        """Every canonical name in order: from the index when one is current, else the adapter's cheaper listing."""
+        index = self._index
+        if index is not None and not index.waiting and not self.adapter.changed(self._stamp, False):
+            return list(index.entries)
+        listing = self._listing
+        if listing is None or self.adapter.changed(listing[1], False):
+            listing = self._listing = self.adapter.listing()
+            if listing is None:
+                return list(self.index(attributes=False).entries)
+        return list(listing[0])
 
     def entry(self, name: str, attributes: bool = True) -> Entry | None:
         """The entry called name as the model is now (None when there is none), checked at about one lookup's cost."""

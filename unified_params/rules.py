@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any, Union
 
 from .adapter import Node, Slot
+from .index import leaf_order
 from .layout import Layout, Shape
 
 STATS = ("running_mean", "running_var")
@@ -63,11 +64,13 @@ class Rule:
     """unified_params.joins.Join objects: canonical tensors made of several native arrays (the rule is opaque)."""
     _by_native: dict[str, Leaf] = field(init=False, repr=False, compare=False)
     _order: dict[str, int] = field(init=False, repr=False, compare=False)
+    _orders: dict[tuple[bool, tuple[str, ...]], tuple[str, ...]] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "_by_native", {leaf.native: leaf for leaf in self.leaves})
         order = [leaf.name for leaf in self.leaves] + [join.name for join in self.joins]
         object.__setattr__(self, "_order", {name: i for i, name in reversed(list(enumerate(order)))})
+        object.__setattr__(self, "_orders", {})
 
     def position(self, name: str) -> int:
         """Where a canonical tensor comes in the rule's order (leaves, then joins); after all of them if not named."""
@@ -89,6 +92,31 @@ class Rule:
 def leaf_of(rule: Rule | None, native: str) -> Leaf:
     """The leaf of a native variable of a layer with this rule (or none)."""
     return native_leaf(native) if rule is None else rule.leaf(native)
+
+
+_UNRULED_ORDERS: dict[tuple[bool, tuple[str, ...]], tuple[str, ...]] = {}
+
+
+class Unlisted(Exception):
+    """A layer whose rule joins tensors: its names come from the tree (joins.apply), so a listing gives up."""
+
+
+def ordered_leaves(rule: Rule | None, leaves: tuple[str, ...], canonical: bool = False) -> tuple[str, ...]:
+    """A layer's canonical leaves, from its native variable names (or canonical ones), in the index's order; cached.
+
+    Raises Unlisted for a rule with joins (Adapter.listing then returns None).
+    """
+    if rule is None:
+        orders = _UNRULED_ORDERS
+    elif rule.joins:
+        raise Unlisted(rule.layer_type)
+    else:
+        orders = rule._orders
+    found = orders.get((canonical, leaves))
+    if found is None:
+        names = leaves if canonical else (leaf_of(rule, n).name for n in leaves)
+        found = orders[(canonical, leaves)] = tuple(dict.fromkeys(sorted(names, key=leaf_order(rule))))
+    return found
 
 
 Entry = Union[Rule, Callable[[Any], Union[Rule, None]], None]

@@ -13,6 +13,4 @@ def wrap(model: Any, variables: Any = None, backend: str | None = None) -> Param
     if isinstance(model, ParamAPI):
         return model
     cls = find(model, backend)
-    shared = ModelState(cls(model, variables))
-    shared.adapter.watch(shared)
-    return ParamAPI(shared)
+    return ParamAPI(ModelState(cls(model, variables)))

@@ -97,6 +97,19 @@ def test_structure_changed_after_wrap_is_seen(ex: ModuleType, change: str, tmp_p
         np.testing.assert_array_equal(view.numpy(), ex.native_value(pm, target))
 
 
+@pytest.mark.parametrize("change", list(EXPECTED))
+@feature("live model")
+def test_structure_changed_after_a_first_listing_is_seen(ex: ModuleType, change: str) -> None:
+    """Only names() ran before the change (the listing without the index): names() and len() see the model as it is."""
+    mutate = mutation(ex, change)
+    built = ex.mlp()
+    pm = up.wrap(built.model, built.variables)
+    assert pm.names() == ["0.weight", "0.bias", "2.weight", "2.bias"] and pm.names() == pm.names()
+    mutate(built.model)
+    assert pm.names() == list(EXPECTED[change]) and len(pm) == len(ex.native_names(pm))
+    assert {n: v.shape for n, v in pm.items()} == EXPECTED[change]
+
+
 @feature("live model")
 def test_trainable_changed_after_wrap_is_seen(ex: ModuleType) -> None:
     set_trainable = mutation(ex, "set_trainable")

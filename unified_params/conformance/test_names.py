@@ -65,6 +65,8 @@ def seeded(pm: up.ParamAPI) -> up.ParamAPI:
 @pytest.mark.parametrize("structure", list(STRUCTURES))
 def test_structure_names(backend: str, structure: str) -> None:
     pm = build(structures(backend), structure)
+    first = pm.names()
+    assert first == [n for n, _ in pm.items()] and set(first) >= set(STRUCTURES[structure])
     state = pm.state_dict()
     assert list(state) == list(STRUCTURES[structure])
     assert {n: v.shape for n, v in state.items()} == STRUCTURES[structure]
