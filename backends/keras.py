@@ -45,7 +45,7 @@ from unified_params.layout import (
 from unified_params.lazy import lazy
 from unified_params.naming import Group, alias_paths, attribute_paths, group_children
 from unified_params.outputs import loss_target
-from unified_params.rules import Rule, adopt_ruled_layouts, leaf_of
+from unified_params.rules import Leaf, Rule, adopt_ruled_layouts, leaf_of, ordered_leaves
 from unified_params.sharding import Sharding
 
 from .keras_ops import ops
@@ -95,15 +95,24 @@ def _variable_keys(layer: Any) -> dict[int, str]:
     return {id(v): k for k, v in _attribute_items(layer) if isinstance(v, keras.Variable)}
 
 
-def _children(layer: Any) -> list[tuple[str, Any]]:
-    """(key, child) in container order; a child is a layer or a Group of the layers in one list/dict attribute."""
-    if isinstance(layer, keras.Sequential):
-        return [(str(i), child) for i, child in enumerate(layer.layers)]
+@functools.cache
+def _container(cls: type) -> str:
+    """How a layer class holds its children: "sequential", "functional" or "layer" (tracked sublayers)."""
     from keras.src.models.functional import Functional
 
-    if isinstance(layer, Functional):
+    return "sequential" if issubclass(cls, keras.Sequential) else "functional" if issubclass(cls, Functional) else "layer"
+
+
+def _children(layer: Any) -> list[tuple[str, Any]]:
+    """(key, child) in container order; a child is a layer or a Group of the layers in one list/dict attribute."""
+    kind = _container(type(layer))
+    if kind == "sequential":
+        return [(str(i), child) for i, child in enumerate(layer.layers)]
+    if kind == "functional":
         inner = [c for c in layer.layers if not isinstance(c, keras.layers.InputLayer)]
         return [(_functional_key(child, i), child) for i, child in enumerate(inner)]
+    if not layer._layers:
+        return []
     children = list(layer._flatten_layers(include_self=False, recursive=False))
     if not children:
         return []
@@ -126,18 +135,38 @@ def _functional_key(layer: Any, position: int) -> str:
 
 
 def _own_variables(layer: Any) -> list[Any]:
-    seen: set[int] = set()
+    """The layer's own variables, trainable first, each once."""
+    out = [*layer._trainable_variables, *layer._non_trainable_variables]
+    if len(out) < 2 or len(set(map(id, out))) == len(out):
+        return out
+    return list({id(v): v for v in out}.values())
+
+
+def _leaves(layer: Any, own: list[Any], rule: Rule | None) -> list[tuple[str, str, Any, Leaf]]:
+    """(canonical leaf, native name, variable, rule leaf) of a layer's own variables: an auto-named variable takes the
+    attribute holding it, a leaf already taken keeps the native name."""
     out = []
-    for v in [*layer._trainable_variables, *layer._non_trainable_variables]:
-        if id(v) not in seen:
-            seen.add(id(v))
-            out.append(v)
+    taken: set[str] = set()
+    attrs: dict[int, str] | None = None
+    for v in own:
+        name = v.name
+        if AUTO_NAME.fullmatch(name):
+            attrs = _variable_keys(layer) if attrs is None else attrs
+            name = attrs.get(id(v), name)
+        leaf = leaf_of(rule, name)
+        canonical = leaf.name
+        if canonical in taken:
+            canonical = name if name not in taken else f"{name}_{len(taken)}"
+        taken.add(canonical)
+        out.append((canonical, name, v, leaf))
     return out
 
 
 _TRACKED = attrgetter("_layers", "_trainable_variables", "_non_trainable_variables")
 _BUILT = attrgetter("built")
-_ATTRIBUTES = attrgetter("trainable", "dtype", "shape")
+_ATTRIBUTES = attrgetter("trainable", "dtype", "_shape")
+_SHAPE = attrgetter("_shape")
+"""A Keras variable's shape as the tuple Keras keeps (the TensorFlow backend's `shape` builds a TensorShape per call)."""
 
 
 def _keyed(layers: list[Any]) -> list[Any]:
@@ -160,16 +189,17 @@ def _tracked(layers: list[Any], functional: list[Any]) -> list[Any]:
 class _Stamp:
     """The layers an index was built from, their tracker lists and attribute keys, and each variable's attributes."""
 
-    def __init__(self, root: Node) -> None:
-        self.layers = list({id(layer): layer for layer in root.native._flatten_layers(include_self=True)}.values())
+    def __init__(self, model: Any, attributes: bool = True) -> None:
+        """attributes=False: what a listing needs (no variable attributes; changed(attributes=True) then says True)."""
+        self.layers = list({id(layer): layer for layer in model._flatten_layers(include_self=True)}.values())
         self.functional = [layer for layer in self.layers if isinstance(getattr(layer, "_operations", None), list)]
         self.lists = _tracked(self.layers, self.functional)
         self.contents = Contents(sequences=self.lists)
         self.keyed = _keyed(self.layers)
         self.keys = [_keys(layer) for layer in self.keyed]
         self.built = list(map(_BUILT, self.layers))
-        self.variables = [v for layer in self.layers for v in _own_variables(layer)]
-        self.attributes = list(map(_ATTRIBUTES, self.variables))
+        self.variables = [v for layer in self.layers for v in _own_variables(layer)] if attributes else None
+        self.attributes = list(map(_ATTRIBUTES, self.variables)) if attributes else None
 
     def changed(self, attributes: bool) -> bool:
         """Listing trusts that Keras keeps each layer's tracker lists (it mutates them); with attributes, that too."""
@@ -179,7 +209,7 @@ class _Stamp:
             return True
         if not attributes:
             return False
-        return not identical(_tracked(self.layers, self.functional), self.lists) or \
+        return self.variables is None or not identical(_tracked(self.layers, self.functional), self.lists) or \
             list(map(_ATTRIBUTES, self.variables)) != self.attributes
 
 
@@ -232,23 +262,11 @@ class KerasAdapter(Adapter):
         return node
 
     def _slots(self, layer: Any, scope: tuple[str, ...], rule: Rule | None) -> list[Slot]:
-        slots: list[Slot] = []
-        taken: set[str] = set()
-        attrs: dict[int, str] | None = None
         own = _own_variables(layer)
-        for v in own:
-            name = v.name
-            if AUTO_NAME.fullmatch(name):
-                attrs = _variable_keys(layer) if attrs is None else attrs
-                name = attrs.get(id(v), name)
-            leaf = leaf_of(rule, name)
-            canonical = leaf.name
-            if canonical in taken:
-                canonical = name if name not in taken else f"{name}_{len(taken)}"
-            taken.add(canonical)
-            shape = shape_to_canonical(tuple(v.shape), leaf.layout)
-            slots.append(Slot(canonical, v.path, Ref(v, layer, name), id(v), shape, str(v.dtype),
-                              trainable=bool(v.trainable), layout=leaf.layout))
+        slots = [Slot(canonical, v.path, Ref(v, layer, name), id(v), shape_to_canonical(tuple(_SHAPE(v)), leaf.layout),
+                      str(v.dtype), trainable=bool(v.trainable), layout=leaf.layout)
+                 for canonical, name, v, leaf in _leaves(layer, own, rule)]
+        taken = {slot.leaf for slot in slots}
         if not layer.built and rule is not None:
             existing = {v.name for v in own}
             for leaf, shape in rule.before_data(layer):
@@ -263,7 +281,35 @@ class KerasAdapter(Adapter):
 
     def stamp(self, root: Node) -> _Stamp:
         """Every layer's tracker lists (sublayers, variables), attribute keys and built flag; variables' attributes."""
-        return _Stamp(root)
+        return _Stamp(root.native)
+
+    def listing(self) -> tuple[list[str], _Stamp] | None:
+        """The names tree() would give, without slots; None for unbuilt ruled layers and variables held twice (there
+        the tree decides: deferred slots, a borrowed variable taking its owner's leaf)."""
+        names: list[str] = []
+        seen: set[int] = set()
+
+        def visit(layer: Any, prefix: str) -> bool:
+            rule = RULES.for_layer(layer)
+            if rule is not None and not layer.built:
+                return False
+            own = _own_variables(layer)
+            if own:
+                if not seen.isdisjoint(map(id, own)):
+                    return False
+                seen.update(map(id, own))
+                leaves = ordered_leaves(None, tuple(canonical for canonical, *_ in _leaves(layer, own, rule)))
+                names.extend([prefix + leaf for leaf in leaves])
+            for key, child in _children(layer):
+                members = child.members if isinstance(child, Group) else [("", child)]
+                for k, c in members:
+                    if not visit(c, f"{prefix}{key}.{k}." if k else f"{prefix}{key}."):
+                        return False
+            return True
+
+        if not visit(self.model, ""):
+            return None
+        return list(dict.fromkeys(names)), _Stamp(self.model, attributes=False)
 
     def changed(self, stamp: _Stamp, attributes: bool = True) -> bool:
         return stamp.changed(attributes)

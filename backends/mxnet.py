@@ -27,7 +27,7 @@ from unified_params.inputs import describe, empty_batch, float_dtype, map_arrays
 from unified_params.lazy import LazyModule
 from unified_params.naming import Group, attribute_paths, group_children, unregistered
 from unified_params.outputs import loss_target
-from unified_params.rules import Leaf, leaf_of
+from unified_params.rules import Leaf, leaf_of, ordered_leaves
 
 from .mxnet_rules import RULES
 
@@ -242,20 +242,20 @@ def _attributes(param: Any) -> tuple[Any, ...]:
 class _Stamp:
     """The blocks an index was built from, what their dicts held, and each parameter's dtype, grad_req and shape."""
 
-    def __init__(self, root: Node) -> None:
-        natives = _natives(root)
+    def __init__(self, natives: list[Any], params: list[Any] | None) -> None:
+        """natives: the blocks and the lists and dicts grouping children; params None for a listing (names only)."""
         self.blocks = [n for n in natives if isinstance(n, mx.gluon.Block)]
         self.dicts = [d for b in self.blocks for d in _containers(b)]
         groups = [n for n in natives if isinstance(n, (list, tuple, dict))]
         self.contents = Contents(self.dicts + [g for g in groups if isinstance(g, dict)],
                                  [g for g in groups if not isinstance(g, dict)])
-        self.params = _unique_params(root.native)
-        self.attributes = list(map(_attributes, self.params))
+        self.params = params
+        self.attributes = None if params is None else list(map(_attributes, params))
 
     def changed(self, attributes: bool) -> bool:
         if not identical([d for b in self.blocks for d in _containers(b)], self.dicts) or self.contents.changed():
             return True
-        return attributes and list(map(_attributes, self.params)) != self.attributes
+        return attributes and (self.params is None or list(map(_attributes, self.params)) != self.attributes)
 
 
 class _Snapshot:
@@ -318,9 +318,31 @@ class MXNetAdapter(Adapter):
         return Node(key=key, native=block, children=children, slots=slots, label=type(block).__name__,
                     layer_type=rule and rule.layer_type, rule=rule)
 
+    def listing(self) -> tuple[list[str], _Stamp]:
+        """The names tree() would give, without slots (a parameter's name does not wait for its shape)."""
+        names: list[str] = []
+        natives: list[Any] = []
+
+        def visit(block: Any, prefix: str) -> None:
+            natives.append(block)
+            own = _own_params(block)
+            if own:
+                leaves = ordered_leaves(RULES.for_layer(block), tuple(name for name, _ in own))
+                names.extend([prefix + leaf for leaf in leaves])
+            for key, child in _children(block):
+                if isinstance(child, Group):
+                    natives.append(child.container)
+                    for k, c in child.members:
+                        visit(c, f"{prefix}{key}.{k}.")
+                else:
+                    visit(child, f"{prefix}{key}.")
+
+        visit(self.model, "")
+        return list(dict.fromkeys(names)), _Stamp(natives, None)
+
     def stamp(self, root: Node) -> _Stamp:
         """Blocks' _children, _reg_params and ParameterDict contents, and each parameter's dtype, grad_req, shape."""
-        return _Stamp(root)
+        return _Stamp(_natives(root), _unique_params(root.native))
 
     def changed(self, stamp: _Stamp, attributes: bool = True) -> bool:
         return stamp.changed(attributes)
