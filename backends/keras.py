@@ -45,7 +45,7 @@ from unified_params.layout import (
 from unified_params.lazy import lazy
 from unified_params.naming import Group, alias_paths, attribute_paths, group_children
 from unified_params.outputs import loss_target
-from unified_params.rules import Leaf, Rule, adopt_ruled_layouts, leaf_of, ordered_leaves
+from unified_params.rules import Leaf, Rule, Unlisted, adopt_ruled_layouts, leaf_of, ordered_leaves
 from unified_params.sharding import Sharding
 
 from .keras_ops import ops
@@ -298,8 +298,8 @@ class KerasAdapter(Adapter):
                 if not seen.isdisjoint(map(id, own)):
                     return False
                 seen.update(map(id, own))
-                leaves = ordered_leaves(None, tuple(canonical for canonical, *_ in _leaves(layer, own, rule)))
-                names.extend([prefix + leaf for leaf in leaves])
+            leaves = tuple(canonical for canonical, *_ in _leaves(layer, own, rule))
+            names.extend([prefix + leaf for leaf in ordered_leaves(rule, leaves, canonical=True)])
             for key, child in _children(layer):
                 members = child.members if isinstance(child, Group) else [("", child)]
                 for k, c in members:
@@ -307,7 +307,10 @@ class KerasAdapter(Adapter):
                         return False
             return True
 
-        if not visit(self.model, ""):
+        try:
+            if not visit(self.model, ""):
+                return None
+        except Unlisted:
             return None
         return list(dict.fromkeys(names)), _Stamp(self.model, attributes=False)
 

@@ -27,7 +27,7 @@ from unified_params.inputs import describe, empty_batch, float_dtype, map_arrays
 from unified_params.lazy import LazyModule
 from unified_params.naming import Group, attribute_paths, group_children, unregistered
 from unified_params.outputs import loss_target
-from unified_params.rules import Leaf, leaf_of, ordered_leaves
+from unified_params.rules import Leaf, Unlisted, leaf_of, ordered_leaves
 
 from .mxnet_rules import RULES
 
@@ -318,17 +318,15 @@ class MXNetAdapter(Adapter):
         return Node(key=key, native=block, children=children, slots=slots, label=type(block).__name__,
                     layer_type=rule and rule.layer_type, rule=rule)
 
-    def listing(self) -> tuple[list[str], _Stamp]:
+    def listing(self) -> tuple[list[str], _Stamp] | None:
         """The names tree() would give, without slots (a parameter's name does not wait for its shape)."""
         names: list[str] = []
         natives: list[Any] = []
 
         def visit(block: Any, prefix: str) -> None:
             natives.append(block)
-            own = _own_params(block)
-            if own:
-                leaves = ordered_leaves(RULES.for_layer(block), tuple(name for name, _ in own))
-                names.extend([prefix + leaf for leaf in leaves])
+            leaves = ordered_leaves(RULES.for_layer(block), tuple(name for name, _ in _own_params(block)))
+            names.extend([prefix + leaf for leaf in leaves])
             for key, child in _children(block):
                 if isinstance(child, Group):
                     natives.append(child.container)
@@ -337,7 +335,10 @@ class MXNetAdapter(Adapter):
                 else:
                     visit(child, f"{prefix}{key}.")
 
-        visit(self.model, "")
+        try:
+            visit(self.model, "")
+        except Unlisted:
+            return None
         return list(dict.fromkeys(names)), _Stamp(natives, None)
 
     def stamp(self, root: Node) -> _Stamp:

@@ -19,7 +19,7 @@ from unified_params.freshness import Contents, identical
 from unified_params.inputs import describe, map_arrays
 from unified_params.lazy import lazy
 from unified_params.outputs import loss_target
-from unified_params.rules import Rule, leaf_of, ordered_leaves
+from unified_params.rules import Rule, Unlisted, leaf_of, ordered_leaves
 from unified_params.sharding import Sharding
 
 from . import _torch_dtensor as dtensor
@@ -222,7 +222,7 @@ class TorchAdapter(Adapter):
                 node.children.append(self._node(child_key, child, f"{prefix}{child_key}."))
         return node
 
-    def listing(self) -> tuple[list[str], _Sizes]:
+    def listing(self) -> tuple[list[str], _Sizes] | None:
         """The names tree() would give, from the modules' own dicts (names do not wait for shapes: no tensor is read)."""
         _count_registrations()
         rules: dict[type, Any] = {}
@@ -231,21 +231,23 @@ class TorchAdapter(Adapter):
 
         def visit(module: Any, prefix: str) -> None:
             modules.append(module)
+            cls = type(module)
+            entry = rules[cls] if cls in rules else rules.setdefault(cls, RULES.entry(cls))
+            rule = entry(module) if callable(entry) and not isinstance(entry, Rule) else entry
             params, buffers = module._parameters, module._buffers
-            if params or buffers:
-                natives = [n for n, p in params.items() if p is not None]
-                if buffers:
-                    skip = module._non_persistent_buffers_set
-                    natives += [n for n, b in buffers.items() if b is not None and n not in skip]
-                cls = type(module)
-                entry = rules[cls] if cls in rules else rules.setdefault(cls, RULES.entry(cls))
-                rule = entry(module) if callable(entry) and not isinstance(entry, Rule) else entry
-                names.extend([prefix + leaf for leaf in ordered_leaves(rule, tuple(natives))])
+            natives = [n for n, p in params.items() if p is not None]
+            if buffers:
+                skip = module._non_persistent_buffers_set
+                natives += [n for n, b in buffers.items() if b is not None and n not in skip]
+            names.extend([prefix + leaf for leaf in ordered_leaves(rule, tuple(natives))])
             for key, child in module._modules.items():
                 if child is not None:
                     visit(child, f"{prefix}{key}.")
 
-        visit(self.model, "")
+        try:
+            visit(self.model, "")
+        except Unlisted:
+            return None
         return list(dict.fromkeys(names)), _Sizes(modules)
 
     def stamp(self, root: Node) -> _Stamp:
