@@ -14,7 +14,7 @@ from unified_params.layout import canonical_copy as _canonical_copy
 from unified_params.lazy import lazy
 from unified_params.locate import compare_shapes, failing_layer, input_weight_size, mismatch_from_failure, walk  # noqa: F401
 from unified_params.naming import Group, attribute_paths, group_children
-from unified_params.rules import Leaf, Rule, leaf_of
+from unified_params.rules import Leaf, Rule, Unlisted, leaf_of, ordered_leaves
 
 from .flax_rules import LINEN, by_children, by_signature
 
@@ -22,6 +22,7 @@ jax = lazy("jax")
 jnp = lazy("jax.numpy")
 linen = lazy("flax.linen")
 flax_meta = lazy("flax.core.meta")
+flax_frozen = lazy("flax.core.frozen_dict")
 
 SKIPPED_COLLECTIONS = {"intermediates", "perturbations", "losses", "cache"}
 STATS_COLLECTION = "batch_stats"
@@ -322,9 +323,84 @@ class LinenTree:
             node.children.append(self._vars_node(name, (*path, name), (*canon, name)))
         return node
 
+    def names(self) -> list[str] | None:
+        """The canonical names build() gives, without binding the module (no clone, no setup): for Sequentials and
+        layers without setup() or submodule attributes, whose children come from the variables; else None."""
+        from flax import config
+
+        if self.variables is None or config.flax_preserve_adopted_names:
+            return None
+        self._plain: set[type] = set()
+        out: list[str] = []
+        try:
+            if not self._names(self.module, (), "", out):
+                return None
+        except Unlisted:
+            return None
+        return list(dict.fromkeys(out))
+
+    def _names(self, module: Any, path: tuple[str, ...], prefix: str, out: list[str]) -> bool:
+        rule = LINEN.for_layer(module)
+        out.extend([prefix + leaf for leaf in ordered_leaves(rule, self._own_leaves(path, rule), canonical=True)])
+        covered: set[str] = set()
+        if isinstance(module, linen.Sequential):
+            if getattr(type(module), "preserve_adopted_names", False):
+                return False
+            seen: set[int] = set()
+            for i, layer in enumerate(module.layers):
+                if not isinstance(layer, linen.Module):
+                    continue
+                if layer.name is not None or layer.parent is not None or id(layer) in seen:
+                    return False
+                seen.add(id(layer))
+                covered.add(f"layers_{i}")
+                if not self._names(layer, (*path, f"layers_{i}"), f"{prefix}{i}.", out):
+                    return False
+        elif type(module).setup is not linen.Module.setup or self._submodules(module):
+            return False
+        for name in self._subtree_keys(path):
+            if name not in covered:
+                self._vars_names((*path, name), f"{prefix}{name}.", out)
+        return True
+
+    def _submodules(self, module: Any) -> bool:
+        """True when an attribute of module holds a linen Module (or a list, tuple or dict with one)."""
+        values = vars(module).values()
+        if set(map(type, values)) <= self._plain:
+            return False
+        kinds = (linen.Module, list, tuple, dict, flax_frozen.FrozenDict)
+        self._plain.update(t for t in map(type, values) if not issubclass(t, kinds))
+        return any(_holds_module(v) for v in values if type(v) not in self._plain)
+
+    def _vars_names(self, path: tuple[str, ...], prefix: str, out: list[str]) -> None:
+        rule = LINEN.by_autoname(path[-1]) or by_signature(self._own_shapes(path))
+        out.extend([prefix + leaf for leaf in ordered_leaves(rule, self._own_leaves(path, rule), canonical=True)])
+        for name in self._subtree_keys(path):
+            self._vars_names((*path, name), f"{prefix}{name}.", out)
+
+    def _own_leaves(self, path: tuple[str, ...], rule: Rule | None) -> tuple[str, ...]:
+        """The canonical leaves _own_slots gives at path, as names (a repeated leaf keeps its native name)."""
+        leaves: list[str] = []
+        for col in self.collections:
+            sub = get_path(self.variables[col], path)
+            if isinstance(sub, Mapping):
+                for name, raw in sub.items():
+                    if not isinstance(raw, Mapping):
+                        leaf = leaf_of(rule, name).name
+                        leaves.append(name if leaf in leaves else leaf)
+        return tuple(leaves)
+
     def _deferred_slot(self, module: Any, path: tuple[str, ...], col: str, leaf: Leaf,
                        shape: tuple[int | None, ...]) -> Slot:
         return self.make_slot(LinenLeaf(col, (*path, leaf.native), None, shape, _param_dtype(module), leaf))
+
+
+def _holds_module(value: Any) -> bool:
+    if isinstance(value, (list, tuple)):
+        return any(map(_holds_module, value))
+    if isinstance(value, Mapping):
+        return any(map(_holds_module, value.values()))
+    return isinstance(value, linen.Module)
 
 
 def _is_module(value: Any) -> bool:

@@ -194,6 +194,11 @@ class FlaxAdapter(Adapter):
         path = (leaf.collection, *leaf.path)
         return Slot(native_name=leaf.native_name, ref=LinenRef(path), storage=path, **linen_slot_fields(leaf))
 
+    def listing(self) -> tuple[list[str], _Stamp] | None:
+        """The names tree() gives, without binding the module where its structure allows (LinenTree.names)."""
+        names = LinenTree(self.model, self._variables, self._slot).names()
+        return None if names is None else (names, _Stamp(self._variables))
+
     def stamp(self, root: Node) -> _Stamp:
         """The variables tree root was built from; the adapter's own writes (same paths, dtypes, shapes) carry it on."""
         self._stamp = _Stamp(self._variables)
