@@ -143,6 +143,17 @@ def _first_paths(model: Any) -> dict[int, str]:
     return {id(v): "/".join(map(str, path)) for path, v in nnx.iter_graph(model) if isinstance(v, nnx.Variable)}
 
 
+def _items(obj: Any, path: tuple) -> tuple[list[tuple[str, Any, tuple]], bool]:
+    """(child key, value, native path) of what an NNX object holds, in order, and whether positions are its keys."""
+    if isinstance(obj, nnx.Sequential):
+        return [(str(i), layer, (*path, "layers", i)) for i, layer in enumerate(obj.layers)], True
+    if isinstance(obj, _sequences()):
+        return [(str(i), v, (*path, i)) for i, v in enumerate(obj)], True
+    if isinstance(obj, _mappings()):
+        return [(str(k), v, (*path, k)) for k, v in obj.items()], False
+    return [(k, v, (*path, k)) for k, v in _attributes(obj)], False
+
+
 class _Tree:
     """Builds the Node tree of an NNX graph, with ToNNX modules described through their linen module."""
 
@@ -162,18 +173,7 @@ class _Tree:
         if id(obj) in self.active:
             return node
         self.active.add(id(obj))
-        if isinstance(obj, nnx.Sequential):
-            items = [(str(i), layer, (*path, "layers", i)) for i, layer in enumerate(obj.layers)]
-            positional = True
-        elif isinstance(obj, _sequences()):
-            items = [(str(i), v, (*path, i)) for i, v in enumerate(obj)]
-            positional = True
-        elif isinstance(obj, _mappings()):
-            items = [(str(k), v, (*path, k)) for k, v in obj.items()]
-            positional = False
-        else:
-            items = [(k, v, (*path, k)) for k, v in _attributes(obj)]
-            positional = False
+        items, positional = _items(obj, path)
         for child_key, value, child_path in items:
             if isinstance(value, nnx.Variable):
                 if _is_slot(value):
@@ -317,6 +317,13 @@ class NNXAdapter(Adapter):
 
     def tree(self) -> Node:
         return _Tree(self.model).root
+
+    def listing(self) -> tuple[list[str], Any] | None:
+        """The names tree() gives, without slots or NNX's own paths (no graph traversal of NNX's)."""
+        from .nnx_listing import Holders, Listing
+
+        found = Listing(self.model)
+        return (list(dict.fromkeys(found.names)), Holders(list(found.holders.values()))) if found.ok else None
 
     def stamp(self, root: Node) -> _Stamp:
         """Every module's attribute dict (and list, dict, ToNNX dict) contents, each slot's path, Variables' attributes."""
