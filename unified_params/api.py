@@ -150,6 +150,8 @@ class ParamAPI:
         self._model = model
         self._prefix = prefix
         self._lead = "".join(k + "." for k in prefix)
+        self._views: dict[str, ParamView] = {}
+        """Views handed out by name (a view finds its entry on every use, so one per name serves every lookup)."""
 
     @property
     def backend(self) -> str:
@@ -223,6 +225,11 @@ class ParamAPI:
 
     def __getitem__(self, name: str) -> ParamView:
         """The parameter with this canonical name (relative to the view), or with this native name."""
+        if not self._prefix and name.__class__ is str and self._model.entry(name, False) is not None:
+            view = self._views.get(name)
+            if view is None:
+                view = self._views[name] = ParamView(self, self._model.entry(name, False))
+            return view
         entry = self._model.entry(self._lead + name, attributes=False) if isinstance(name, str) else None
         if entry is None or entry.path[: len(self._prefix)] != self._prefix:
             by_native = [e for e in self._entries() if e.slot.native_name == name]
