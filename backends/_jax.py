@@ -1,6 +1,8 @@
 """Helpers shared by the linen and NNX adapters: leaf names, layouts, numpy conversion, linen structure, error locating."""
 from __future__ import annotations
 
+import gc
+import math
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -24,6 +26,8 @@ linen = lazy("flax.linen")
 flax_meta = lazy("flax.core.meta")
 flax_frozen = lazy("flax.core.frozen_dict")
 
+RELEASE_ABOVE = 1 << 24
+"""Bytes from which a JAX writer first lets jaxlib release the buffers it no longer holds (filled_array)."""
 SKIPPED_COLLECTIONS = {"intermediates", "perturbations", "losses", "cache"}
 STATS_COLLECTION = "batch_stats"
 
@@ -49,7 +53,14 @@ def native_array(value: np.ndarray, layout: Layout | None, dtype: Any) -> Any:
 
 
 def filled_array(shape: tuple[int, ...], dtype: Any, layout: Layout | None, fn: Callable[[np.ndarray], None]) -> Any:
-    """A jax array of native shape and dtype whose canonical-layout view fn wrote, in one buffer on CPU."""
+    """A jax array of native shape and dtype whose canonical-layout view fn wrote, in one buffer on CPU.
+
+    Before a large buffer, the numpy buffers of arrays JAX has let go of (the one this replaces last time) are
+    released: jaxlib frees them from Python only at a garbage collection (its gc callback) or a later call into it,
+    which would otherwise hold one more tensor at the peak.
+    """
+    if math.prod(shape) * np.dtype(dtype).itemsize >= RELEASE_ABOVE:
+        gc.collect(0)
     buffer = aligned_empty(tuple(shape), np.dtype(dtype))
     fill_native(buffer, layout, fn)
     return jax.device_put(buffer)
