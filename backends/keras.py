@@ -121,16 +121,22 @@ def _children(layer: Any) -> list[tuple[str, Any]]:
     return group_children([(c.name, c) for c in children], paths, dict(items), alias_paths(items, _is_layer, paths))
 
 
+@functools.cache
+def _auto_layer_name(cls: type) -> re.Pattern:
+    """The names Keras gives unnamed layers of cls: `<snake_case class>` or `<snake_case class>_<n>`."""
+    from keras.src.utils.naming import to_snake_case
+
+    return re.compile(rf"{re.escape(to_snake_case(cls.__name__))}(_\d+)?")
+
+
 def _functional_key(layer: Any, position: int) -> str:
     """A functional model's child key: the name the user gave the layer, else its position.
 
     Keras names unnamed layers `<snake_case class>` or `<snake_case class>_<n>` from a global counter, which
     changes between sessions, so those (and names with a dot) fall back to the position among non-input layers.
     """
-    from keras.src.utils.naming import to_snake_case
-
     name = layer.name
-    auto = re.fullmatch(rf"{re.escape(to_snake_case(type(layer).__name__))}(_\d+)?", name)
+    auto = _auto_layer_name(type(layer)).fullmatch(name)
     return str(position) if auto or "." in name or not name else name
 
 
@@ -140,6 +146,15 @@ def _own_variables(layer: Any) -> list[Any]:
     if len(out) < 2 or len(set(map(id, out))) == len(out):
         return out
     return list({id(v): v for v in out}.values())
+
+
+_NAME = attrgetter("name")
+
+
+@functools.lru_cache(maxsize=4096)
+def _auto_named(names: tuple[str, ...]) -> bool:
+    """True when a variable name is Keras's automatic `variable_N` (its attribute names it instead)."""
+    return any(AUTO_NAME.fullmatch(n) for n in names)
 
 
 def _leaves(layer: Any, own: list[Any], rule: Rule | None) -> list[tuple[str, str, Any, Leaf]]:
@@ -189,9 +204,9 @@ def _tracked(layers: list[Any], functional: list[Any]) -> list[Any]:
 class _Stamp:
     """The layers an index was built from, their tracker lists and attribute keys, and each variable's attributes."""
 
-    def __init__(self, model: Any, attributes: bool = True) -> None:
+    def __init__(self, layers: list[Any], attributes: bool = True) -> None:
         """attributes=False: what a listing needs (no variable attributes; changed(attributes=True) then says True)."""
-        self.layers = list({id(layer): layer for layer in model._flatten_layers(include_self=True)}.values())
+        self.layers = layers
         self.functional = [layer for layer in self.layers if isinstance(getattr(layer, "_operations", None), list)]
         self.lists = _tracked(self.layers, self.functional)
         self.contents = Contents(sequences=self.lists)
@@ -281,15 +296,17 @@ class KerasAdapter(Adapter):
 
     def stamp(self, root: Node) -> _Stamp:
         """Every layer's tracker lists (sublayers, variables), attribute keys and built flag; variables' attributes."""
-        return _Stamp(root.native)
+        return _Stamp(list({id(layer): layer for layer in root.native._flatten_layers(include_self=True)}.values()))
 
     def listing(self) -> tuple[list[str], _Stamp] | None:
         """The names tree() would give, without slots; None for unbuilt ruled layers and variables held twice (there
         the tree decides: deferred slots, a borrowed variable taking its owner's leaf)."""
         names: list[str] = []
         seen: set[int] = set()
+        layers: dict[int, Any] = {}
 
         def visit(layer: Any, prefix: str) -> bool:
+            layers.setdefault(id(layer), layer)
             rule = RULES.for_layer(layer)
             if rule is not None and not layer.built:
                 return False
@@ -298,8 +315,11 @@ class KerasAdapter(Adapter):
                 if not seen.isdisjoint(map(id, own)):
                     return False
                 seen.update(map(id, own))
-            leaves = tuple(canonical for canonical, *_ in _leaves(layer, own, rule))
-            names.extend([prefix + leaf for leaf in ordered_leaves(rule, leaves, canonical=True)])
+            natives = tuple(map(_NAME, own))
+            leaves = None if _auto_named(natives) else ordered_leaves(rule, natives)
+            if leaves is None or len(leaves) != len(natives):
+                leaves = ordered_leaves(rule, tuple(c for c, *_ in _leaves(layer, own, rule)), canonical=True)
+            names.extend([prefix + leaf for leaf in leaves])
             for key, child in _children(layer):
                 members = child.members if isinstance(child, Group) else [("", child)]
                 for k, c in members:
@@ -312,7 +332,7 @@ class KerasAdapter(Adapter):
                 return None
         except Unlisted:
             return None
-        return list(dict.fromkeys(names)), _Stamp(self.model, attributes=False)
+        return list(dict.fromkeys(names)), _Stamp(list(layers.values()), attributes=False)
 
     def changed(self, stamp: _Stamp, attributes: bool = True) -> bool:
         return stamp.changed(attributes)
