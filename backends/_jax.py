@@ -1,6 +1,7 @@
 """Helpers shared by the linen and NNX adapters: leaf names, layouts, numpy conversion, linen structure, error locating."""
 from __future__ import annotations
 
+import functools
 import gc
 import math
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -342,36 +343,41 @@ class LinenTree:
         if self.variables is None or config.flax_preserve_adopted_names:
             return None
         self._plain: set[type] = set()
+        self._kinds = (linen.Module, linen.Sequential, linen.Module.setup)
         out: list[str] = []
         try:
-            if not self._names(self.module, (), "", out):
+            if not self._names(self.module, [self.variables[c] for c in self.collections], "", out):
                 return None
         except Unlisted:
             return None
         return list(dict.fromkeys(out))
 
-    def _names(self, module: Any, path: tuple[str, ...], prefix: str, out: list[str]) -> bool:
+    def _names(self, module: Any, subs: list[Any], prefix: str, out: list[str]) -> bool:
+        """subs: the variables at the module's path, one mapping per collection that has any."""
+        module_type, sequential, setup = self._kinds
         rule = LINEN.for_layer(module)
-        out.extend([prefix + leaf for leaf in ordered_leaves(rule, self._own_leaves(path, rule), canonical=True)])
+        leaves, keys = _level(subs, rule)
+        out.extend([prefix + leaf for leaf in ordered_leaves(rule, leaves, canonical=True)])
         covered: set[str] = set()
-        if isinstance(module, linen.Sequential):
+        if isinstance(module, sequential):
             if getattr(type(module), "preserve_adopted_names", False):
                 return False
             seen: set[int] = set()
             for i, layer in enumerate(module.layers):
-                if not isinstance(layer, linen.Module):
+                if not isinstance(layer, module_type):
                     continue
                 if layer.name is not None or layer.parent is not None or id(layer) in seen:
                     return False
                 seen.add(id(layer))
-                covered.add(f"layers_{i}")
-                if not self._names(layer, (*path, f"layers_{i}"), f"{prefix}{i}.", out):
+                key = f"layers_{i}"
+                covered.add(key)
+                if not self._names(layer, _below(subs, key), f"{prefix}{i}.", out):
                     return False
-        elif type(module).setup is not linen.Module.setup or self._submodules(module):
+        elif type(module).setup is not setup or self._submodules(module):
             return False
-        for name in self._subtree_keys(path):
+        for name in keys:
             if name not in covered:
-                self._vars_names((*path, name), f"{prefix}{name}.", out)
+                self._vars_names(name, _below(subs, name), f"{prefix}{name}.", out)
         return True
 
     def _submodules(self, module: Any) -> bool:
@@ -383,27 +389,43 @@ class LinenTree:
         self._plain.update(t for t in map(type, values) if not issubclass(t, kinds))
         return any(_holds_module(v) for v in values if type(v) not in self._plain)
 
-    def _vars_names(self, path: tuple[str, ...], prefix: str, out: list[str]) -> None:
-        rule = LINEN.by_autoname(path[-1]) or by_signature(self._own_shapes(path))
-        out.extend([prefix + leaf for leaf in ordered_leaves(rule, self._own_leaves(path, rule), canonical=True)])
-        for name in self._subtree_keys(path):
-            self._vars_names((*path, name), f"{prefix}{name}.", out)
-
-    def _own_leaves(self, path: tuple[str, ...], rule: Rule | None) -> tuple[str, ...]:
-        """The canonical leaves _own_slots gives at path, as names (a repeated leaf keeps its native name)."""
-        leaves: list[str] = []
-        for col in self.collections:
-            sub = get_path(self.variables[col], path)
-            if isinstance(sub, Mapping):
-                for name, raw in sub.items():
-                    if not isinstance(raw, Mapping):
-                        leaf = leaf_of(rule, name).name
-                        leaves.append(name if leaf in leaves else leaf)
-        return tuple(leaves)
+    def _vars_names(self, name: str, subs: list[Any], prefix: str, out: list[str]) -> None:
+        shapes = {k: _shape_of(self.values(v)) for sub in subs for k, v in sub.items() if not _is_mapping(type(v))}
+        rule = LINEN.by_autoname(name) or by_signature(shapes)
+        leaves, keys = _level(subs, rule)
+        out.extend([prefix + leaf for leaf in ordered_leaves(rule, leaves, canonical=True)])
+        for key in keys:
+            self._vars_names(key, _below(subs, key), f"{prefix}{key}.", out)
 
     def _deferred_slot(self, module: Any, path: tuple[str, ...], col: str, leaf: Leaf,
                        shape: tuple[int | None, ...]) -> Slot:
         return self.make_slot(LinenLeaf(col, (*path, leaf.native), None, shape, _param_dtype(module), leaf))
+
+
+@functools.cache
+def _is_mapping(cls: type) -> bool:
+    return issubclass(cls, Mapping)
+
+
+def _level(subs: list[Any], rule: Rule | None) -> tuple[tuple[str, ...], list[str]]:
+    """The canonical leaves _own_slots gives at one path (a repeated leaf keeps its native name) and the keys
+    _subtree_keys gives, from the variables at that path in each collection."""
+    leaves: list[str] = []
+    keys: list[str] = []
+    for sub in subs:
+        for name, raw in sub.items():
+            if _is_mapping(type(raw)):
+                if name not in keys:
+                    keys.append(name)
+            else:
+                leaf = leaf_of(rule, name).name
+                leaves.append(name if leaf in leaves else leaf)
+    return tuple(leaves), keys
+
+
+def _below(subs: list[Any], key: str) -> list[Any]:
+    found = [sub.get(key) for sub in subs]
+    return [sub for sub in found if sub is not None and _is_mapping(type(sub))]
 
 
 def _holds_module(value: Any) -> bool:
