@@ -142,6 +142,7 @@ def checkpoint(rank: int, world: int, model: nn.Module, pm: up.ParamAPI, want: d
 def atomic(rank: int, pm: up.ParamAPI, folder: str) -> None:
     """A save that fails on the last process raises on every process and leaves the old checkpoint as it was."""
     old = {f: open(os.path.join(folder, f), "rb").read() for f in sorted(os.listdir(folder))}
+    dist.barrier()
     real = os.pwrite
 
     def full(fd: int, data: object, offset: int) -> int:
