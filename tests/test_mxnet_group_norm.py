@@ -67,3 +67,16 @@ def test_values_that_differ_within_a_group_are_refused() -> None:
     assert all(np.array_equal(v, before[n]) for n, v in pm.state_dict().items())
     pm.init(up.init.Constant(0.5), kind="weight")
     np.testing.assert_array_equal(net[0].gamma.data().asnumpy(), [0.5, 0.5])
+
+
+def test_gradient_is_mxnets_per_group_gradient_shown_per_channel() -> None:
+    mx = import_mxnet()
+    net, pm = _mxnet()
+    pm.materialize(X)
+    grads = pm.grads(X, loss=lambda out: (out * out).sum())
+    x = mx.nd.array(X)
+    with mx.autograd.record():
+        out = net(x)
+        loss = (out * out).sum()
+    loss.backward()
+    np.testing.assert_allclose(grads["0.weight"], np.repeat(net[0].gamma.grad().asnumpy(), 2), rtol=1e-6)
