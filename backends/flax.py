@@ -304,6 +304,10 @@ class FlaxAdapter(Adapter):
     def channels_last(self) -> bool:
         return True
 
+    def layer_names(self, root: Node) -> dict[str, tuple[str, ...]]:
+        """Each module's linen name ("Dense_0", "layers_1") and its scope path ("Encoder_0/Dense_0")."""
+        return {canon: (scope[-1], "/".join(scope)) for scope, canon in self._layers.items() if scope}
+
     def layer_outputs(self, inputs: Sequence[Any], layers: Mapping[str, Any]) -> dict[str, Any]:
         """linen's own capture_intermediates: every module's __call__ output, found by its scope path."""
         variables = self._require_variables()

@@ -43,6 +43,7 @@ from unified_params.layout import (
     to_canonical,
 )
 from unified_params.lazy import lazy
+from unified_params.locate import walk as walk_nodes
 from unified_params.naming import Group, alias_paths, attribute_paths, group_children
 from unified_params.outputs import loss_target
 from unified_params.rules import Leaf, Rule, Unlisted, adopt_ruled_layouts, leaf_of, ordered_leaves
@@ -418,6 +419,10 @@ class KerasAdapter(Adapter):
 
     def channels_last(self) -> bool:
         return keras.config.image_data_format() == "channels_last"
+
+    def layer_names(self, root: Node) -> dict[str, tuple[str, ...]]:
+        """Each layer's layer.name (a functional model's positional layers are found by it too)."""
+        return {path: (node.native.name,) for path, node in walk_nodes(root) if isinstance(node.native, keras.Layer)}
 
     def layer_outputs(self, inputs: Sequence[Any], layers: Mapping[str, Any]) -> dict[str, Any]:
         """Each given layer's `call` is wrapped on the instance for one inference-mode pass, then restored."""

@@ -25,6 +25,7 @@ from unified_params.backends.mxnet_import import import_mxnet
 from unified_params.freshness import Contents, identical
 from unified_params.inputs import describe, empty_batch, float_dtype, map_arrays
 from unified_params.lazy import LazyModule
+from unified_params.locate import walk as walk_nodes
 from unified_params.naming import Group, attribute_paths, group_children, unregistered
 from unified_params.outputs import loss_target
 from unified_params.rules import Leaf, Unlisted, leaf_of, ordered_leaves
@@ -439,6 +440,11 @@ class MXNetAdapter(Adapter):
             for p, state in saved:
                 _restore_grad_state(p, state)
         self._grads = {key: (p, g) for key, (p, g) in found.items() if g is not None}
+
+    def layer_names(self, root: Node) -> dict[str, tuple[str, ...]]:
+        """Each block's Gluon name (its prefix without the trailing underscore: "resnetv10_stage1_conv0")."""
+        mx = import_mxnet()
+        return {path: (node.native.name,) for path, node in walk_nodes(root) if isinstance(node.native, mx.gluon.Block)}
 
     def layer_outputs(self, inputs: Sequence[Any], layers: Mapping[str, Any]) -> dict[str, Any]:
         """Gluon forward hooks on the given blocks for one predict-mode pass (not inside a hybridized graph)."""

@@ -279,6 +279,13 @@ class Adapter:
         """True when the framework's convolutions and norms take channels last (Keras by default, Flax)."""
         return False
 
+    def layer_names(self, root: Node) -> dict[str, tuple[str, ...]]:
+        """Canonical layer path -> the framework's own names of that layer, for pm.layer("native name").
+
+        The default names none: torch, NNX and Equinox name a layer by its attribute path, which is its canonical path.
+        """
+        return {}
+
     def layer_outputs(self, inputs: Sequence[Any], layers: Mapping[str, Any]) -> dict[str, Any]:
         """Each layer's output on inputs, in inference mode: canonical layer path -> native output.
 

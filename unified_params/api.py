@@ -248,20 +248,16 @@ class ParamAPI:
         return node
 
     def layer(self, *keys: int | str) -> ParamAPI:
-        """A view rooted at a child: positions or keys, like rgnet[0][1][0]; names relative to it."""
-        node, path = self._node(), list(self._prefix)
+        """A view rooted at a child: positions, keys or dotted paths, like rgnet[0][1][0]; names relative to it.
+
+        A key that is no canonical key may be the framework's own layer name (Keras layer.name, Gluon block.name,
+        linen module name); one that names several layers raises SelectionError listing their canonical paths.
+        """
+        from .layer_keys import step
+
+        root, path = self._model.index().root, self._prefix
         for key in keys:
-            if isinstance(key, int) and not isinstance(key, bool):
-                if not -len(node.children) <= key < len(node.children):
-                    raise errors.ParameterNotFoundError(
-                        f"{'.'.join(path) or 'the model'} has {len(node.children)} children; there is no position {key}")
-                node = node.children[key]
-            else:
-                match = [c for c in node.children if c.key == str(key)]
-                if not match:
-                    raise errors.not_found(str(key), [c.key for c in node.children], f"the children of {'.'.join(path) or 'the model'}")
-                node = match[0]
-            path.append(node.key)
+            path = step(root, path, key, lambda: self._model.adapter.layer_names(root))
         return ParamAPI(self._model, tuple(path))
 
     @property
