@@ -369,6 +369,14 @@ class TorchAdapter(Adapter):
         with self._eval(), torch.no_grad():
             return _numpy_tree(self.model(*self._inputs(inputs)))
 
+    def checkpoint_names(self, names: Sequence[str]) -> dict[str, str]:
+        """transformers models: the names from_pretrained gives a save_pretrained file's tensors (backends/torch_hf)."""
+        from . import torch_hf
+
+        if not torch_hf.is_transformers_model(self.model):
+            return {}
+        return torch_hf.model_names(self.model, names, set(self.model.state_dict(keep_vars=True)))
+
     def layer_outputs(self, inputs: Sequence[Any], layers: Mapping[str, Any]) -> dict[str, Any]:
         """Forward hooks on the given modules record each one's first output of one inference-mode pass."""
         out: dict[str, np.ndarray] = {}

@@ -107,6 +107,42 @@ def test_transformers_save_load_and_own_state_dict_into_fresh_instances(name: st
 
 
 @pytest.mark.parametrize("name", list(TORCH))
+def test_transformers_save_pretrained_folder_shards_and_file_load_strictly(name: str, tmp_path: Path) -> None:
+    from safetensors import safe_open
+
+    model, _ = _torch_pair(name)
+    model.save_pretrained(tmp_path / "one")
+    model.save_pretrained(tmp_path / "shards", max_shard_size="20KB")
+    assert len(list((tmp_path / "shards").glob("*.safetensors"))) > 1
+    with safe_open(tmp_path / "one" / "model.safetensors", "pt") as f:
+        saved = set(f.keys())
+    if name == "vit":
+        assert saved != set(model.state_dict()), "transformers saves ViT under its checkpoint names"
+    for path in (tmp_path / "one", tmp_path / "one" / "model.safetensors", tmp_path / "shards"):
+        torch.manual_seed(1)
+        fresh = TORCH[name][0]()
+        up.wrap(fresh).load(path)
+        assert all(torch.equal(fresh.state_dict()[n], t) for n, t in model.state_dict().items()), path
+
+
+def test_gpt2_save_pretrained_holds_one_name_of_the_tied_pair_and_loads_into_head_or_base(tmp_path: Path) -> None:
+    from safetensors import safe_open
+    from transformers import GPT2Model
+
+    model, _ = _torch_pair("gpt2")
+    model.save_pretrained(tmp_path)
+    with safe_open(tmp_path / "model.safetensors", "pt") as f:
+        assert "lm_head.weight" not in f.keys() and "transformer.wte.weight" in f.keys()
+    fresh = _gpt2()
+    up.wrap(fresh).load(tmp_path)
+    assert torch.equal(fresh.lm_head.weight, model.lm_head.weight)
+    assert fresh.lm_head.weight.data_ptr() == fresh.transformer.wte.weight.data_ptr()
+    base = GPT2Model(model.config)
+    up.wrap(base).load(tmp_path / "model.safetensors")
+    assert all(torch.equal(base.state_dict()[n], t) for n, t in model.transformer.state_dict().items())
+
+
+@pytest.mark.parametrize("name", list(TORCH))
 def test_transformers_grads_with_the_default_loss(name: str) -> None:
     model, make_input = _torch_pair(name)
     x = make_input()

@@ -279,6 +279,11 @@ class Adapter:
         """True when the framework's convolutions and norms take channels last (Keras by default, Flax)."""
         return False
 
+    def checkpoint_names(self, names: Sequence[str]) -> dict[str, str]:
+        """Checkpoint name -> the model's canonical name, for files a framework library writes under other names
+        (transformers' save_pretrained); names the model has are never mapped. The default maps none."""
+        return {}
+
     def layer_names(self, root: Node) -> dict[str, tuple[str, ...]]:
         """Canonical layer path -> the framework's own names of that layer, for pm.layer("native name").
 

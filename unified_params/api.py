@@ -17,7 +17,7 @@ from .index import Entry
 from .init import Initializer, filler, fills_in_place, make_value
 from .joins import Joined
 from .locate import walk
-from .matching import Rename, rename_state
+from .matching import Rename, library_renamed, rename_state
 from .model_state import ModelState, Record, locked
 from .rng import check_seed
 from .sharding import Sharding
@@ -531,9 +531,12 @@ class ParamAPI:
                         rename: Rename | None = None) -> ParamAPI:
         """Check every name, shape and dtype first, then write; raise listing every misfit and write nothing.
 
-        rename: [(regex, replacement), ...] applied to the state's names first (first full match wins).
+        rename: [(regex, replacement), ...] applied to the state's names first (first full match wins), after the
+        names a framework library saves under (a transformers state_dict or save_pretrained file) became the model's.
         """
         target, unique = self._target()
+        if not self._prefix:
+            state = library_renamed(state, self._model.adapter.checkpoint_names(list(state)))
         values = fit_state(rename_state(state, rename), target, strict=strict, cast=cast)
         for name in values:
             self._model.adapter.writable(unique[name].slot)
@@ -576,5 +579,6 @@ class ParamAPI:
         adapter = self._model.adapter
         joined = {name for name, e in unique.items() if isinstance(e.slot, Joined)}
         checkpoint_load.load(path, target, lambda name, fn: adapter.fill(unique[name].slot, fn), strict, cast, rename,
-                             joined, lambda pairs: adapter.write_many([(unique[n].slot, v) for n, v in pairs]))
+                             joined, lambda pairs: adapter.write_many([(unique[n].slot, v) for n, v in pairs]),
+                             library=None if self._prefix else adapter.checkpoint_names)
         return self

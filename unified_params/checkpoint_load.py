@@ -21,7 +21,7 @@ from .atomic import hold_interrupts
 from .checkpoint import crc32, named, open_for_reading, trusted_checksums, user_path
 from .dtypes import resolve
 from .fit import Target, fit_value, plan_state, tied_conflict
-from .matching import Rename, rename_state
+from .matching import Rename, library_renamed, rename_state
 from .regions import Region
 from .safetensors_io import Entry
 
@@ -124,14 +124,17 @@ def _in_file_order(names: list[str], where: dict[str, Located]) -> list[str]:
 
 def load(path: str | bytes | os.PathLike, target: Target, fill: Callable[[str, Callable[[np.ndarray], None]], None],
          strict: bool = True, cast: bool = False, rename: Rename | None = None, together: Collection[str] = (),
-         write_many: Callable[[list[tuple[str, np.ndarray]]], None] | None = None) -> None:
+         write_many: Callable[[list[tuple[str, np.ndarray]]], None] | None = None, *,
+         library: Callable[[list[str]], dict[str, str]] | None = None) -> None:
     """Load a checkpoint into target, all or nothing, one tensor at a time.
 
     fill(primary name, fn) lets fn write one verified tensor in place (an adapter's fill). The primary names in
     `together` (tensors made of several native arrays, which may refuse values) go first, in one write_many.
+    library(names) maps the names a framework library writes to the model's (Adapter.checkpoint_names), before rename.
     """
     with opened(path) as (shown, found, metadata), named(shown, metadata):
-        where = {new: found[old] for new, old in rename_state({n: n for n in found}, rename).items()}
+        native = library_renamed({n: n for n in found}, library(list(found)) if library else {})
+        where = {new: found[old] for new, old in rename_state(native, rename).items()}
         specs = {n: (loc.entry.shape, loc.entry.dtype.newbyteorder("=")) for n, loc in where.items()}
         given, tied = plan_state(specs, target, strict, cast)
         primary_of = {name: primary for primary, name in given.items()}

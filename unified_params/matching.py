@@ -68,6 +68,15 @@ def rename_state(state: Mapping[str, Any], rename: Rename | None) -> dict[str, A
     return {new[k]: v for k, v in state.items()}
 
 
+def library_renamed(state: Mapping[str, Any], names: Mapping[str, str]) -> dict[str, Any]:
+    """state with the model's names for tensors a framework library saves under its own (Adapter.checkpoint_names);
+    a mapped name the state also holds as it is keeps both apart (the strict check then reports them)."""
+    if not names:
+        return dict(state)
+    taken = [names[k] for k in state if k in names and names[k] in state]
+    return {(k if names.get(k) in taken else names.get(k, k)): v for k, v in state.items()}
+
+
 @dataclass
 class Pair:
     """One source parameter and the target parameter it goes to."""
