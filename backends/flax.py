@@ -16,6 +16,7 @@ import numpy as np
 
 from unified_params.adapter import (
     FREEZE,
+    LOAD_DEFERRED,
     NATIVE_GRAD,
     NATIVE_MATERIALIZE,
     TIE,
@@ -148,6 +149,8 @@ class FlaxAdapter(Adapter):
         NATIVE_GRAD: "JAX keeps no gradient on parameters (jax.grad returns them); use pm.grads(x)",
         FREEZE: "linen has no trainable flag: the optimizer decides; to freeze, pass optax.masked(tx, mask) with a "
                 "mask built from pm.collect(...)",
+        LOAD_DEFERRED: "linen variables come only from module.init(rng, example_input): call "
+                       "pm.materialize(example_input) first",
         TIE: "linen variables are a tree the module reads by path: share a submodule or a param in setup() instead",
     }
 

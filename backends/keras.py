@@ -21,7 +21,17 @@ from typing import Any
 
 import numpy as np
 
-from unified_params.adapter import NATIVE_GRAD, TIE, UNALLOCATED, UNKNOWN_STRUCTURE, Adapter, DeferredHooks, Node, Slot
+from unified_params.adapter import (
+    LOAD_DEFERRED,
+    NATIVE_GRAD,
+    TIE,
+    UNALLOCATED,
+    UNKNOWN_STRUCTURE,
+    Adapter,
+    DeferredHooks,
+    Node,
+    Slot,
+)
 from unified_params.dtypes import resolve
 from unified_params.errors import (
     DeferredInitializationError,
@@ -246,6 +256,8 @@ class KerasAdapter(Adapter):
                      "its input shape",
         NATIVE_GRAD: "Keras variables hold no gradient: gradients come from the backend's autodiff "
                        "(tf.GradientTape, jax.grad, torch.autograd); use pm.grads(x)",
+        LOAD_DEFERRED: "a Keras layer makes its variables in build(input_shape), which a checkpoint's shapes do not "
+                       "determine in general: call pm.materialize(example_input) first",
         TIE: "a Keras layer creates and tracks its own variables and cannot take another layer's: share the layer "
              "itself (call one layer object twice) instead",
     }

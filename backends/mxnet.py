@@ -24,6 +24,7 @@ from unified_params.adapter import EMPTY_BATCH, UNKNOWN_STRUCTURE, Adapter, Defe
 from unified_params.backends.mxnet_import import import_mxnet
 from unified_params.freshness import Contents, identical
 from unified_params.inputs import describe, empty_batch, float_dtype, map_arrays
+from unified_params.layout import shape_to_native
 from unified_params.lazy import LazyModule
 from unified_params.locate import walk as walk_nodes
 from unified_params.naming import Group, attribute_paths, group_children, unregistered
@@ -524,6 +525,23 @@ class MXNetAdapter(Adapter):
             for b in blocks:
                 if id(b) in active:
                     b._active = active[id(b)]
+        return snapshot.restore
+
+    def settle(self, pairs: Sequence[tuple[Slot, tuple[int, ...]]]) -> Callable[[], None]:
+        """Parameters whose shape Gluon defers take the checkpoint's shapes and storage, as Gluon's own
+        load_parameters does (Parameter._load_init); recorded initializers are not run (the load writes next)."""
+        params = [slot.ref for slot, _ in pairs]
+        snapshot = _Snapshot(params, [])
+        try:
+            with _bridge_paused():
+                for slot, shape in pairs:
+                    p = slot.ref
+                    if p._data is None and not p._deferred_init:
+                        p.initialize()
+                    p._load_init(mx.nd.zeros(shape_to_native(shape, slot.layout), dtype=p.dtype), None)
+        except BaseException:
+            snapshot.restore()
+            raise
         return snapshot.restore
 
     def watch(self, hooks: DeferredHooks) -> None:

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from unified_params.adapter import FREEZE, NATIVE_GRAD, UNALLOCATED, Adapter, DeferredHooks, Node, Slot
+from unified_params.adapter import FREEZE, LOAD_DEFERRED, NATIVE_GRAD, UNALLOCATED, Adapter, DeferredHooks, Node, Slot
 from unified_params.errors import DeferredInitializationError, UnsupportedError
 from unified_params.freshness import Contents
 from unified_params.layout import shape_to_canonical
@@ -302,6 +302,8 @@ class NNXAdapter(Adapter):
                      "model has known shapes and no storage but keeps no initializer, so materialize() needs a pm.init "
                      "record for every parameter (docs/scale.md)",
         NATIVE_GRAD: "JAX keeps no gradient on parameters (nnx.grad returns them); use pm.grads(x)",
+        LOAD_DEFERRED: "an nnx.bridge ToNNX module makes its variables by running the wrapped linen module: call "
+                       "pm.materialize(example_input) first",
         FREEZE: "NNX has no trainable flag: the variable type (nnx.Param) and the optimizer's wrt filter decide; to "
                 "freeze, pass optax.masked(tx, mask) with a mask built from pm.collect(...)",
     }

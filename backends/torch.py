@@ -17,6 +17,7 @@ from unified_params.adapter import UNALLOCATED, UNKNOWN_STRUCTURE, Adapter, Defe
 from unified_params.errors import DeferredInitializationError, ShapeMismatchError, UnifiedParamsError, quote_all
 from unified_params.freshness import Contents, identical
 from unified_params.inputs import describe, map_arrays
+from unified_params.layout import shape_to_native
 from unified_params.lazy import lazy
 from unified_params.outputs import loss_target
 from unified_params.rules import Rule, Unlisted, leaf_of, ordered_leaves
@@ -478,6 +479,24 @@ class TorchAdapter(Adapter):
             for fn in reset.values():
                 fn()
         return True
+
+    def settle(self, pairs: Sequence[tuple[Slot, tuple[int, ...]]]) -> Callable[[], None]:
+        """Lazy modules' uninitialized tensors take the checkpoint's shapes (UninitializedParameter.materialize, what
+        torch's own load_state_dict does); meta-device tensors are refused before any changes."""
+        meta = [slot.native_name for slot, _ in pairs if not isinstance(slot.ref, torch.nn.parameter.UninitializedTensorMixin)]
+        if meta:
+            raise DeferredInitializationError(
+                f"call pm.materialize(device='cpu') before loading: {quote_all(meta)} are on the meta device (known "
+                f"shape, no storage); the checkpoint was not loaded")
+        rollback = _Rollback(self.model)
+        try:
+            with torch.no_grad():
+                for slot, shape in pairs:
+                    slot.ref.materialize(shape_to_native(shape, slot.layout))
+        except BaseException:
+            rollback.restore()
+            raise
+        return rollback.restore
 
     def watch(self, hooks: DeferredHooks) -> None:
         for module in self.model.modules():

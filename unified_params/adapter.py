@@ -45,7 +45,10 @@ EMPTY_BATCH = "empty_batch"
 """Inputs with a batch of 0 examples materialize and run."""
 UNKNOWN_STRUCTURE = "unknown_structure"
 """A layer's parameters can be unknown until the model runs (linen @compact); pm.init records the selection itself."""
-CAPABILITIES = (DEFERRED, NATIVE_MATERIALIZE, NATIVE_GRAD, FREEZE, TIE, UNALLOCATED, EMPTY_BATCH, UNKNOWN_STRUCTURE)
+LOAD_DEFERRED = "load_deferred"
+"""pm.load and load_state_dict into parameters whose shape is not known take the shapes from the state (settle)."""
+CAPABILITIES = (DEFERRED, NATIVE_MATERIALIZE, NATIVE_GRAD, FREEZE, TIE, UNALLOCATED, EMPTY_BATCH, UNKNOWN_STRUCTURE,
+                LOAD_DEFERRED)
 
 
 @dataclass
@@ -305,6 +308,15 @@ class Adapter:
         """Give memory on device to parameters whose shape is known but which have none (torch meta); the framework's
         own init for those whose storage is not in recorded. False when there is nothing to allocate."""
         return False
+
+    def settle(self, pairs: Sequence[tuple[Slot, tuple[int, ...]]]) -> Callable[[], None]:
+        """Give parameters whose shape is not known yet the shapes a checkpoint holds (canonical), with storage, as the
+        framework's own load does (Gluon load_parameters, torch Lazy modules); returns a function that undoes it.
+
+        The core calls it only when capabilities lacks LOAD_DEFERRED and this method is overridden; otherwise a load
+        into such parameters asks for pm.materialize(example_input) first.
+        """
+        raise NotImplementedError
 
     def set_trainable(self, owner: Any, slot: Slot, trainable: bool) -> bool:
         """Set the framework's own trainability of slot in its owner layer; False when slot is no parameter."""

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 from . import checkpoint, checkpoint_load, errors, selection, shards
-from .adapter import COUNTERS, DEFERRED, Node
+from .adapter import COUNTERS, DEFERRED, LOAD_DEFERRED, Adapter, Node
 from .atomic import hold_interrupts
 from .dtypes import resolve
 from .fit import Target, check_example_inputs, fit_one, fit_state
@@ -523,7 +523,7 @@ class ParamAPI:
                    if self._rel(e.name) not in unique}
         target = Target({n: e.slot.shape for n, e in unique.items()}, {n: e.slot.dtype for n, e in unique.items()},
                         {n for n, e in unique.items() if not e.slot.initialized}, aliases,
-                        {n for n, e in unique.items() if e.slot.kind in COUNTERS})
+                        {n for n, e in unique.items() if e.slot.kind in COUNTERS}, self._settles())
         return target, unique
 
     @locked
@@ -541,8 +541,39 @@ class ParamAPI:
         for name in values:
             self._model.adapter.writable(unique[name].slot)
         with hold_interrupts():
+            self._settle(unique, {n: v.shape for n, v in values.items() if n in target.pending})
             self._model.adapter.write_many([(unique[n].slot, v) for n, v in values.items()])
+        self._settled(unique, target)
         return self
+
+    def _settles(self) -> str | None:
+        """None when the backend takes the shapes of pending parameters from a state or file, else why not."""
+        adapter = self._model.adapter
+        if type(adapter).settle is Adapter.settle:
+            return "the backend cannot take them from a checkpoint"
+        reason = adapter.capabilities.get(LOAD_DEFERRED)
+        return f"{self.backend} cannot take them from a checkpoint: {reason}" if reason else None
+
+    def _settle(self, unique: dict[str, Entry], shapes: dict[str, tuple[int, ...]]) -> None:
+        """Give pending parameters these shapes with storage (Adapter.settle); unique then holds their new slots."""
+        if not shapes:
+            return
+        undo = self._model.adapter.settle([(unique[n].slot, tuple(s)) for n, s in shapes.items()])
+        try:
+            fresh = self._model.index(fresh=True).entries
+            unique.update({n: fresh[e.name] for n, e in unique.items()})
+        except BaseException:
+            undo()
+            raise
+
+    def _settled(self, unique: dict[str, Entry], target: Target) -> None:
+        """After a load that gave pending parameters their shapes: it wins over their records; other records run."""
+        groups = self._model.index().groups
+        loaded = [name for e in (unique[n] for n in target.pending if n in unique) if e.slot.initialized
+                  for name in groups.get(e.slot.storage, [e.name])]
+        if loaded:
+            self._model.supersede(loaded)
+            self._model.shapes_known()
 
     @locked
     def save(self, path: str | bytes | os.PathLike, metadata: dict[str, str] | None = None,
@@ -580,5 +611,7 @@ class ParamAPI:
         joined = {name for name, e in unique.items() if isinstance(e.slot, Joined)}
         checkpoint_load.load(path, target, lambda name, fn: adapter.fill(unique[name].slot, fn), strict, cast, rename,
                              joined, lambda pairs: adapter.write_many([(unique[n].slot, v) for n, v in pairs]),
-                             library=None if self._prefix else adapter.checkpoint_names)
+                             library=None if self._prefix else adapter.checkpoint_names,
+                             settle=lambda shapes: self._settle(unique, shapes))
+        self._settled(unique, target)
         return self

@@ -125,12 +125,14 @@ def _in_file_order(names: list[str], where: dict[str, Located]) -> list[str]:
 def load(path: str | bytes | os.PathLike, target: Target, fill: Callable[[str, Callable[[np.ndarray], None]], None],
          strict: bool = True, cast: bool = False, rename: Rename | None = None, together: Collection[str] = (),
          write_many: Callable[[list[tuple[str, np.ndarray]]], None] | None = None, *,
-         library: Callable[[list[str]], dict[str, str]] | None = None) -> None:
+         library: Callable[[list[str]], dict[str, str]] | None = None,
+         settle: Callable[[dict[str, tuple[int, ...]]], None] | None = None) -> None:
     """Load a checkpoint into target, all or nothing, one tensor at a time.
 
     fill(primary name, fn) lets fn write one verified tensor in place (an adapter's fill). The primary names in
     `together` (tensors made of several native arrays, which may refuse values) go first, in one write_many.
-    library(names) maps the names a framework library writes to the model's (Adapter.checkpoint_names), before rename.
+    library(names) maps the names a framework library writes to the model's (Adapter.checkpoint_names), before rename;
+    settle(shapes) gives parameters whose shape is not known yet the file's shapes before the first write.
     """
     with opened(path) as (shown, found, metadata), named(shown, metadata):
         native = library_renamed({n: n for n in found}, library(list(found)) if library else {})
@@ -157,6 +159,9 @@ def load(path: str | bytes | os.PathLike, target: Target, fill: Callable[[str, C
                                                 + ", ".join(conflicts))
         _unchanged({where[n].source for n in reads})
         with hold_interrupts():
+            shapes = {p: tuple(where[n].entry.shape) for p, n in given.items() if p in target.pending}
+            if shapes and settle is not None:
+                settle(shapes)
             order = _in_file_order(list(primary_of), where)
             batch = [n for n in order if primary_of[n] in together]
             if batch:

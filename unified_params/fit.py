@@ -91,6 +91,8 @@ class Target:
     pending: set[str] = field(default_factory=set)
     aliases: dict[str, str] = field(default_factory=dict)
     counters: set[str] = field(default_factory=set)
+    settles: str | None = "shapes come from pm.materialize(example_input)"
+    """None when the backend takes pending shapes from the state (Adapter.settle), else why it cannot."""
 
 
 Spec = tuple[tuple[int, ...], np.dtype]
@@ -118,9 +120,10 @@ def plan_state(specs: Mapping[str, Spec], target: Target, strict: bool = True,
         if primary != name:
             tied.append((name, primary))
     pending = [n for n in given if n in target.pending]
-    if pending:
+    if pending and target.settles is not None:
         raise errors.DeferredInitializationError(
-            f"call pm.materialize(example_input) first: cannot load {errors.short_list(pending)}, shape not known yet")
+            f"call pm.materialize(example_input) first: cannot load {errors.short_list(pending)}, shape not known yet "
+            f"({target.settles})")
     mismatched, dtypes = [], []
     for name, primary in tied:
         if specs[name][0] != specs[given[primary]][0]:
@@ -129,13 +132,18 @@ def plan_state(specs: Mapping[str, Spec], target: Target, strict: bool = True,
     for primary, name in given.items():
         shape, dtype = specs[name]
         want = resolve(target.dtypes[primary])
-        if tuple(shape) != tuple(target.shapes[primary]):
+        if not _fits_shape(tuple(shape), tuple(target.shapes[primary])):
             mismatched.append(f"{primary}: checkpoint {tuple(shape)} vs model {tuple(target.shapes[primary])}")
         elif dtype != want and (not cast or not can_cast(dtype, want)):
             dtypes.append(f"{primary}: checkpoint {dtype} vs model {want}")
     missing = [n for n in target.shapes if n not in given and n not in target.counters]
     _refuse(missing if strict else [], unexpected if strict else [], mismatched, dtypes, [])
     return given, tied
+
+
+def _fits_shape(shape: tuple[int, ...], want: tuple[int | None, ...]) -> bool:
+    """shape is want, where want's unknown dimensions (None) take any size."""
+    return len(shape) == len(want) and all(w is None or w == d for d, w in zip(shape, want))
 
 
 def _refuse(missing: list[str], unexpected: list[str], mismatched: list[str], dtypes: list[str],
@@ -162,10 +170,15 @@ def _refuse(missing: list[str], unexpected: list[str], mismatched: list[str], dt
     raise errors.ParameterNotFoundError(text)
 
 
+def _shape(target: Target, name: str, given: tuple[int, ...]) -> tuple[int, ...]:
+    """The shape a planned value must have: the model's, or the state's own where the model's is not known yet."""
+    return tuple(given) if name in target.pending else target.shapes[name]
+
+
 def fit_value(value: np.ndarray, name: str, target: Target, cast: bool) -> np.ndarray:
     """One value of a planned state in the model's dtype; DtypeMismatchError naming it if the cast overflows."""
     try:
-        return fit(value, target.shapes[name], target.dtypes[name], "safe" if cast else "exact")
+        return fit(value, _shape(target, name, value.shape), target.dtypes[name], "safe" if cast else "exact")
     except Misfit as m:
         _refuse([], [], [], [], [f"{name}: {m.count} value(s) of {m.got} overflow {m.want}"])
         raise
@@ -200,7 +213,7 @@ def fit_state(state: Mapping[str, Any], target: Target, strict: bool = True, cas
     overflow = []
     for primary, name in given.items():
         try:
-            values[primary] = fit(arrays[name], target.shapes[primary], target.dtypes[primary],
+            values[primary] = fit(arrays[name], _shape(target, primary, arrays[name].shape), target.dtypes[primary],
                                   "safe" if cast else "exact")
         except Misfit as m:
             overflow.append(f"{primary}: {m.count} value(s) of {m.got} overflow {m.want}")

@@ -49,6 +49,7 @@ FEATURES: dict[str, str] = {
     "deferred: shape or storage": "pending() lists unknown shapes; pending('storage') known shapes without storage",
     "deferred: structure not known": "a linen @compact model before init: not initialized; init records the selection",
     "deferred: inputs": "one tuple input, float64 inputs, pm.forward on a deferred model, a batch of 0",
+    "deferred: load": "pm.load and load_state_dict into a deferred model take the shapes from the state",
     "errors": "bad input: the named error, a message that says what to do, the model unchanged",
     "state": "state_dict / load_state_dict / save / load / transfer / compare on one backend",
     "live model": "a model changed after wrap (layers replaced, added, removed; weight reassigned; frozen; cast)",

@@ -7,7 +7,14 @@ import numpy as np
 import pytest
 
 import unified_params as up
-from unified_params.adapter import DEFERRED, EMPTY_BATCH, NATIVE_MATERIALIZE, UNALLOCATED, UNKNOWN_STRUCTURE
+from unified_params.adapter import (
+    DEFERRED,
+    EMPTY_BATCH,
+    LOAD_DEFERRED,
+    NATIVE_MATERIALIZE,
+    UNALLOCATED,
+    UNKNOWN_STRUCTURE,
+)
 from unified_params.conformance.examples import deferred_input
 from unified_params.conformance.plugin import NOT_SUPPORTED
 
@@ -140,6 +147,20 @@ def test_known_shape_without_storage(ex: ModuleType) -> None:
     pm.init(up.init.Ones(), kind="weight")
     assert pm.materialize() is pm and pm.initialized
     assert (ex.native_value(pm, "0.weight") == 1).all() and ex.native_value(pm, "2.weight").shape == (2, 5)
+
+
+@feature("deferred: load")
+@requires(DEFERRED, LOAD_DEFERRED)
+def test_load_takes_the_shapes_from_the_state(ex: ModuleType, tmp_path) -> None:  # noqa: ANN001
+    eager = wrapped(ex.eager()).init(up.init.Uniform(-0.5, 0.5), seed=3)
+    eager.save(tmp_path / "eager.safetensors")
+    loaded, given = wrapped(ex.deferred()), wrapped(ex.deferred())
+    loaded.load(tmp_path / "eager.safetensors")
+    given.load_state_dict(eager.state_dict())
+    for pm in (loaded, given):
+        assert pm.initialized and pm.names() == eager.names()
+        for name in eager.names():
+            assert np.array_equal(ex.native_value(pm, name), ex.native_value(eager, name)), name
 
 
 @feature("deferred: inputs")
