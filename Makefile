@@ -13,6 +13,10 @@ $(STAMP): pyproject.toml constraints.txt Makefile
 	$(PY) -m pip install -q --disable-pip-version-check -c constraints.txt -e ".[torch,keras,flax,equinox,test]"
 	# mxnet 1.9.1 declares numpy<2, which would downgrade numpy: install it alone (see backends/mxnet_import.py).
 	$(PY) -m pip install -q --disable-pip-version-check --no-deps -c constraints.txt mxnet==1.9.1
+	# keras-hub (tests/test_real_models.py) requires tensorflow-text, which would pull the full tensorflow next to
+	# tensorflow-cpu; keras-hub imports it only for its tokenizers: install keras-hub alone (its other needs,
+	# regex and tokenizers, come with transformers).
+	$(PY) -m pip install -q --disable-pip-version-check --no-deps -c constraints.txt keras-hub==0.32.0
 	touch $(STAMP)
 
 demo: $(STAMP)

@@ -1,5 +1,6 @@
 """The README's calls on architectures written by others (issue 16): transformers GPT-2, BERT, ViT and ResNet,
-keras.applications MobileNetV2 and Gluon's model-zoo resnet18_v1, tiny configurations and no downloaded weights.
+keras.applications MobileNetV2, a keras-hub GPT-2 backbone and Gluon's model-zoo resnet18_v1, tiny configurations and
+no downloaded weights.
 
 On each: counts equal the framework's own, the README's init selection changes exactly the selected tensors (every
 linear and conv weight, no norm scale), the forward stays finite, save/load into a fresh instance is bitwise, and
@@ -191,6 +192,35 @@ def test_keras_mobilenet_v2(tmp_path: Path) -> None:
             got = pm[views[id(v)]]
             np.testing.assert_allclose(np.sort(grads[got.name].ravel()), np.sort(g.numpy().ravel()), rtol=1e-3,
                                        atol=1e-5, err_msg=got.name)
+
+
+def test_keras_hub_gpt2_backbone(tmp_path: Path) -> None:
+    import keras
+    import keras_hub
+
+    def build() -> Any:
+        return keras_hub.models.GPT2Backbone(vocabulary_size=100, num_layers=2, num_heads=2, hidden_dim=32,
+                                             intermediate_dim=64, max_sequence_length=16)
+
+    keras.utils.set_random_seed(0)
+    model = build()
+    pm = up.wrap(model)
+    assert pm.num_params() == model.count_params() and len(pm) == len(model.weights)
+    assert pm.layer("position_embedding").native_layer is model.get_layer("position_embedding")
+    before = {id(v): np.array(v.numpy()) for v in model.weights}
+    chosen = {id(v.native) for v in pm.init(up.init.XavierUniform(), **README, seed=0).collect(**README).values()}
+    assert {id(v) for v in model.weights if not np.array_equal(before[id(v)], v.numpy())} == chosen
+    dense = {id(layer.kernel) for layer in model._flatten_layers() if type(layer) is keras.layers.Dense}
+    assert len(dense) == 4 and dense == chosen
+    rng = np.random.default_rng(0)
+    x = {"token_ids": rng.integers(0, 100, (2, 8)).astype("int32"), "padding_mask": np.ones((2, 8), "int32")}
+    out = keras.ops.convert_to_numpy(model(x, training=False))
+    assert out.shape == (2, 8, 32) and np.isfinite(out).all()
+    pm.save(tmp_path / "m.safetensors")
+    fresh = build()
+    up.wrap(fresh).load(tmp_path / "m.safetensors")
+    assert all(np.array_equal(a.numpy(), b.numpy()) for a, b in zip(model.weights, fresh.weights))
+    assert np.array_equal(keras.ops.convert_to_numpy(fresh(x, training=False)), out)
 
 
 def test_gluon_model_zoo_resnet18_v1(tmp_path: Path) -> None:
