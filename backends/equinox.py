@@ -7,7 +7,7 @@ Written against docs/adapters.md only (the third-party path).
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Hashable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -220,6 +220,10 @@ class EquinoxAdapter(Adapter):
         if ref.stat is not None:
             return self._state.get(_get(self.model, ref.path))[ref.stat]
         return _get(self.model, ref.path)
+
+    def change_token(self, slot: Slot) -> tuple[Any, Hashable] | None:
+        """The array the model holds now (JAX arrays are immutable: a write rebuilds the model)."""
+        return self.native(slot), None
 
     def read(self, slot: Slot) -> np.ndarray:
         return canonical_copy(np.asarray(self.native(slot)), slot.ref.layout)

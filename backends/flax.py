@@ -307,6 +307,10 @@ class FlaxAdapter(Adapter):
     def channels_last(self) -> bool:
         return True
 
+    def change_token(self, slot: Slot) -> tuple[Any, Hashable] | None:
+        """The array in the current variables tree (JAX arrays are immutable; a write makes a new tree)."""
+        return unbox(get_path(self._variables, slot.ref.path)), None
+
     def layer_names(self, root: Node) -> dict[str, tuple[str, ...]]:
         """Each module's linen name ("Dense_0", "layers_1") and its scope path ("Encoder_0/Dense_0")."""
         return {canon: (scope[-1], "/".join(scope)) for scope, canon in self._layers.items() if scope}

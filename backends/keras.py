@@ -13,7 +13,7 @@ import functools
 import re
 import sys
 import warnings
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass
 from itertools import chain
 from operator import attrgetter
@@ -431,6 +431,11 @@ class KerasAdapter(Adapter):
 
     def channels_last(self) -> bool:
         return keras.config.image_data_format() == "channels_last"
+
+    def change_token(self, slot: Slot) -> tuple[Any, Hashable] | None:
+        """The variable's value tensor (see Ops.token): JAX and torch backends have one, TensorFlow none."""
+        variable = slot.ref.variable
+        return None if variable is None else ops().token(variable.value)
 
     def layer_names(self, root: Node) -> dict[str, tuple[str, ...]]:
         """Each layer's layer.name (a functional model's positional layers are found by it too)."""

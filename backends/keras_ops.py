@@ -32,6 +32,10 @@ class Ops:
         """The tensor's own memory as a writable numpy array, or None where the backend cannot hand it out."""
         return None
 
+    def token(self, value: Any) -> tuple[Any, Any] | None:
+        """A variable value's change token (Adapter.change_token), or None where the backend has none (TensorFlow)."""
+        return None
+
     def gradients(self, model: Any, variables: list[Any], objective: Callable[[Any], Any],
                   inputs: Sequence[Any], call: Callable[[Sequence[Any]], Any]) -> list[Any]:
         """d objective(model output) / d variable for each variable (None where unused), as backend tensors."""
@@ -91,6 +95,10 @@ class JaxOps(Ops):
 
         return describe(value, layout)
 
+    def token(self, value: Any) -> tuple[Any, Any] | None:
+        """A JAX array is immutable: every assign makes a new one."""
+        return value, None
+
     def gradients(self, model: Any, variables: list[Any], objective: Callable[[Any], Any],
                   inputs: Sequence[Any], call: Callable[[Sequence[Any]], Any]) -> list[Any]:
         import jax
@@ -118,6 +126,10 @@ class TorchOps(Ops):
         if tensor.device.type != "cpu" or not tensor.is_contiguous() or str(tensor.dtype) == "torch.bfloat16":
             return None
         return tensor.numpy()
+
+    def token(self, value: Any) -> tuple[Any, Any] | None:
+        """In-place torch ops (Keras assigns with copy_) bump the tensor's _version."""
+        return value, (value.data_ptr(), value._version)
 
     def gradients(self, model: Any, variables: list[Any], objective: Callable[[Any], Any],
                   inputs: Sequence[Any], call: Callable[[Sequence[Any]], Any]) -> list[Any]:

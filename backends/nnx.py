@@ -351,6 +351,10 @@ class NNXAdapter(Adapter):
         """The nnx.Variable (nnx.Param, nnx.BatchStat, ...) itself."""
         return slot.ref.var
 
+    def change_token(self, slot: Slot) -> tuple[Any, Hashable] | None:
+        """The Variable's array (JAX arrays are immutable: a write sets a new one)."""
+        return _get(slot.ref.var), None
+
     def read(self, slot: Slot) -> np.ndarray:
         return canonical_copy(_get(slot.ref.var), slot.layout)
 

@@ -480,6 +480,16 @@ class TorchAdapter(Adapter):
                 fn()
         return True
 
+    def change_token(self, slot: Slot) -> tuple[Any, Hashable] | None:
+        """The tensor and (data_ptr, _version): in-place torch ops bump _version (writes through .data do not)."""
+        t = slot.ref
+        if not isinstance(t, torch.Tensor) or isinstance(t, torch.nn.parameter.UninitializedTensorMixin) or t.is_meta:
+            return None
+        try:
+            return t, (t.data_ptr(), t._version)
+        except (RuntimeError, NotImplementedError):  # tensor subclasses without one storage (DTensor)
+            return None
+
     def settle(self, pairs: Sequence[tuple[Slot, tuple[int, ...]]]) -> Callable[[], None]:
         """Lazy modules' uninitialized tensors take the checkpoint's shapes (UninitializedParameter.materialize, what
         torch's own load_state_dict does); meta-device tensors are refused before any changes."""

@@ -50,3 +50,20 @@ def test_inspect_sharded_folder_and_bad_file(tmp_path: Path, capsys: pytest.Capt
     (tmp_path / "junk.safetensors").write_bytes(b"\xff" * 64)
     code, _, err = _inspect(capsys, tmp_path / "junk.safetensors")
     assert code == 1 and "junk.safetensors" in err
+
+
+def test_inspect_shows_the_provenance_pm_save_recorded(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    import torch
+
+    model = torch_examples.mlp().model
+    pm = up.wrap(model).init(up.init.Normal(std=0.02), kind="weight", seed=7)
+    with torch.no_grad():
+        model[2].weight.add_(1)
+    pm.save(tmp_path / "m.safetensors")
+    with safe_open(str(tmp_path / "m.safetensors"), framework="np") as f:
+        assert json.loads(f.metadata()["provenance"]) == {
+            "0.weight": {"initializer": "Normal(mean=0.0, std=0.02)", "seed": 7}}
+    code, found, _ = _inspect(capsys, tmp_path / "m.safetensors")
+    assert code == 0
+    assert {r[0]: r[-2] for r in found["Tensors"]} == {"0.weight": "Normal(mean=0.0, std=0.02), seed 7",
+                                                       "0.bias": "-", "2.weight": "-", "2.bias": "-"}

@@ -321,3 +321,16 @@ def test_wrapped_model_deep_copies_pickles_clones_and_saves(materialized: bool, 
     model.save(tmp_path / "model.keras")
     loaded = keras.models.load_model(tmp_path / "model.keras")
     np.testing.assert_array_equal(value(loaded.layers[0].kernel), value(model.layers[0].kernel))
+
+
+def test_provenance_is_claimed_on_jax_and_torch_backends_only() -> None:
+    """Keras on JAX makes a new array per assign, on torch copy_ bumps _version; TensorFlow has no change token."""
+    model = keras.Sequential([keras.Input((4,)), layers.Dense(3)])
+    pm = up.wrap(model).init(up.init.Normal(std=0.1), kind="weight", seed=3)
+    claimed = {n: o for n, o in pm.provenance().items() if o}
+    if keras.backend.backend() == "tensorflow":
+        assert claimed == {}
+        return
+    assert claimed == {"0.weight": {"initializer": "Normal(mean=0.0, std=0.1)", "seed": 3}}
+    model.layers[0].kernel.assign(np.zeros((4, 3), np.float32))
+    assert not any(pm.provenance().values())

@@ -309,12 +309,20 @@ class Adapter:
         own init for those whose storage is not in recorded. False when there is nothing to allocate."""
         return False
 
+    def change_token(self, slot: Slot) -> tuple[Any, Hashable] | None:
+        """(the native object that holds slot's value, a state that changes with every write to it), for provenance.
+
+        torch: the tensor and (data_ptr, _version); JAX backends: the array itself (immutable) and None. The default
+        None means "not known": pm.provenance() then claims no origin for the slot. Cheap (about a microsecond).
+        """
+        return None
+
     def settle(self, pairs: Sequence[tuple[Slot, tuple[int, ...]]]) -> Callable[[], None]:
         """Give parameters whose shape is not known yet the shapes a checkpoint holds (canonical), with storage, as the
         framework's own load does (Gluon load_parameters, torch Lazy modules); returns a function that undoes it.
 
-        The core calls it only when capabilities lacks LOAD_DEFERRED and this method is overridden; otherwise a load
-        into such parameters asks for pm.materialize(example_input) first.
+        Called before the first write, only when capabilities lacks LOAD_DEFERRED. The default raises
+        NotImplementedError: the load then asks for pm.materialize(example_input) first and writes nothing.
         """
         raise NotImplementedError
 

@@ -8,8 +8,8 @@ from typing import Any
 
 import numpy as np
 
-from . import checkpoint, checkpoint_load, errors, selection, shards
-from .adapter import COUNTERS, DEFERRED, LOAD_DEFERRED, Adapter, Node
+from . import checkpoint, checkpoint_load, errors, provenance, selection, shards
+from .adapter import COUNTERS, DEFERRED, LOAD_DEFERRED, Node
 from .atomic import hold_interrupts
 from .dtypes import resolve
 from .fit import Target, check_example_inputs, fit_one, fit_state
@@ -130,6 +130,7 @@ class ParamView:
         value = fit_one(value, self._full, slot.shape, slot.dtype, "set()")
         with hold_interrupts():
             self._api._model.adapter.write(slot, value)
+            self._api._model.disclaim([slot])
 
     @locked
     def update(self, fn: Callable[[np.ndarray], Any]) -> None:
@@ -356,6 +357,7 @@ class ParamAPI:
                 for e in ready:
                     if not isinstance(e.slot, Joined):
                         self._model.adapter.fill(e.slot, filler(initializer, seed, e.name))
+            self._model.claim([e.slot for e in ready], initializer, seed)
             self._model.supersede([e.name for e in selected])
             pending = [e.name for e in selected if not e.slot.initialized]
             if unknown:
@@ -543,22 +545,27 @@ class ParamAPI:
         with hold_interrupts():
             self._settle(unique, {n: v.shape for n, v in values.items() if n in target.pending})
             self._model.adapter.write_many([(unique[n].slot, v) for n, v in values.items()])
+            self._model.disclaim([unique[n].slot for n in values])
         self._settled(unique, target)
         return self
 
     def _settles(self) -> str | None:
-        """None when the backend takes the shapes of pending parameters from a state or file, else why not."""
-        adapter = self._model.adapter
-        if type(adapter).settle is Adapter.settle:
-            return "the backend cannot take them from a checkpoint"
-        reason = adapter.capabilities.get(LOAD_DEFERRED)
+        """None when the backend may take the shapes of pending parameters from a state or file, else why not."""
+        reason = self._model.adapter.capabilities.get(LOAD_DEFERRED)
         return f"{self.backend} cannot take them from a checkpoint: {reason}" if reason else None
 
     def _settle(self, unique: dict[str, Entry], shapes: dict[str, tuple[int, ...]]) -> None:
         """Give pending parameters these shapes with storage (Adapter.settle); unique then holds their new slots."""
         if not shapes:
             return
-        undo = self._model.adapter.settle([(unique[n].slot, tuple(s)) for n, s in shapes.items()])
+        try:
+            if any(isinstance(unique[n].slot, Joined) for n in shapes):
+                raise NotImplementedError
+            undo = self._model.adapter.settle([(unique[n].slot, tuple(s)) for n, s in shapes.items()])
+        except NotImplementedError:
+            raise errors.DeferredInitializationError(
+                f"call pm.materialize(example_input) first: {self.backend} cannot take the shapes of "
+                f"{errors.quote_all(list(shapes))} from a checkpoint; nothing was written") from None
         try:
             fresh = self._model.index(fresh=True).entries
             unique.update({n: fresh[e.name] for n, e in unique.items()})
@@ -594,10 +601,22 @@ class ParamAPI:
                             self.tied(), metadata, max_shard_size)
             return
         values = (adapter.view(e.slot) for e in entries)
+        origins = {n: o for n, o in self.provenance().items() if o is not None}
         if max_shard_size is None:
-            checkpoint.save(path, specs, values, self.backend, self.tied(), metadata)
+            checkpoint.save(path, specs, values, self.backend, self.tied(), metadata, origins)
         else:
-            shards.save(path, specs, values, self.backend, self.tied(), metadata, max_shard_size)
+            shards.save(path, specs, values, self.backend, self.tied(), metadata, max_shard_size, origins)
+
+    def provenance(self) -> dict[str, dict[str, Any] | None]:
+        """name -> {"initializer": its repr, "seed": seed} of the pm.init that produced the current value, while the
+        value is unchanged since; None when not known (written otherwise, changed since, not initialized, or a backend
+        without change tokens: MXNet, Keras on TensorFlow). A tied group once; pm.save records it in the file."""
+        token = self._model.adapter.change_token
+        out: dict[str, dict[str, Any] | None] = {}
+        for e in self._unique():
+            found = provenance.origin(token(e.slot)) if e.slot.initialized else None
+            out[self._rel(e.name)] = None if found is None else {"initializer": found[0], "seed": found[1]}
+        return out
 
     @locked
     def load(self, path: str | bytes | os.PathLike, strict: bool = True, cast: bool = False,
@@ -609,8 +628,16 @@ class ParamAPI:
         target, unique = self._target()
         adapter = self._model.adapter
         joined = {name for name, e in unique.items() if isinstance(e.slot, Joined)}
-        checkpoint_load.load(path, target, lambda name, fn: adapter.fill(unique[name].slot, fn), strict, cast, rename,
-                             joined, lambda pairs: adapter.write_many([(unique[n].slot, v) for n, v in pairs]),
+
+        def fill(name: str, fn: Callable[[np.ndarray], None]) -> None:
+            adapter.fill(unique[name].slot, fn)
+            self._model.disclaim([unique[name].slot])
+
+        def write_many(pairs: list[tuple[str, np.ndarray]]) -> None:
+            adapter.write_many([(unique[n].slot, v) for n, v in pairs])
+            self._model.disclaim([unique[n].slot for n, _ in pairs])
+
+        checkpoint_load.load(path, target, fill, strict, cast, rename, joined, write_many,
                              library=None if self._prefix else adapter.checkpoint_names,
                              settle=lambda shapes: self._settle(unique, shapes))
         self._settled(unique, target)

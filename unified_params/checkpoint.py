@@ -52,17 +52,26 @@ def check_metadata(metadata: Mapping[str, str] | None) -> dict[str, str]:
 Spec = tuple[str, np.dtype, tuple[int, ...]]
 
 
-def own_metadata(names: list[str], backend: str, tied: list[list[str]]) -> dict[str, str]:
-    """The metadata the format owns except the checksums: format, version, layout, backend, tied groups, order."""
-    return {"format": HUB_FORMAT, "writer": FORMAT, "format_version": FORMAT_VERSION, "backend": backend, "layout": "canonical",
-            "tied": json.dumps(tied), "order": json.dumps(names)}
+Origins = Mapping[str, Mapping[str, Any]]
+"""name -> {"initializer": repr, "seed": int or None}: pm.provenance() of the tensors that have one."""
+
+
+def own_metadata(names: list[str], backend: str, tied: list[list[str]], origins: Origins | None = None) -> dict[str, str]:
+    """The metadata the format owns except the checksums: format, version, layout, backend, tied groups, order, and
+    the provenance of the tensors among names that have one."""
+    meta = {"format": HUB_FORMAT, "writer": FORMAT, "format_version": FORMAT_VERSION, "backend": backend,
+            "layout": "canonical", "tied": json.dumps(tied), "order": json.dumps(names)}
+    mine = {n: dict(origins[n]) for n in names if origins and n in origins}
+    if mine:
+        meta["provenance"] = json.dumps(mine)
+    return meta
 
 
 def save(path: str | bytes | os.PathLike, specs: list[Spec], values: Iterable[np.ndarray], backend: str,
-         tied: list[list[str]], metadata: Mapping[str, str] | None = None) -> None:
+         tied: list[list[str]], metadata: Mapping[str, str] | None = None, origins: Origins | None = None) -> None:
     """Stream tensors (name, dtype, shape in specs; values one at a time) into path atomically, with checksums."""
     shown = user_path(path)
-    meta = {**check_metadata(metadata), **own_metadata([s[0] for s in specs], backend, tied)}
+    meta = {**check_metadata(metadata), **own_metadata([s[0] for s in specs], backend, tied, origins)}
     with replacing(shown) as tmp:
         write_file(tmp, specs, values, meta)
 

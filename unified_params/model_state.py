@@ -9,8 +9,8 @@ from typing import Any, TypeVar
 
 import numpy as np
 
-from . import joins
-from .adapter import Adapter
+from . import joins, provenance
+from .adapter import Adapter, Slot
 from .errors import InitializerError, SelectionError
 from .index import Entry, Index
 from .init import filler, in_place, make_value
@@ -138,6 +138,8 @@ class ModelState:
         for slot, fn in fills:
             self.adapter.fill(slot, fn)
         for record, ready in zip(self.records, done):
+            self.claim([entries[n].slot for n in ready], record.initializer, record.seed)
+        for record, ready in zip(self.records, done):
             record.names = [n for n in record.names if n not in ready]
         self.records = [r for r in self.records if r.names or r.select is not None]
 
@@ -155,6 +157,18 @@ class ModelState:
             self.records = [r for r in self.records if all(r is not t for t in typos)]
             raise SelectionError(f"{typos[0].what} matches no parameter now that the structure is known (a typo?); "
                                  f"that pm.init call was dropped, nothing was written")
+
+    def claim(self, slots: list[Slot], initializer: Any, seed: int | None) -> None:
+        """These slots' values were just written by initializer with seed (pm.provenance, while unchanged)."""
+        text, token = repr(initializer), self.adapter.change_token
+        for slot in slots:
+            provenance.claim(token(slot), text, seed)
+
+    def disclaim(self, slots: list[Slot]) -> None:
+        """These slots' values were just written by something else than an initializer (set, load, transfer)."""
+        token = self.adapter.change_token
+        for slot in slots:
+            provenance.disclaim(token(slot))
 
     def supersede(self, names: list[str]) -> None:
         """Drop names from earlier records: a later init of them wins (also over one that failed in a native forward)."""

@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterable, Mapping
 import numpy as np
 
 from . import errors
-from .checkpoint import Spec, check_metadata, own_metadata, replacing, strict_json, user_path, write_file
+from .checkpoint import Origins, Spec, check_metadata, own_metadata, replacing, strict_json, user_path, write_file
 
 INDEX = "model.safetensors.index.json"
 SINGLE = "model.safetensors"
@@ -94,14 +94,15 @@ def commit(shown: str, folder: str, names: list[str], groups: list[list[Spec]], 
 
 
 def save(path: str | bytes | os.PathLike, specs: list[Spec], values: Iterable[np.ndarray], backend: str,
-         tied: list[list[str]], metadata: Mapping[str, str] | None, max_shard_size: int | str) -> None:
+         tied: list[list[str]], metadata: Mapping[str, str] | None, max_shard_size: int | str,
+         origins: Origins | None = None) -> None:
     """Write shards then the index into the folder at path (created if its parent exists); see the module doc."""
     shown = user_path(path)
     extra = check_metadata(metadata)
     folder, names, groups = plan(shown, specs, max_shard_size)
     stream = iter(values)
     for name, group in zip(names, groups):
-        meta = {**extra, **own_metadata([s[0] for s in group], backend, tied)}
+        meta = {**extra, **own_metadata([s[0] for s in group], backend, tied, origins)}
         with replacing(os.path.join(shown, name)) as tmp:
             write_file(tmp, group, (next(stream) for _ in group), meta)
     commit(shown, folder, names, groups, extra, backend)
