@@ -10,8 +10,6 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from unified_params.errors import UnsupportedError, quote
-
 
 def is_transformers_model(model: Any) -> bool:
     """True when the model's class derives from transformers' PreTrainedModel (checked without importing it)."""
@@ -22,7 +20,8 @@ def is_transformers_model(model: Any) -> bool:
 def model_names(model: Any, names: Iterable[str], own: set[str]) -> dict[str, str]:
     """File name -> the model's name, for the names of a transformers checkpoint that are not the model's own (own).
 
-    A tensor transformers converts (splits, merges or reshapes: a WeightConverter) raises UnsupportedError.
+    A tensor transformers converts (splits or merges: a WeightConverter) keeps its name, so a strict load reports
+    it as unexpected: such checkpoints load with from_pretrained (then wrap the model).
     """
     from transformers.conversion_mapping import get_model_conversion_mapping
     from transformers.core_model_loading import WeightConverter, WeightRenaming, rename_source_key
@@ -36,9 +35,6 @@ def model_names(model: Any, names: Iterable[str], own: set[str]) -> dict[str, st
         if name in own:
             continue
         new, converted = rename_source_key(name, renamings, converters, prefix, known)
-        if converted is not None:
-            raise UnsupportedError(f"transformers converts tensor {quote(name)} when it loads this checkpoint (it "
-                                   f"splits, merges or reshapes it): load it with from_pretrained, then wrap the model")
-        if new != name:
+        if converted is None and new != name:
             out[name] = new
     return out
