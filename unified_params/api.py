@@ -610,11 +610,11 @@ class ParamAPI:
     def provenance(self) -> dict[str, dict[str, Any] | None]:
         """name -> {"initializer": its repr, "seed": seed} of the pm.init that produced the current value, while the
         value is unchanged since; None when not known (written otherwise, changed since, not initialized, or a backend
-        without change tokens: MXNet, Keras on TensorFlow). A tied group once; pm.save records it in the file."""
-        token = self._model.adapter.change_token
+        without change tokens: MXNet, Keras on TensorFlow; a tensor joined from several native arrays). A tied group
+        once; pm.save records it in the file."""
         out: dict[str, dict[str, Any] | None] = {}
         for e in self._unique():
-            found = provenance.origin(token(e.slot)) if e.slot.initialized else None
+            found = provenance.origin(self._model.token(e.slot)) if e.slot.initialized else None
             out[self._rel(e.name)] = None if found is None else {"initializer": found[0], "seed": found[1]}
         return out
 

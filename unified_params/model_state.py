@@ -160,15 +160,18 @@ class ModelState:
 
     def claim(self, slots: list[Slot], initializer: Any, seed: int | None) -> None:
         """These slots' values were just written by initializer with seed (pm.provenance, while unchanged)."""
-        text, token = repr(initializer), self.adapter.change_token
+        text = repr(initializer)
         for slot in slots:
-            provenance.claim(token(slot), text, seed)
+            provenance.claim(self.token(slot), text, seed)
 
     def disclaim(self, slots: list[Slot]) -> None:
         """These slots' values were just written by something else than an initializer (set, load, transfer)."""
-        token = self.adapter.change_token
         for slot in slots:
-            provenance.disclaim(token(slot))
+            provenance.disclaim(self.token(slot))
+
+    def token(self, slot: Slot) -> provenance.Token | None:
+        """The adapter's change token of slot; None for a tensor joined from several native arrays (not claimed)."""
+        return None if isinstance(slot, joins.Joined) else self.adapter.change_token(slot)
 
     def supersede(self, names: list[str]) -> None:
         """Drop names from earlier records: a later init of them wins (also over one that failed in a native forward)."""
