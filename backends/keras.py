@@ -318,9 +318,11 @@ class KerasAdapter(Adapter):
         seen: set[int] = set()
         layers: dict[int, Any] = {}
 
+        rule_of = RULES.resolver()
+
         def visit(layer: Any, prefix: str) -> bool:
             layers.setdefault(id(layer), layer)
-            rule = RULES.for_layer(layer)
+            rule = rule_of(layer)
             if rule is not None and not layer.built:
                 return False
             own = _own_variables(layer)

@@ -20,7 +20,7 @@ from unified_params.inputs import describe, map_arrays
 from unified_params.layout import shape_to_native
 from unified_params.lazy import lazy
 from unified_params.outputs import loss_target
-from unified_params.rules import Rule, Unlisted, leaf_of, ordered_leaves
+from unified_params.rules import Unlisted, leaf_of, ordered_leaves
 from unified_params.sharding import Sharding
 
 from . import _torch_dtensor as dtensor
@@ -226,15 +226,13 @@ class TorchAdapter(Adapter):
     def listing(self) -> tuple[list[str], _Sizes] | None:
         """The names tree() would give, from the modules' own dicts (names do not wait for shapes: no tensor is read)."""
         _count_registrations()
-        rules: dict[type, Any] = {}
+        rule_of = RULES.resolver()
         names: list[str] = []
         modules: list[Any] = []
 
         def visit(module: Any, prefix: str) -> None:
             modules.append(module)
-            cls = type(module)
-            entry = rules[cls] if cls in rules else rules.setdefault(cls, RULES.entry(cls))
-            rule = entry(module) if callable(entry) and not isinstance(entry, Rule) else entry
+            rule = rule_of(module)
             params, buffers = module._parameters, module._buffers
             natives = [n for n, p in params.items() if p is not None]
             if buffers:

@@ -163,6 +163,17 @@ class RuleTable:
         found = self.entry(type(layer))
         return found(layer) if callable(found) and not isinstance(found, Rule) else found
 
+    def resolver(self) -> Callable[[Any], Rule | None]:
+        """for_layer with the table lookups of one traversal kept by class (a listing meets each class many times)."""
+        entries: dict[type, Entry] = {}
+
+        def rule_of(layer: Any) -> Rule | None:
+            cls = type(layer)
+            found = entries[cls] if cls in entries else entries.setdefault(cls, self.entry(cls))
+            return found(layer) if callable(found) and not isinstance(found, Rule) else found
+
+        return rule_of
+
     def by_autoname(self, name: str) -> Rule | None:
         """The rule of a class named by a framework's automatic layer name `Class_N` (Flax linen's compact children).
 
