@@ -18,6 +18,8 @@ from unified_params.layout import CHANNELS_LAST, DENSE_IN_OUT, IDENTITY, Layout,
 from unified_params.projections import bias_layout, kernel_layout, projection_rule
 from unified_params.rules import Entry, Leaf, Rule, RuleTable
 
+from .flax_rnn_rules import linen_table, nnx_table
+
 BIAS = Leaf("bias", "bias", IDENTITY)
 DENSE = (Leaf("kernel", "weight", DENSE_IN_OUT), BIAS)
 CONV = (Leaf("kernel", "weight", CHANNELS_LAST), BIAS)
@@ -178,6 +180,7 @@ def _linen() -> dict[type, Entry]:
         linen.PReLU: Rule("prelu", SLOPE, lambda module: {"negative_slope": ()}),
         linen.DenseGeneral: _dense_general,
         linen.MultiHeadDotProductAttention: _linen_attention,
+        **linen_table(),
     }
 
 
@@ -196,6 +199,7 @@ def _nnx() -> dict[type, Entry]:
         nnx.PReLU: Rule("prelu", SLOPE),
         nnx.LinearGeneral: _linear_general,
         nnx.MultiHeadAttention: _nnx_attention,
+        **nnx_table(),
     }
     if hasattr(nnx, "InstanceNorm"):
         table[nnx.InstanceNorm] = Rule("instance_norm", NORM)

@@ -13,6 +13,8 @@ from unified_params.layout import CHANNELS_LAST, DENSE_IN_OUT, IDENTITY, Layout,
 from unified_params.projections import einsum_projection, projection_rule
 from unified_params.rules import Entry, Leaf, Rule, RuleTable
 
+from . import keras_rnn_rules
+
 BIAS = Leaf("bias", "bias", IDENTITY)
 NORM = (Leaf("gamma", "weight", IDENTITY), Leaf("beta", "bias", IDENTITY))
 STATS = (Leaf("moving_mean", "running_mean", IDENTITY, trainable=False),
@@ -135,6 +137,7 @@ def _rules() -> dict[type, Entry]:
         layers.LayerNormalization: Rule("layer_norm", NORM, _norm),
         layers.GroupNormalization: Rule("group_norm", NORM, _norm),
         layers.Embedding: Rule("embedding", (Leaf("embeddings", "weight", IDENTITY),)),
+        **keras_rnn_rules.table(),
     }
     if hasattr(layers, "RMSNormalization"):
         table[layers.RMSNormalization] = Rule("rms_norm", (Leaf("scale", "weight", IDENTITY),))

@@ -5,6 +5,11 @@ needs a shape function.
 """
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
+from typing import Any
+
+from unified_params import recurrent
 from unified_params.layer_types import typed
 from unified_params.layout import IDENTITY
 from unified_params.rules import Entry, Leaf, Rule, RuleTable
@@ -18,11 +23,40 @@ def _leaves(**names: str) -> tuple[Leaf, ...]:
                  for native, name in names.items())
 
 
+_NATIVE = dict(zip(recurrent.TENSORS, ("i2h_weight", "h2h_weight", "i2h_bias", "h2h_bias")))
+
+
+@functools.cache
+def _recurrent_rule(layer_type: str, layers: int, directions: int, projected: bool) -> Rule:
+    """Gluon's fused layers keep torch's layout and gate order: `l0_i2h_weight` is weight_ih_l0, `r0_` the reverse,
+    `l0_h2r_weight` (projection_size) torch's weight_hr_l0 (proj_size)."""
+    native = {}
+    for k, reverse, end in recurrent.stack_names(layers, directions):
+        direction = f"{'r' if reverse else 'l'}{k}_"
+        native.update({direction + _NATIVE[t]: t + end for t in recurrent.TENSORS})
+        if projected:
+            native[direction + "h2r_weight"] = "weight_hr" + end
+    return Rule(layer_type, recurrent.leaves(native))
+
+
+def _recurrent(layer_type: str) -> Callable[[Any], Rule]:
+    @typed(layer_type)
+    def rule(layer: Any) -> Rule:
+        return _recurrent_rule(layer_type, layer._num_layers, layer._dir, bool(layer._projection_size))
+    return rule
+
+
+def _cell(layer_type: str) -> Rule:
+    return Rule(layer_type, recurrent.leaves({n: t for t, n in _NATIVE.items()}))
+
+
 def _rules() -> dict[type, Entry]:
     mxnet_groupnorm.install()
     nn = import_mxnet().gluon.nn
+    from mxnet.gluon import rnn
     from mxnet.gluon.nn.basic_layers import _BatchNorm
     from mxnet.gluon.nn.conv_layers import _Conv
+    from mxnet.gluon.rnn import rnn_cell
 
     dense = _leaves(weight="weight", bias="bias")
     norm = _leaves(gamma="weight", beta="bias")
@@ -38,6 +72,8 @@ def _rules() -> dict[type, Entry]:
         nn.GroupNorm: typed("group_norm")(mxnet_groupnorm.group_norm),
         nn.Embedding: Rule("embedding", _leaves(weight="weight")),
         nn.PReLU: Rule("prelu", _leaves(alpha="weight")),
+        rnn.LSTM: _recurrent("lstm"), rnn.GRU: _recurrent("gru"), rnn.RNN: _recurrent("rnn"),
+        rnn_cell.LSTMCell: _cell("lstm"), rnn_cell.GRUCell: _cell("gru"), rnn_cell.RNNCell: _cell("rnn"),
     }
 
 

@@ -4,8 +4,11 @@ Shapes before data serve the `Lazy*` modules (an input size of 0 is not known ye
 """
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from typing import Any
 
+from unified_params import recurrent
 from unified_params.attention import own_rule
 from unified_params.layer_types import typed
 from unified_params.layout import IDENTITY
@@ -48,6 +51,24 @@ ATTENTION = (*(Leaf(n, n, IDENTITY, kind="weight") for n in ("in_proj_weight", "
 @typed("attention")
 def _attention(m: Any) -> Rule:
     return own_rule(ATTENTION, m.out_proj.bias is not None)
+@functools.cache
+def _recurrent_rule(layer_type: str, names: tuple[str, ...]) -> Rule:
+    """torch's recurrent tensors are canonical (`weight_hr_l0` of a projected LSTM too): identity leaves by kind."""
+    return Rule(layer_type, recurrent.leaves({n: n for n in names}))
+
+
+def _recurrent(layer_type: str) -> Callable[[Any], Rule]:
+    @typed(layer_type)
+    def rule(m: Any) -> Rule:
+        return _recurrent_rule(layer_type, tuple(m._flat_weights_names))
+    return rule
+
+
+def _cell(layer_type: str) -> Callable[[Any], Rule]:
+    @typed(layer_type)
+    def rule(m: Any) -> Rule:
+        return _recurrent_rule(layer_type, tuple(n for n in recurrent.TENSORS if getattr(m, n, None) is not None))
+    return rule
 
 
 def _rules() -> dict[type, Entry]:
@@ -69,6 +90,8 @@ def _rules() -> dict[type, Entry]:
         nn.Embedding: Rule("embedding", _leaves("weight")),
         nn.PReLU: Rule("prelu", _leaves("weight"), lambda m: {"weight": (m.num_parameters,)}),
         nn.MultiheadAttention: _attention,
+        nn.LSTM: _recurrent("lstm"), nn.GRU: _recurrent("gru"), nn.RNN: _recurrent("rnn"),
+        nn.LSTMCell: _cell("lstm"), nn.GRUCell: _cell("gru"), nn.RNNCell: _cell("rnn"),
     }
     if hasattr(nn, "RMSNorm"):
         table[nn.RMSNorm] = Rule("rms_norm", _leaves("weight"))

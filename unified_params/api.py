@@ -20,6 +20,7 @@ from .locate import walk
 from .matching import Rename, library_renamed, rename_state
 from .model_state import ModelState, Record, locked
 from .rng import check_seed
+from .rules import no_canonical_form
 from .sharding import Sharding
 
 
@@ -525,7 +526,8 @@ class ParamAPI:
                    if self._rel(e.name) not in unique}
         target = Target({n: e.slot.shape for n, e in unique.items()}, {n: e.slot.dtype for n, e in unique.items()},
                         {n for n, e in unique.items() if not e.slot.initialized}, aliases,
-                        {n for n, e in unique.items() if e.slot.kind in COUNTERS}, self._settles())
+                        {n for n, e in unique.items() if e.slot.kind in COUNTERS}, self._settles(),
+                        native_only={n: why for n, e in unique.items() if (why := no_canonical_form(e.nodes))})
         return target, unique
 
     @locked

@@ -93,6 +93,8 @@ class Target:
     counters: set[str] = field(default_factory=set)
     settles: str | None = "shapes come from pm.materialize(example_input)"
     """None when the backend takes pending shapes from the state (Adapter.settle), else why it cannot."""
+    native_only: dict[str, str] = field(default_factory=dict)
+    """name -> why its layer has no canonical form (rules.no_canonical_form): missing from a strict state, refused."""
 
 
 Spec = tuple[tuple[int, ...], np.dtype]
@@ -137,6 +139,10 @@ def plan_state(specs: Mapping[str, Spec], target: Target, strict: bool = True,
         elif dtype != want and (not cast or not can_cast(dtype, want)):
             dtypes.append(f"{primary}: checkpoint {dtype} vs model {want}")
     missing = [n for n in target.shapes if n not in given and n not in target.counters]
+    refused = [n for n in missing if n in target.native_only] if strict else []
+    if refused:
+        raise errors.UnsupportedError(f"{target.native_only[refused[0]]}; {errors.quote_all(refused)} cannot take "
+                                      f"values from a state of another form (nothing was written)")
     _refuse(missing if strict else [], unexpected if strict else [], mismatched, dtypes, [])
     return given, tied
 

@@ -161,7 +161,7 @@ def _joined(join: Join, bounds: list[Bound], layer: str) -> Joined:
         into = next((b.part.into for b in bounds if isinstance(b.part, Zero) and b.part.into), None)
         native = f"(none: folded into {into[0]})" if into else "(none: not stored)"
     return Joined(
-        join.name, native, join, ("joined", tuple((b.slot.storage, b.part.take) for b in real), join.name),
+        join.name, native, join, ("joined", tuple((b.slot.storage, b.part.take) for b in real) or (layer,), join.name),
         shape, real[0].slot.dtype if real else "float32",
         trainable=join.trainable and all(b.slot.trainable for b in real), kind=join.kind or join.name,
         initialized=all(b.slot.initialized for b in real) and None not in shape, layout=None,

@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import re
 import weakref
-from collections.abc import Callable, Hashable, Iterator, Mapping
+from collections.abc import Callable, Hashable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Union
 
 from .adapter import Node, Slot
 from .index import leaf_order
+from .errors import quote
 from .layout import Layout, Shape
 
 STATS = ("running_mean", "running_var")
@@ -62,6 +63,9 @@ class Rule:
     shapes: ShapesFn | None = None
     joins: tuple[Any, ...] = ()
     """unified_params.joins.Join objects: canonical tensors made of several native arrays (the rule is opaque)."""
+    native_only: str = ""
+    """Why the layer has no canonical form: its tensors keep native names and layout and take no other framework's
+    values (a load missing them, or a transfer across frameworks, raises UnsupportedError with this reason)."""
     _by_native: dict[str, Leaf] = field(init=False, repr=False, compare=False)
     _order: dict[str, int] = field(init=False, repr=False, compare=False)
     _orders: dict[tuple[bool, tuple[str, ...]], tuple[str, ...]] = field(init=False, repr=False, compare=False)
@@ -87,6 +91,16 @@ class Rule:
             return []
         shapes = self.shapes(layer)
         return [(leaf, tuple(shapes[leaf.native])) for leaf in self.leaves if shapes.get(leaf.native) is not None]
+
+
+def no_canonical_form(nodes: Sequence[Node]) -> str:
+    """Why the tensor of the last of these nodes (root first) has no canonical form; "" when it has one."""
+    for i, node in enumerate(nodes):
+        rule = node.rule
+        if rule is not None and rule.native_only:
+            layer = ".".join(n.key for n in nodes[1 : i + 1]) or "(root)"
+            return f"layer {quote(layer)} ({node.label}) has no canonical form: {rule.native_only}"
+    return ""
 
 
 def leaf_of(rule: Rule | None, native: str) -> Leaf:

@@ -40,6 +40,12 @@ def transfer(src: Any, dst: Any, strict: bool = True, rename: Rename | None = No
     destination checks every name, shape and dtype before anything is written.
     """
     src_pm, dst_pm = wrap(src), wrap(dst)
+    if src_pm.backend != dst_pm.backend:
+        refused = src_pm._target()[0].native_only
+        if refused:
+            first = next(iter(refused))
+            raise errors.UnsupportedError(f"{refused[first]}; {errors.quote_all(refused)} cannot go to "
+                                          f"{dst_pm.backend} (nothing was written)")
     state = src_pm.state_dict(copy=False)
     if by == "name":
         return dst_pm.load_state_dict(rename_state(state, rename), strict=strict)

@@ -32,9 +32,16 @@ LAYERS: dict[str, str] = {
     "attention": "MultiheadAttention(8, 2) self-attention, batch-first (packed in_proj_weight, biases)",
     "attention_no_bias": "MultiheadAttention(8, 2, bias=False) self-attention",
     "attention_kdim": "MultiheadAttention(8, 2, kdim=6, vdim=6): keys and values are the input's first 6 features",
+    "lstm": "LSTM(3 -> 4), one layer, batch-first, all steps' outputs",
+    "gru": "GRU(3 -> 4) (Keras reset_after=True), one layer, batch-first",
+    "rnn": "RNN(3 -> 4), tanh (Keras SimpleRNN, Flax SimpleCell), one layer, batch-first",
+    "bidirectional_lstm": "LSTM(3 -> 4, bidirectional=True): torch's _reverse tensors (Keras/Flax Bidirectional)",
+    "stacked_gru": "GRU(3 -> 4, num_layers=2): torch's _l1 tensors, where one native layer stacks",
 }
-"""The layers section: each backend's `*_layers` module builds these, as the only layer of a Sequential (attention:
-as attribute `layer` of a tiny model that calls it on the sequence input)."""
+"""The layers section: each backend's `*_layers` module builds these, as the only layer of a Sequential (attention
+and recurrent layers: as attribute `layer` of a tiny model that calls it on the sequence input)."""
+RECURRENT = ("lstm", "gru", "rnn", "bidirectional_lstm", "stacked_gru")
+"""The layers taking a batch-first sequence of 3 features (the same layout on every framework)."""
 
 EMBED, HEADS, KDIM, HIDDEN = 8, 2, 6, 16
 """Attention rows and the Transformer encoder block: embedding size, heads, key/value size, MLP width."""
@@ -62,7 +69,7 @@ FEATURES: dict[str, str] = {
     "architectures: transformer encoder block": "attention + LayerNorm + ReLU MLP with residuals in the framework's "
     "own idiom: same names, same-seed bits, torch's outputs",
     **{f"layers: {t}": f"{d}: from torch, canonical names and shapes, same-seed bits, transfer and checkpoint "
-       "give torch's outputs" for t, d in LAYERS.items()},
+       "give torch's outputs and gradients" for t, d in LAYERS.items()},
 }
 
 REQUIRED_BUILDERS = ("mlp", "nested", "tied", "deferred", "eager", "deferred_pair", "deferred_tied")
@@ -111,7 +118,14 @@ def zoo_tokens() -> np.ndarray:
 
 def layer_input(layer_type: str = "conv") -> np.ndarray:
     """The layers section's input: an image, channels-first (2, 4, 9, 8), which channels-last frameworks move the axis
-    of; for attention a batch-first sequence (2, 5, EMBED)."""
+    of; for attention a batch-first sequence (2, 5, EMBED), for recurrent layers sequence_input()."""
     if layer_type.startswith("attention"):
         return np.random.default_rng(7).normal(size=(2, 5, EMBED)).astype(np.float32)
+    if layer_type in RECURRENT:
+        return sequence_input()
     return np.random.default_rng(6).normal(size=(2, 4, 9, 8)).astype(np.float32)
+
+
+def sequence_input() -> np.ndarray:
+    """The layers section's sequence, batch-first (2, 5, 3) on every framework (the recurrent rows)."""
+    return np.random.default_rng(7).normal(size=(2, 5, 3)).astype(np.float32)
