@@ -103,6 +103,7 @@ def cell_rule(cell: Any) -> Rule | None:
     return None if found is None else _rule(((found, "", ""),))
 
 
+@typed(*recurrent.GATES)
 def rnn_rule(layer: Any) -> Rule | None:
     """`RNN(cell)` scanning forward: a one-layer torch layer (`weight_ih_l0`, ...). A reversed RNN alone is not."""
     found = _cell(layer.cell)
@@ -111,6 +112,7 @@ def rnn_rule(layer: Any) -> Rule | None:
     return _rule(((found, "cell.", recurrent.suffix(0)),))
 
 
+@typed(*recurrent.GATES)
 def bidirectional_rule(layer: Any) -> Rule | None:
     """`Bidirectional(forward_rnn, backward_rnn)` of RNNs of one cell type: torch's bidirectional one-layer layer."""
     forward, backward = (_cell(getattr(getattr(layer, side), "cell", None)) for side in ("forward_rnn", "backward_rnn"))

@@ -90,6 +90,7 @@ def _stack(layer: Any, prefix: str, reverse: bool) -> list[tuple[str, Cell, str]
     return None if any(c is None for _, c, _ in out) else out
 
 
+@typed(*recurrent.GATES)
 def rnn_rule(layer: Any) -> Rule | None:
     """A `keras.layers.RNN` (LSTM, GRU, SimpleRNN, or RNN of their cells, stacked with StackedRNNCells)."""
     cells = _stack(layer, "", False)
@@ -112,6 +113,7 @@ def table() -> dict[type, Any]:
             layers.RNN: rnn_rule, layers.Bidirectional: bidirectional_rule}
 
 
+@typed(*recurrent.GATES)
 def bidirectional_rule(layer: Any) -> Rule | None:
     """A Bidirectional of one-cell RNNs: the forward layer's tensors `_l0`, the backward layer's `_l0_reverse`.
 

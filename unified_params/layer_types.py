@@ -15,10 +15,12 @@ from .selection import LAYER_TYPES
 F = TypeVar("F", bound=Callable[..., Any])
 
 
-def typed(layer_type: str) -> Callable[[F], F]:
-    """Mark a rule function with the layer type its rules have (whatever the configuration)."""
+def typed(*layer_types: str) -> Callable[[F], F]:
+    """Mark a rule function with the layer type its rules have (whatever the configuration), or the types a wrapper's
+    rules can have (a Keras `RNN` is `lstm`, `gru` or `rnn` by its cell)."""
     def mark(fn: F) -> F:
-        fn.layer_type = layer_type  # type: ignore[attr-defined]
+        fn.layer_type = layer_types[0]  # type: ignore[attr-defined]
+        fn.layer_types = layer_types  # type: ignore[attr-defined]
         return fn
 
     return mark
@@ -29,13 +31,19 @@ def entry_type(entry: Entry) -> str | None:
     return entry.layer_type if isinstance(entry, Rule) else getattr(entry, "layer_type", None)
 
 
+def entry_types(entry: Entry) -> tuple[str, ...]:
+    """Every layer type the rules of a table entry can have (none for no rule or an unmarked function)."""
+    if isinstance(entry, Rule):
+        return (entry.layer_type,)
+    return tuple(getattr(entry, "layer_types", ()))
+
+
 def supported(table: RuleTable, missing: Mapping[str, str] | None = None) -> dict[str, str]:
     """Layer type -> the native class names the table maps to it, or `not supported: <reason>`, or `no rule`."""
     classes: dict[str, list[str]] = {}
     for cls, entry in table.table.items():
-        found = entry_type(entry)
-        if found is not None:
-            classes.setdefault(found, []).append(cls.__name__)
+        for layer_type in entry_types(entry):
+            classes.setdefault(layer_type, []).append(cls.__name__)
     types = [*LAYER_TYPES, *sorted(t for t in classes if t not in LAYER_TYPES)]
     reasons = missing or {}
     return {t: ", ".join(sorted(set(classes[t]))) if t in classes else
