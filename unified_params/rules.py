@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 from typing import Any, Union
 
 from .adapter import Node, Slot
-from .index import leaf_order
 from .errors import quote
+from .index import leaf_order
 from .layout import Layout, Shape
 
 STATS = ("running_mean", "running_var")
