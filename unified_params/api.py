@@ -514,9 +514,13 @@ class ParamAPI:
         """name -> numpy value, canonical layout, one entry per tied group.
 
         copy=False gives read-only views of the native memory where the framework allows (valid until the next write).
+        A copy keeps the native memory order: a kernel stored (in, out) comes back as an (out, in) array in Fortran
+        order, copied at memcpy speed instead of transposed element by element.
         """
-        read = self._model.adapter.read if copy else self._model.adapter.view
-        return {self._rel(e.name): read(e.slot) for e in self._ready_unique()}
+        view = self._model.adapter.view
+        if not copy:
+            return {self._rel(e.name): view(e.slot) for e in self._ready_unique()}
+        return {self._rel(e.name): np.array(view(e.slot), copy=True, order="K") for e in self._ready_unique()}
 
     def _target(self) -> tuple[Target, dict[str, Entry]]:
         """What fit_state checks a state against, and the entry behind each unique name in this view."""
