@@ -26,7 +26,7 @@ __version__ = "0.1.0"
 
 _LAZY = {
     "wrap": "wrapping", "backends": "registry", "BackendInfo": "registry", "transfer": "transfers", "compare": "comparison",
-    "Comparison": "comparison", "match": "transfers", "Match": "matching", "ParamAPI": "api", "ParamView": "api", "init": None,
+    "Comparison": "comparison", "match": "transfers", "Match": "matching", "ParamAPI": "api", "ParamView": "param_view", "init": None,
     "partition": "partitioning", "Partition": "partitioning", "Sharding": "sharding",
 }
 
