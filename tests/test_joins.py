@@ -190,6 +190,8 @@ def test_a_joined_tensor_cannot_be_tied_and_freezes_every_part():
     pm.freeze("layer.weight_hh_l0")
     assert not any(getattr(gate.layer, f"h{g}").weight.requires_grad for g in GATES)
     assert gate.layer.ii.weight.requires_grad
+    pm.freeze("layer.bias_hh_l0")
+    assert not pm["layer.bias_ih_l0"].trainable, "a folded tensor is as trainable as the tensor it is folded into"
 
 
 def test_blocks_is_exact_and_invertible():

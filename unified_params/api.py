@@ -171,7 +171,7 @@ class ParamAPI:
         pending = [self._rel(e.name) for e in unique if None in e.slot.shape]
         if pending:
             raise errors.DeferredInitializationError(
-                f"the size of {', '.join(pending)} is not known yet: call pm.materialize(example_input) first")
+                f"the size of {errors.quote_all(pending)} is not known yet: call pm.materialize(example_input) first")
         self._structure_known()
         return sum(e.slot.numel for e in unique)
 

@@ -149,6 +149,9 @@ def _join_layer(node: Node, path: str) -> Node:
         for b in slot.bounds:
             if isinstance(b.part, Zero) and b.part.into is not None:
                 b.into = by_name[b.part.into[0]]
+        targets = [b.into for b in slot.bounds if b.into is not None]
+        if targets and all(b.slot is None for b in slot.bounds):
+            slot.trainable = all(t.trainable for t in targets)
     children = [c for c in (_prune(child, consumed) for child in node.children) if c is not None]
     return dataclasses.replace(node, slots=own + joined, children=children)
 
