@@ -383,7 +383,7 @@ class KerasAdapter(Adapter):
             return
         buffer = aligned_empty(tuple(variable.shape), resolve(slot.dtype))
         fill_native(buffer, slot.layout, fn)
-        variable.assign(ops().adopt(buffer))
+        variable.assign(buffer)
 
     def sharding(self, slot: Slot) -> Sharding | None:
         """The variable's placement under a keras.distribution (ModelParallel + LayoutMap), None on one device."""

@@ -36,10 +36,6 @@ class Ops:
         """A variable value's change token (Adapter.change_token), or None where the backend has none (TensorFlow)."""
         return None
 
-    def adopt(self, buffer: np.ndarray) -> Any:
-        """What a variable's assign takes for this filled numpy buffer without copying it where the backend can."""
-        return buffer
-
     def gradients(self, model: Any, variables: list[Any], objective: Callable[[Any], Any],
                   inputs: Sequence[Any], call: Callable[[Sequence[Any]], Any]) -> list[Any]:
         """d objective(model output) / d variable for each variable (None where unused), as backend tensors."""
@@ -66,16 +62,6 @@ class TensorflowOps(Ops):
         import tensorflow as tf
 
         return np.asarray(tf.convert_to_tensor(value))
-
-    def adopt(self, buffer: np.ndarray) -> Any:
-        """A tensor over the buffer's memory through DLPack: assign then takes the buffer itself, where converting the
-        numpy array would copy it (one more tensor of peak memory per write)."""
-        import tensorflow as tf
-
-        try:
-            return tf.experimental.dlpack.from_dlpack(buffer.__dlpack__())
-        except (BufferError, TypeError, ValueError, tf.errors.OpError):
-            return buffer
 
     def gradients(self, model: Any, variables: list[Any], objective: Callable[[Any], Any],
                   inputs: Sequence[Any], call: Callable[[Sequence[Any]], Any]) -> list[Any]:
