@@ -101,6 +101,13 @@ class Joined(Slot):
 Owned = Union[Slot, Joined]
 
 
+def _along(ndim: int, axis: int, rows: slice) -> tuple[slice, ...]:
+    """The index that selects rows on one axis of an ndim array and everything on the others."""
+    index = [slice(None)] * ndim
+    index[axis] = rows
+    return tuple(index)
+
+
 def _concat_shape(shapes: list[Shape], axis: int) -> Shape:
     first = list(shapes[0])
     sizes = [s[axis] for s in shapes]
@@ -127,8 +134,7 @@ def _prune(node: Node, consumed: set[int]) -> Node | None:
 def _join_layer(node: Node, path: str) -> Node:
     rule = node.rule
     found = {name: (slot, nodes) for name, slot, nodes in _found(node, "", ())}
-    missing = [p.path for j in rule.joins for p in j.parts if isinstance(p, Part) and p.path not in found]
-    if missing:
+    if any(isinstance(p, Part) and p.path not in found for j in rule.joins for p in j.parts):
         return node
     consumed: set[int] = set()
     joined: list[Joined] = []
@@ -203,7 +209,7 @@ class _Writes:
             self.pending[id(slot)] = (slot, np.asarray(value, resolve(slot.dtype)))
             return
         for b, rows in slot.blocks():
-            block = np.take(value, range(rows.start, rows.stop), axis=slot.axis)
+            block = value[_along(value.ndim, slot.axis, rows)]
             if isinstance(b.part, Zero):
                 self._zero(slot, b, block)
                 continue
@@ -227,9 +233,7 @@ class _Writes:
                                    f"{quote(slot.leaf)}: {why}; that block must be 0 here (nothing was written)")
         target = np.array(self.value(b.into), copy=True)
         start = b.part.into[1]
-        index = [slice(None)] * target.ndim
-        index[slot.axis] = slice(start, start + block.shape[slot.axis])
-        target[tuple(index)] += block
+        target[_along(target.ndim, slot.axis, slice(start, start + block.shape[slot.axis]))] += block
         self.put(b.into, target)
 
     def flush(self) -> None:
@@ -316,11 +320,8 @@ class JoiningAdapter:
                 if target is None:
                     return None
                 start = b.part.into[1]
-                source = [slice(None)] * grad.ndim
-                source[slot.axis] = slice(start, start + rows.stop - rows.start)
-                here = [slice(None)] * grad.ndim
-                here[slot.axis] = rows
-                grad[tuple(here)] = target[tuple(source)]
+                source = slice(start, start + rows.stop - rows.start)
+                grad[_along(grad.ndim, slot.axis, rows)] = target[_along(grad.ndim, slot.axis, source)]
         return grad
 
     def grad(self, slot: Owned) -> np.ndarray | None:
