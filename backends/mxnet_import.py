@@ -16,6 +16,8 @@ from typing import Any
 
 import numpy as np
 
+from unified_params.lazy import LazyModule
+
 _LOCK = threading.Lock()
 
 
@@ -97,3 +99,20 @@ def import_mxnet() -> ModuleType:
         return module
     with _LOCK, lend_removed_numpy_names():
         return importlib.import_module("mxnet")
+
+
+class _MXNetModule(LazyModule):
+    """The mxnet module, imported on first use through the numpy-2 shim."""
+
+    def _load(self) -> ModuleType:
+        module = self.__dict__["_module"]
+        if module is None:
+            module = self.__dict__["_module"] = import_mxnet()
+        return module
+
+
+mx: Any = _MXNetModule("mxnet")
+
+
+mx: Any = _MXNetModule("mxnet")
+"""The mxnet module for the adapter's modules: imported (through the shim above) on first attribute access."""

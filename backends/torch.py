@@ -6,24 +6,21 @@ import functools
 import itertools
 import warnings
 from collections.abc import Callable, Hashable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
-from itertools import chain
-from operator import attrgetter
 from typing import Any
 
 import numpy as np
 
 from unified_params.adapter import UNALLOCATED, UNKNOWN_STRUCTURE, Adapter, DeferredHooks, Node, Slot
-from unified_params.errors import DeferredInitializationError, ShapeMismatchError, UnifiedParamsError, quote_all
-from unified_params.freshness import Contents, identical
-from unified_params.inputs import describe, map_arrays
-from unified_params.layout import shape_to_native
+from unified_params.inputs import map_arrays
 from unified_params.lazy import lazy
 from unified_params.outputs import loss_target
 from unified_params.rules import Unlisted, leaf_of, ordered_leaves
 from unified_params.sharding import Sharding
 
 from . import _torch_dtensor as dtensor
+from . import torch_deferred as deferred
+from . import torch_stamps as stamps
+from .torch_deferred import ShapesKnown  # noqa: F401  (pickles of models hooked by older versions name it here)
 from .torch_rules import RULES
 
 torch = lazy("torch")
@@ -67,7 +64,7 @@ def _copy(tensor: Any, value: np.ndarray) -> None:
 
 
 def _source(value: np.ndarray) -> Any:
-    """A tensor over value's memory (any strides, read-only allowed) for copy_ to read; a copy only where torch cannot."""
+    """A tensor over value's memory (any strides, read-only allowed) for copy_ to read; a copy where torch cannot."""
     if value.dtype.name == "bfloat16" or value.dtype.byteorder == ">":
         return _to_tensor(value)
     try:
@@ -78,99 +75,12 @@ def _source(value: np.ndarray) -> Any:
         return _to_tensor(value)
 
 
-_DICTS = attrgetter("_modules", "_parameters", "_buffers")
-_ATTRIBUTES = attrgetter("dtype", "requires_grad", "shape")
-_REGISTRATIONS = [0]
-"""Modules, parameters and buffers assigned or registered in any module of the process (torch's global hooks)."""
-
-
-def _count_registration(module: Any, name: str, value: Any) -> None:
-    _REGISTRATIONS[0] += 1
-
-
-@functools.cache
-def _count_registrations() -> None:
-    """Install, once, global registration hooks that count every assignment of a module, parameter or buffer."""
-    hooks = torch.nn.modules.module
-    for register in (hooks.register_module_module_registration_hook, hooks.register_module_parameter_registration_hook,
-                     hooks.register_module_buffer_registration_hook):
-        register(_count_registration)
-
-
-@dataclass
-class _Stamp:
-    """The modules an index was built from, what their dicts held, and each tensor's dtype, flag and shape."""
-
-    modules: list[Any]
-    dicts: list[Any]
-    contents: Contents
-    registrations: int
-    tensors: list[Any]
-    attributes: list[tuple]
-
-    def changed(self, attributes: bool) -> bool:
-        """Assignments are counted by hooks; deletions shrink a dict (Sequential's `del` too, before it renumbers).
-
-        Listing (attributes=False) trusts the count when it did not move; otherwise the dicts and their contents
-        are compared by identity, which also sees a tensor put in place of another without a hook (`_apply`
-        with overwrite on) or a dict replaced.
-        """
-        if self.contents.resized():
-            return True
-        overwrite = torch.__future__.get_overwrite_module_params_on_conversion()
-        if attributes or overwrite or _REGISTRATIONS[0] != self.registrations:
-            if self.contents.changed() or not identical(list(chain.from_iterable(map(_DICTS, self.modules))), self.dicts):
-                return True
-            self.registrations = _REGISTRATIONS[0]
-        return attributes and list(map(_ATTRIBUTES, self.tensors)) != self.attributes
-
-
-class _Sizes:
-    """What a listing needs to stay valid: no registration anywhere since, and every module's dicts of the same size."""
-
-    def __init__(self, modules: list[Any]) -> None:
-        self.dicts = list(chain.from_iterable(map(_DICTS, modules)))
-        self.sizes = list(map(len, self.dicts))
-        self.registrations = _REGISTRATIONS[0]
-
-    def changed(self, attributes: bool) -> bool:
-        return (attributes or _REGISTRATIONS[0] != self.registrations or list(map(len, self.dicts)) != self.sizes
-                or torch.__future__.get_overwrite_module_params_on_conversion())
-
-
 def _as_input(x: Any, floating: Any) -> Any:
     """A tensor for x (numpy, list or tensor); floating values take the model's floating dtype."""
     if x is None or isinstance(x, str):
         return x
     t = x if isinstance(x, torch.Tensor) else torch.as_tensor(np.asarray(x))
     return t.to(floating) if floating is not None and t.is_floating_point() and t.dtype != floating else t
-
-
-class _Rollback:
-    """What a forward that materializes Lazy modules changes (classes, attributes, hooks, tensors), to put back."""
-
-    def __init__(self, model: Any) -> None:
-        mixin = torch.nn.parameter.UninitializedTensorMixin
-        modules = [m for m in model.modules() if _has_pending(m)]
-        self.modules = [(m, m.__class__, dict(vars(m)), {k: dict(v) for k, v in vars(m).items() if isinstance(v, dict)})
-                        for m in modules]
-        self.tensors = [(t, t.__class__, t.data) for m in modules for t in (*m._parameters.values(), *m._buffers.values())
-                        if isinstance(t, mixin)]
-        self.watchers = [(h, h.hooks) for m in modules for h in m._forward_pre_hooks.values() if isinstance(h, ShapesKnown)]
-
-    def restore(self) -> None:
-        for watcher, hooks in self.watchers:
-            watcher.hooks = hooks
-        for t, cls, data in self.tensors:
-            t.data = data
-            t.__class__ = cls
-        for m, cls, attrs, dicts in self.modules:
-            m.__class__ = cls
-            vars(m).clear()
-            vars(m).update(attrs)
-            for key, saved in dicts.items():
-                attrs[key].clear()
-                attrs[key].update(saved)
 
 
 class TorchAdapter(Adapter):
@@ -223,9 +133,9 @@ class TorchAdapter(Adapter):
                 node.children.append(self._node(child_key, child, f"{prefix}{child_key}."))
         return node
 
-    def listing(self) -> tuple[list[str], _Sizes] | None:
-        """The names tree() would give, from the modules' own dicts (names do not wait for shapes: no tensor is read)."""
-        _count_registrations()
+    def listing(self) -> tuple[list[str], stamps.Sizes] | None:
+        """The names tree() would give, from the modules' own dicts (names do not wait for shapes: no tensor read)."""
+        stamps.count_registrations()
         rule_of = RULES.resolver()
         names: list[str] = []
         modules: list[Any] = []
@@ -247,24 +157,16 @@ class TorchAdapter(Adapter):
             visit(self.model, "")
         except Unlisted:
             return None
-        return list(dict.fromkeys(names)), _Sizes(modules)
+        return list(dict.fromkeys(names)), stamps.Sizes(modules)
 
-    def stamp(self, root: Node) -> _Stamp:
+    def stamp(self, root: Node) -> stamps.Stamp:
         """Every module's _modules/_parameters/_buffers dicts and contents, and each slot tensor's attributes."""
-        _count_registrations()
-        modules, stack = [], [root]
-        while stack:
-            node = stack.pop()
-            modules.append(node.native)
-            stack.extend(node.children)
-        dicts = list(chain.from_iterable(map(_DICTS, modules)))
-        tensors = list({id(t): t for t in _slot_refs(root)}.values())
-        return _Stamp(modules, dicts, Contents(dicts), _REGISTRATIONS[0], tensors, list(map(_ATTRIBUTES, tensors)))
+        return stamps.stamp(root, list({id(t): t for t in _slot_refs(root)}.values()))
 
-    def changed(self, stamp: _Stamp, attributes: bool = True) -> bool:
+    def changed(self, stamp: stamps.Stamp, attributes: bool = True) -> bool:
         return stamp.changed(attributes)
 
-    def current(self, stamp: _Stamp, nodes: Sequence[Node], slot: Slot, attributes: bool = True) -> bool:
+    def current(self, stamp: stamps.Stamp, nodes: Sequence[Node], slot: Slot, attributes: bool = True) -> bool:
         parent = nodes[0].native
         for node in nodes[1:]:
             if parent._modules.get(node.key) is not node.native:
@@ -276,7 +178,8 @@ class TorchAdapter(Adapter):
         if not attributes:
             return True
         trainable = isinstance(tensor, torch.nn.Parameter) and tensor.requires_grad
-        return trainable == slot.trainable and _dtype_name(tensor.dtype) == slot.dtype and tuple(tensor.shape) == slot.shape
+        same = _dtype_name(tensor.dtype) == slot.dtype and tuple(tensor.shape) == slot.shape
+        return same and trainable == slot.trainable
 
     def read(self, slot: Slot) -> np.ndarray:
         return _to_numpy(slot.ref)
@@ -356,7 +259,7 @@ class TorchAdapter(Adapter):
                 m.training = training
 
     def compute_grads(self, inputs: Sequence[Any], loss: Callable[[Any], Any] | None) -> None:
-        """torch.autograd.grad into buffers of our own: the user's p.grad, modes and running statistics stay as they were."""
+        """torch.autograd.grad into buffers of our own: p.grad, modes and running statistics stay as they were."""
         params = [p for p in self.model.parameters() if p.requires_grad]
         with self._eval(), torch.enable_grad():
             out = self.model(*self._inputs(inputs))
@@ -405,78 +308,15 @@ class TorchAdapter(Adapter):
         """One checked forward that materializes Lazy modules; on any failure the model is put back as it was."""
         if not inputs:
             return None
-        stack: list[tuple[str, Any, tuple]] = []
-        paths = {id(m): name for name, m in self.model.named_modules(remove_duplicate=False)}
 
-        def enter(module: Any, args: tuple) -> None:
-            stack.append((paths.get(id(module), ""), module, tuple(tuple(a.shape) for a in args if hasattr(a, "shape"))))
-
-        def leave(module: Any, args: tuple, out: Any) -> None:
-            stack.pop()
-
-        rollback = _Rollback(self.model)
-        undo = rollback.restore
-
-        handles = [h for m in self.model.modules() for h in (m.register_forward_pre_hook(enter), m.register_forward_hook(leave))]
-        try:
+        def run() -> None:
             with self._eval(), torch.no_grad():
                 self.model(*self._inputs(inputs))
-        except BaseException as e:
-            undo()
-            if isinstance(e, UnifiedParamsError) or not isinstance(e, (RuntimeError, ValueError, TypeError)):
-                raise
-            raise self._mismatch(inputs, stack, e) from e
-        finally:
-            for h in handles:
-                h.remove()
-        return undo
 
-    @staticmethod
-    def _mismatch(inputs: Sequence[Any], stack: list[tuple[str, Any, tuple]], e: Exception) -> ShapeMismatchError:
-        if not stack:
-            return ShapeMismatchError(f"the model rejected inputs of shape {describe(inputs)}: {e}; the model is unchanged")
-        path, module, shapes = stack[-1]
-        weight = module._parameters.get("weight")
-        known = f", but its weight has shape {tuple(weight.shape)}" if weight is not None and not isinstance(weight, torch.nn.parameter.UninitializedTensorMixin) else ""
-        return ShapeMismatchError(
-            f"layer {path or '(root)'!r} ({type(module).__name__}) got input of shape {shapes[0] if shapes else '?'}{known}: {e}. "
-            f"Give inputs that fit the layer, or rebuild the layer for the new size; the model is unchanged")
+        return deferred.materialize(self.model, inputs, run)
 
     def allocate(self, device: str | None, recorded: set[Hashable]) -> bool:
-        """Meta-device tensors get memory (model.to_empty), ties kept; modules with a tensor no record covers run their
-        own reset_parameters(), checked for every module before any memory is allocated."""
-        names = {id(m): name for name, m in self.model.named_modules(remove_duplicate=False)}
-        holders: dict[int, list[tuple[dict, str]]] = {}
-        reset: dict[int, Callable[[], None]] = {}
-        uncovered: list[str] = []
-        for module in self.model.modules():
-            for registry in (module._parameters, module._buffers):
-                for attr, t in registry.items():
-                    if t is None or not t.is_meta:
-                        continue
-                    holders.setdefault(id(t), []).append((registry, attr))
-                    if id(t) in recorded:
-                        continue
-                    fn = getattr(module, "reset_parameters", None) or getattr(module, "_reset_parameters", None)
-                    if fn is None:
-                        uncovered.append(f"{names.get(id(module), '')}.{attr}".lstrip("."))
-                    else:
-                        reset[id(module)] = fn
-        if not holders:
-            return False
-        if uncovered:
-            raise DeferredInitializationError(
-                f"call pm.init(...) for {quote_all(uncovered)} before pm.materialize: they are on the meta device, no "
-                f"recorded initializer covers them and their module has no reset_parameters()")
-        self.model.to_empty(device=device or "cpu")
-        for group in holders.values():
-            first = group[0][0][group[0][1]]
-            for registry, attr in group[1:]:
-                registry[attr] = first
-        with torch.no_grad():
-            for fn in reset.values():
-                fn()
-        return True
+        return deferred.allocate(self.model, device, recorded)
 
     def change_token(self, slot: Slot) -> tuple[Any, Hashable] | None:
         """The tensor and (data_ptr, _version): in-place torch ops bump _version (writes through .data do not)."""
@@ -489,29 +329,10 @@ class TorchAdapter(Adapter):
             return None
 
     def settle(self, pairs: Sequence[tuple[Slot, tuple[int, ...]]]) -> Callable[[], None]:
-        """Lazy modules' uninitialized tensors take the checkpoint's shapes (UninitializedParameter.materialize, what
-        torch's own load_state_dict does); meta-device tensors are refused before any changes."""
-        meta = [slot.native_name for slot, _ in pairs if not isinstance(slot.ref, torch.nn.parameter.UninitializedTensorMixin)]
-        if meta:
-            raise DeferredInitializationError(
-                f"call pm.materialize(device='cpu') before loading: {quote_all(meta)} are on the meta device (known "
-                f"shape, no storage); the checkpoint was not loaded")
-        rollback = _Rollback(self.model)
-        try:
-            with torch.no_grad():
-                for slot, shape in pairs:
-                    slot.ref.materialize(shape_to_native(shape, slot.layout))
-        except BaseException:
-            rollback.restore()
-            raise
-        return rollback.restore
+        return deferred.settle(self.model, pairs)
 
     def watch(self, hooks: DeferredHooks) -> None:
-        for module in self.model.modules():
-            watching = (h for h in module._forward_pre_hooks.values() if isinstance(h, ShapesKnown))
-            if _has_pending(module) and all(h.hooks is not hooks for h in watching):
-                known = ShapesKnown(hooks)
-                known.handle = module.register_forward_pre_hook(known)
+        deferred.watch(self.model, hooks)
 
     def set_trainable(self, owner: Any, slot: Slot, trainable: bool) -> bool:
         if not isinstance(slot.ref, torch.nn.Parameter):
@@ -525,27 +346,6 @@ class TorchAdapter(Adapter):
                 if tensor is slot.ref:
                     registry[attr] = source.ref
                     return
-
-
-class ShapesKnown:
-    """Forward pre-hook of a lazy module: once its shapes are known, apply the recorded initializers, then step aside.
-
-    A failing initializer leaves the hook in place, so the next forward fails the same way. A module-level class,
-    not a closure: a model carrying it pickles and deep-copies, and the copy gets an inert hook (no pending records).
-    """
-
-    def __init__(self, hooks: DeferredHooks | None) -> None:
-        self.hooks, self.handle = hooks, None
-
-    def __call__(self, module: Any, args: Any) -> None:
-        if self.hooks is not None and not _has_pending(module):
-            self.hooks.shapes_known()
-            self.hooks = None
-            if self.handle is not None:
-                self.handle.remove()
-
-    def __reduce__(self) -> tuple:
-        return ShapesKnown, (None,)
 
 
 def _slot_refs(node: Node) -> Iterator[Any]:
@@ -568,9 +368,3 @@ def _numpy_tree(out: Any) -> Any:
 def _sum(out: Any) -> Any:
     """The sum of every element of a tensor, or of a tuple or list of tensors."""
     return out.sum() if torch.is_tensor(out) else sum(_sum(o) for o in out)
-
-
-def _has_pending(module: Any) -> bool:
-    """True while the module holds an UninitializedParameter or UninitializedBuffer."""
-    pending = torch.nn.parameter.UninitializedTensorMixin
-    return any(isinstance(t, pending) for t in (*module._parameters.values(), *module._buffers.values()))
