@@ -44,9 +44,9 @@ from unified_params.errors import (
 from unified_params.freshness import Contents, identical
 from unified_params.inputs import describe
 from unified_params.layout import (
-    aligned_empty,
     axis_map,
     canonical_copy,
+    copy_into,
     fill_native,
     native_copy,
     shape_to_canonical,
@@ -368,7 +368,13 @@ class KerasAdapter(Adapter):
         return to_canonical(ops().numpy_view(self._variable(slot).value), slot.layout)
 
     def write(self, slot: Slot, value: np.ndarray) -> None:
-        self._variable(slot).assign(native_copy(value, slot.layout))
+        self._assign_filled(self._variable(slot), slot, lambda view: copy_into(view, np.asarray(value)))
+
+    def _assign_filled(self, variable: Any, slot: Slot, fn: Callable[[np.ndarray], None]) -> None:
+        """fn writes the canonical view of a new native-layout buffer, which is then assigned to variable."""
+        memory, value = ops().buffer(tuple(variable.shape), resolve(slot.dtype))
+        fill_native(memory, slot.layout, fn)
+        variable.assign(value)
 
     def fill(self, slot: Slot, fn: Callable[[np.ndarray], None]) -> None:
         """fn writes the variable's memory in place where the backend hands it out (torch), else one buffer then assigned."""
@@ -381,9 +387,7 @@ class KerasAdapter(Adapter):
         if memory is not None:
             fill_native(memory, slot.layout, fn)
             return
-        buffer = aligned_empty(tuple(variable.shape), resolve(slot.dtype))
-        fill_native(buffer, slot.layout, fn)
-        variable.assign(buffer)
+        self._assign_filled(variable, slot, fn)
 
     def sharding(self, slot: Slot) -> Sharding | None:
         """The variable's placement under a keras.distribution (ModelParallel + LayoutMap), None on one device."""

@@ -6,13 +6,14 @@ adapter never branches on the backend's name again.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import functools
 from collections.abc import Callable, Sequence
 from typing import Any, ContextManager
 
 import numpy as np
 
-from unified_params.layout import Layout
+from unified_params.layout import Layout, aligned_empty
 from unified_params.lazy import lazy
 from unified_params.sharding import Sharding
 
@@ -35,6 +36,11 @@ class Ops:
     def token(self, value: Any) -> tuple[Any, Any] | None:
         """A variable value's change token (Adapter.change_token), or None where the backend has none (TensorFlow)."""
         return None
+
+    def buffer(self, shape: tuple[int, ...], dtype: np.dtype) -> tuple[np.ndarray, Any]:
+        """A new writable native-layout array and what variable.assign then takes for it (here the array itself)."""
+        out = aligned_empty(shape, dtype)
+        return out, out
 
     def gradients(self, model: Any, variables: list[Any], objective: Callable[[Any], Any],
                   inputs: Sequence[Any], call: Callable[[Sequence[Any]], Any]) -> list[Any]:
@@ -62,6 +68,25 @@ class TensorflowOps(Ops):
         import tensorflow as tf
 
         return np.asarray(tf.convert_to_tensor(value))
+
+    def buffer(self, shape: tuple[int, ...], dtype: np.dtype) -> tuple[np.ndarray, Any]:
+        """A new TensorFlow tensor's memory, writable, and the tensor: assign shares it (TensorFlow's resource variables
+        are copy-on-write, so AssignVariableOp adopts its input), where a numpy buffer is first converted into a new
+        tensor (one more tensor of peak memory). In-place writes into the variable (scatter, sliced assign) would switch
+        it to copy-on-read mode for good: every later read, a forward pass too, would copy it."""
+        import tensorflow as tf
+
+        if not tf.executing_eagerly():
+            return super().buffer(shape, dtype)
+        with tf.device("/CPU:0"):
+            tensor = tf.raw_ops.Empty(shape=shape, dtype=tf.as_dtype(dtype), init=False)
+        memory = np.asarray(tensor)
+        if memory.dtype != dtype or memory.shape != tuple(shape):
+            return super().buffer(shape, dtype)
+        if not memory.flags.writeable:
+            raw = (ctypes.c_uint8 * memory.nbytes).from_address(memory.ctypes.data) if memory.nbytes else bytearray()
+            memory = np.frombuffer(raw, np.uint8).view(dtype).reshape(shape)
+        return memory, tensor
 
     def gradients(self, model: Any, variables: list[Any], objective: Callable[[Any], Any],
                   inputs: Sequence[Any], call: Callable[[Sequence[Any]], Any]) -> list[Any]:

@@ -334,3 +334,23 @@ def test_provenance_is_claimed_on_jax_and_torch_backends_only() -> None:
     assert claimed == {"0.weight": {"initializer": "Normal(mean=0.0, std=0.1)", "seed": 3}}
     model.layers[0].kernel.assign(np.zeros((4, 3), np.float32))
     assert not any(pm.provenance().values())
+
+
+@pytest.mark.skipif(keras.backend.backend() != "tensorflow", reason="TensorFlow's resource variables")
+def test_tensorflow_writes_keep_earlier_reads_and_leave_reads_uncopied() -> None:
+    """init and set hand the variable a new tensor (no in-place scatter): a read taken before keeps its values, and
+    the variable stays out of copy-on-read mode (two later reads share one buffer, so a forward pass copies nothing)."""
+    import tensorflow as tf
+
+    model = keras.Sequential([keras.Input((40,)), layers.Dense(30)])
+    pm = wrap(model)
+    kernel = model.layers[0].kernel.value
+    before = np.asarray(tf.convert_to_tensor(kernel))
+    kept = before.copy()
+    pm.init(up.init.Normal(std=1.0), seed=3)
+    new = np.arange(1200, dtype=np.float32).reshape(30, 40)
+    pm["0.weight"].set(new)
+    np.testing.assert_array_equal(before, kept)
+    np.testing.assert_array_equal(value(model.layers[0].kernel), new.T)
+    first, second = np.asarray(tf.convert_to_tensor(kernel)), np.asarray(tf.convert_to_tensor(kernel))
+    assert first.ctypes.data == second.ctypes.data
