@@ -36,6 +36,7 @@ from unified_params.lazy import lazy
 from unified_params.outputs import loss_target
 from unified_params.sharding import Sharding
 
+from . import _jax_processes as processes
 from ._jax import (
     LinenLeaf,
     LinenTree,
@@ -240,6 +241,13 @@ class FlaxAdapter(Adapter):
     def sharding(self, slot: Slot) -> Sharding | None:
         boxed = get_path(self._variables, slot.ref.path)
         return None if boxed is None else describe(_placed(boxed), slot.layout)
+
+    def group(self) -> Any:
+        return None if self._variables is None else processes.group(jax.tree.leaves(self._variables))
+
+    def blocks(self, slot: Slot) -> list | None:
+        boxed = get_path(self._variables, slot.ref.path)
+        return None if boxed is None else processes.blocks(unbox(boxed), slot.layout, slot.native_name)
 
     def mesh_axes(self, mesh: Any) -> dict[str, int]:
         return mesh_axes(mesh)

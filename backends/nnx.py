@@ -25,6 +25,7 @@ from unified_params.outputs import loss_target
 from unified_params.rules import Rule, adopt_ruled_layouts, leaf_of
 from unified_params.sharding import Sharding
 
+from . import _jax_processes as processes
 from ._jax import (
     LinenLeaf,
     LinenTree,
@@ -373,6 +374,12 @@ class NNXAdapter(Adapter):
 
     def sharding(self, slot: Slot) -> Sharding | None:
         return None if slot.ref.var is None else describe(_get(slot.ref.var), slot.layout)
+
+    def group(self) -> Any:
+        return processes.group(jax.tree.leaves(nnx.state(self.model)))
+
+    def blocks(self, slot: Slot) -> list | None:
+        return None if slot.ref.var is None else processes.blocks(_get(slot.ref.var), slot.layout, slot.native_name)
 
     def mesh_axes(self, mesh: Any) -> dict[str, int]:
         return mesh_axes(mesh)

@@ -182,10 +182,11 @@ def partial(mesh: object) -> None:
 
 
 def memory(rank: int, world: int, mesh: object) -> None:
-    """A 16 MB layer on the meta device, fully_shard, init + materialize: torch holds the shard, numpy one chunk."""
+    """A 16 MB layer on the meta device, fully_shard, init + materialize: torch holds the shard; numpy at most one
+    chunk and the draws' scratch per fill thread (its shard is a run of whole chunks, drawn in place: no chunk)."""
     from torch.distributed.fsdp import fully_shard
 
-    from unified_params import rng
+    from unified_params import draws, rng
 
     with torch.device("meta"):
         model = nn.Linear(2048, 2048, bias=False)
@@ -198,11 +199,12 @@ def memory(rank: int, world: int, mesh: object) -> None:
     tracemalloc.stop()
     shard = model.weight.to_local()
     held = shard.untyped_storage().nbytes()
-    chunk = rng.CHUNK * 4
+    chunk, scratch = rng.CHUNK * 4, draws.scratch_bytes(np.float32)
     assert held == shard.numel() * 4 == 2048 * 2048 * 4 // world, held
-    assert peak <= 8 * chunk * rng.workers(), f"numpy peak {peak} beyond the streams' chunk scratch"
+    assert peak <= rng.threads() * scratch + (1 << 16), f"numpy peak {peak} beyond the draws' scratch"
     print(f"rank {rank}/{world}: torch shard {held / 2**20:.1f} MiB, numpy peak {peak / 2**20:.2f} MiB "
-          f"(chunk {chunk / 2**20:.0f} MiB x {rng.workers()} threads)", flush=True)
+          f"(draws' scratch {scratch / 2**20:.2f} MiB x {rng.threads()} threads; chunk {chunk / 2**20:.0f} MiB)",
+          flush=True)
     dist.barrier()
 
 

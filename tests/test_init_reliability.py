@@ -55,17 +55,19 @@ def test_zero_size_parameters_are_initialized_as_no_ops(initializer) -> None:  #
 
 def test_the_normal_reach_bounds_the_most_extreme_draw() -> None:
     class Extreme:
-        """Raw words whose radius part is the largest possible (the smallest uniform), angles random."""
+        """A stream of raw words whose radius part is the largest possible (the smallest uniform), angles random:
+        one block of 4096 values, read in any number of calls."""
 
         def __init__(self, bits: int) -> None:
-            self.bits = bits
+            self.bits, self.at = bits, 0
             self.bit_generator = self
+            width = np.uint32 if bits == 32 else np.uint64
+            angles = np.random.default_rng(0).integers(0, np.iinfo(width).max, 2048, dtype=width, endpoint=True)
+            self.words = np.concatenate([np.full(2048, np.iinfo(width).max, width), angles]).view(np.uint64)
 
-        def random_raw(self, words: int) -> np.ndarray:
-            width = np.uint32 if self.bits == 32 else np.uint64
-            count = words * 64 // self.bits
-            angles = np.random.default_rng(0).integers(0, np.iinfo(width).max, count // 2, dtype=width, endpoint=True)
-            return np.concatenate([np.full(count - count // 2, np.iinfo(width).max, width), angles]).view(np.uint64)
+        def random_raw(self, draws: int) -> np.ndarray:
+            self.at += draws
+            return self.words[self.at - draws : self.at]
 
     for dtype, bits in ((np.float32, 32), (np.float64, 64)):
         out = np.empty(4096, dtype)

@@ -58,3 +58,39 @@ def test_values_are_pinned() -> None:
 
 
 PINNED = "f32d1f99f89c3679"
+
+
+def test_set_threads_changes_no_value_and_refuses_bad_counts() -> None:
+    shape = (3 * rng.CHUNK // 1000 + 1, 1000)
+    expected = _value(up.init.TruncatedNormal(0, 1), shape)
+    previous = up.init.set_threads(1)
+    try:
+        assert up.init.threads() == 1
+        np.testing.assert_array_equal(_value(up.init.TruncatedNormal(0, 1), shape), expected)
+        for bad in (0, -2, 1.5, True, "2"):
+            with pytest.raises(up.InitializerError, match=f"threads {bad!r} is not valid"):
+                up.init.set_threads(bad)  # type: ignore[arg-type]
+            assert up.init.threads() == 1
+    finally:
+        up.init.set_threads(None)
+    assert up.init.threads() == previous
+
+
+@pytest.mark.parametrize("init", [up.init.Normal(), up.init.Uniform(), up.init.TruncatedNormal(0, 1)])
+def test_one_thread_holds_at_most_one_chunk_and_the_draws_scratch(init: up.init.Initializer) -> None:
+    """A C-contiguous float32 tensor is drawn in place (the draws' scratch only); a transposed one through one chunk."""
+    import tracemalloc
+
+    from unified_params import draws
+
+    shape = (3 * rng.CHUNK // 1000 + 1, 1000)
+    up.init.set_threads(1)
+    try:
+        for out, extra in ((np.empty(shape, np.float32), 0), (np.empty(shape[::-1], np.float32).T, rng.CHUNK * 4)):
+            tracemalloc.start()
+            init.fill(out, 7, "layer.weight")
+            peak = tracemalloc.get_traced_memory()[1]
+            tracemalloc.stop()
+            assert peak <= extra + draws.scratch_bytes(np.float32) + (1 << 14), (peak, extra)
+    finally:
+        up.init.set_threads(None)

@@ -119,6 +119,49 @@ def test_torch_dtensor_and_fully_shard_over_gloo_init_each_local_shard_bitwise(w
     assert f"dtensor ok {world}" in done.stdout and done.stdout.count("torch shard") == world
 
 
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_nnx_over_two_jax_processes_inits_its_own_shards_and_saves_a_checkpoint_that_loads_on_one(
+        tmp_path: Path) -> None:
+    """jax.distributed with 2 processes of 2 CPU devices: each process's shards equal the same blocks of the unsharded
+    init, placements kept, numpy peak within its shards + one chunk and the draws' scratch per thread; each writes its
+    own blocks of one checkpoint, which loads split the other way there and, here, into an unsharded model."""
+    from flax import nnx
+
+    port, env = _free_port(), {**os.environ, "OMP_NUM_THREADS": "1"}
+    procs = [subprocess.Popen([sys.executable, str(HERE / "jax_process_checks.py"), str(i), str(port), str(tmp_path)],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env) for i in range(2)]
+    try:
+        outs = [p.communicate(timeout=300) for p in procs]
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+    for i, (p, (out, err)) in enumerate(zip(procs, outs)):
+        assert p.returncode == 0 and f"process {i} ok" in out, err[-4000:]
+
+    class Net(nnx.Module):
+        def __init__(self) -> None:
+            self.dense, self.out = nnx.Linear(64, 128, rngs=nnx.Rngs(0)), nnx.Linear(128, 8, rngs=nnx.Rngs(0))
+
+    loaded, reference = Net(), Net()
+    up.wrap(loaded).load(tmp_path / "one.safetensors")
+    pm = up.wrap(reference)
+    pm.init(up.init.XavierUniform(), layer="linear", kind="weight", seed=5)
+    pm.init(up.init.Normal(std=0.5), kind="bias", seed=5)
+    for layer in ("dense", "out"):
+        for leaf in ("kernel", "bias"):
+            got, want = (np.asarray(getattr(getattr(m, layer), leaf).get_value()) for m in (loaded, reference))
+            assert np.array_equal(got, want), (layer, leaf)
+
+
 def test_an_nnx_eval_shape_model_is_pending_storage_until_materialize_applies_its_records() -> None:
     """Issue 16: nnx.eval_shape on one device: not initialized, pm.init records, materialize() allocates; the values
     equal the same init on the model built eagerly (NNX's own arrays)."""

@@ -13,16 +13,17 @@ from typing import Any
 
 import numpy as np
 
-from . import dtypes
+from . import draws, dtypes
 from . import rng as _rng
 from .dtypes import is_float, resolve
 from .errors import InitializerError, quote
 from .fit import fit_one
 from .regions import Region
+from .rng import set_threads, threads
 
 __all__ = [
     "Initializer", "Zeros", "Ones", "Constant", "Normal", "Uniform", "XavierUniform", "XavierNormal",
-    "KaimingUniform", "KaimingNormal", "TruncatedNormal", "Orthogonal", "make_value",
+    "KaimingUniform", "KaimingNormal", "TruncatedNormal", "Orthogonal", "make_value", "threads", "set_threads",
 ]
 
 CustomInit = Callable[[tuple, np.dtype, np.random.Generator, str], Any]
@@ -68,22 +69,11 @@ def _fits(initializer: Initializer, name: str, dtype: str, peak: float, what: st
                                f"largest {target.name} ({largest:.3g}), so it would write inf or NaN; use smaller arguments")
 
 
-def _drawn(dtype: np.dtype, draw: Callable[[np.random.Generator, np.ndarray], None]) -> ChunkFill:
-    """The per-chunk fill of draw(rng, buffer) for values of dtype: narrower floats are drawn in float32, then cast."""
-    work = _work_dtype(dtype)
-
-    def chunk(g: np.random.Generator, c: np.ndarray) -> None:
-        z = c if c.dtype == work else np.empty(c.shape, work)
-        draw(g, z)
-        if z is not c:
-            c[...] = z
-
-    return chunk
-
-
-def _whole(out: np.ndarray, region: Region | None) -> tuple[int, ...]:
-    """The shape of the tensor that out is (a block of, with a region)."""
-    return out.shape if region is None else region.shape
+def _fill(initializer: Any, out: np.ndarray, seed: int, name: str, region: Region | None) -> None:
+    """Draw a chunked built-in into out (or its block region of the tensor), in the dtype values are drawn in."""
+    shape = out.shape if region is None else region.shape
+    fill = initializer.chunk_fill(shape, name, out.dtype)
+    _rng.fill_chunks(out, seed, name, fill, region, _work_dtype(out.dtype))
 
 
 def fans(shape: tuple[int, ...], name: str = "") -> tuple[int, int]:
@@ -177,13 +167,13 @@ class Normal(Initializer):
             _fits(self, name, dtype, peak, "values (mean + 5.6 std in float32, 8.5 in float64)")
 
     def chunk_fill(self, shape: tuple[int, ...], name: str, dtype: np.dtype) -> ChunkFill:
-        """What one chunk of the tensor of this shape gets: its own values from its own stream."""
+        """What one chunk of the tensor of this shape gets (in _work_dtype(dtype)): its own values from its own stream."""
         mean, std = self.mean, self._std(shape, name)
-        return _drawn(dtype, lambda g, z: _rng.normal(g, z, mean, std))
+        return lambda g, z: _rng.normal(g, z, mean, std)
 
     def fill(self, out: np.ndarray, seed: int, name: str, region: Region | None = None) -> None:
         if out.size:
-            _rng.fill_chunks(out, seed, name, self.chunk_fill(_whole(out, region), name, out.dtype), region)
+            _fill(self, out, seed, name, region)
 
 
 class Uniform(Initializer):
@@ -204,13 +194,13 @@ class Uniform(Initializer):
             _fits(self, name, dtype, max(abs(low), abs(high), high - low), "bounds (or their distance)")
 
     def chunk_fill(self, shape: tuple[int, ...], name: str, dtype: np.dtype) -> ChunkFill:
-        """What one chunk of the tensor of this shape gets: its own values from its own stream."""
+        """What one chunk of the tensor of this shape gets (in _work_dtype(dtype)): its own values from its own stream."""
         low, high = self._bounds(shape, name)
-        return _drawn(dtype, lambda g, u: _rng.uniform(g, u, low, high))
+        return lambda g, u: _rng.uniform(g, u, low, high)
 
     def fill(self, out: np.ndarray, seed: int, name: str, region: Region | None = None) -> None:
         if out.size:
-            _rng.fill_chunks(out, seed, name, self.chunk_fill(_whole(out, region), name, out.dtype), region)
+            _fill(self, out, seed, name, region)
 
 
 class _FanBased:
@@ -306,23 +296,23 @@ class TruncatedNormal(Initializer):
         _fits(self, name, dtype, max(abs(low), abs(high)), "values")
 
     def fill(self, out: np.ndarray, seed: int, name: str, region: Region | None = None) -> None:
-        _rng.fill_chunks(out, seed, name, self.chunk_fill(_whole(out, region), name, out.dtype), region)
+        if out.size:
+            _fill(self, out, seed, name, region)
 
     def chunk_fill(self, shape: tuple[int, ...], name: str, dtype: np.dtype) -> ChunkFill:
-        """What one chunk gets: normal draws, those outside [a, b] redrawn from the chunk's own stream."""
+        """What one chunk gets: normal draws, those outside [a, b] redrawn from the chunk's own stream (in order)."""
         mean, std, lo, hi = self.mean, self.std, self.a, self.b
-        work = _work_dtype(dtype)
 
-        def chunk(g: np.random.Generator, c: np.ndarray) -> None:
-            z = np.empty(c.size, work)
+        def chunk(g: np.random.Generator, z: np.ndarray) -> None:
             _rng.normal(g, z, mean, std)
-            bad = np.flatnonzero((z < lo) | (z > hi))
+            step = draws.SUB
+            bad = np.concatenate([np.flatnonzero((z[j : j + step] < lo) | (z[j : j + step] > hi)) + j
+                                  for j in range(0, z.size, step)])
             while bad.size:
-                redraw = np.empty(bad.size, work)
+                redraw = np.empty(bad.size, z.dtype)
                 _rng.normal(g, redraw, mean, std)
                 z[bad] = redraw
                 bad = bad[(redraw < lo) | (redraw > hi)]
-            c[...] = z.reshape(c.shape)
 
         return chunk
 
@@ -388,7 +378,7 @@ class Filler:
         shape, dtype = blocks[0][1].shape, blocks[0][0].dtype
         chunk_fill = getattr(self.initializer, "chunk_fill", None) if in_place(self.initializer) else None
         if chunk_fill is not None and math.prod(shape):
-            _rng.fill_blocks(blocks, self.seed, self.name, chunk_fill(shape, self.name, dtype))
+            _rng.fill_blocks(blocks, self.seed, self.name, chunk_fill(shape, self.name, dtype), _work_dtype(dtype))
         elif isinstance(self.initializer, Constant) or not math.prod(shape):
             for out, region in blocks:
                 self(out, region)

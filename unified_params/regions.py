@@ -146,14 +146,24 @@ def chunks(region: Region, chunk: int) -> Iterator[tuple[int, list[Piece]]]:
             yield k, found
 
 
-def take(values: np.ndarray, offset: int, piece: Piece) -> np.ndarray:
-    """The piece's elements from values (a chunk that starts at flat offset), as one contiguous 1-D array."""
+def copy_piece(values: np.ndarray, offset: int, piece: Piece, out: np.ndarray, batch: int = 1 << 15) -> None:
+    """Copy the piece's elements from values (a chunk that starts at flat offset) to their place in the block out.
+
+    No copy of the piece is made: rows go straight from the chunk's strided view into out when out is C-contiguous,
+    else a row (or rows of at most `batch` elements together) at a time.
+    """
     start = piece.src - offset
     if piece.rows == 1:
-        return values[start : start + piece.width]
+        put(out, piece.dst, values[start : start + piece.width])
+        return
     item = values.itemsize
-    view = np.lib.stride_tricks.as_strided(values[start:], (piece.rows, piece.width), (piece.stride * item, item))
-    return view.reshape(-1)
+    rows = np.lib.stride_tricks.as_strided(values[start:], (piece.rows, piece.width), (piece.stride * item, item))
+    if out.flags.c_contiguous:
+        out.reshape(-1)[piece.dst : piece.dst + rows.size].reshape(rows.shape)[...] = rows
+        return
+    step = max(1, batch // piece.width)
+    for r in range(0, piece.rows, step):
+        put(out, piece.dst + r * piece.width, rows[r : r + step].reshape(-1))
 
 
 def put(out: np.ndarray, start: int, values: np.ndarray) -> None:

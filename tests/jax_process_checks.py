@@ -1,0 +1,135 @@
+"""Checks of a JAX model split over 2 processes (jax.distributed, 2 CPU devices each): run by test_sharded.py as
+`python tests/jax_process_checks.py PROCESS PORT FOLDER` in two processes. Every value is compared with the native
+arrays of the same model built unsharded in this process and initialized with the same seed."""
+from __future__ import annotations
+
+import os
+import sys
+import tracemalloc
+
+os.environ["XLA_FLAGS"] = "--xla_force_host_platform_device_count=2"
+os.environ["JAX_PLATFORMS"] = "cpu"
+
+import jax  # noqa: E402
+import numpy as np  # noqa: E402
+from flax import nnx  # noqa: E402
+
+import unified_params as up  # noqa: E402
+from unified_params import draws, rng  # noqa: E402
+
+SPLITS = [(None, "model"), ("model", None)]
+
+
+class Net(nnx.Module):
+    """A kernel and bias split as spec says; under a mesh, the second layer is replicated over all 4 devices."""
+
+    def __init__(self, spec: tuple | None) -> None:
+        rngs, zeros = nnx.Rngs(0), nnx.initializers.zeros_init()
+        kernel = zeros if spec is None else nnx.with_partitioning(zeros, spec)
+        bias = zeros if spec is None else nnx.with_partitioning(zeros, (spec[1],))
+        self.dense = nnx.Linear(64, 128, kernel_init=kernel, bias_init=bias, rngs=rngs)
+        self.out = nnx.Linear(128, 8, kernel_init=zeros, bias_init=zeros, rngs=rngs)
+
+
+def init(pm: up.ParamAPI, seed: int = 5) -> None:
+    pm.init(up.init.XavierUniform(), layer=("linear", "conv"), kind="weight", seed=seed)
+    pm.init(up.init.Normal(std=0.5), kind="bias", seed=seed)
+
+
+def arrays(net: nnx.Module) -> dict[str, jax.Array]:
+    return {n: v.native.get_value() for n, v in up.wrap(net).items()}
+
+
+def same_shards(label: str, net: nnx.Module, want: dict[str, np.ndarray]) -> None:
+    """Every shard this process holds is that block of the unsharded model's native array."""
+    pm = up.wrap(net)
+    for name, value in arrays(net).items():
+        assert len(pm[name].sharding.shards) == len(value.addressable_shards) == 2, (label, name)
+        assert not value.is_fully_addressable, (label, name)
+        for shard in value.addressable_shards:
+            assert np.array_equal(np.asarray(shard.data), want[name][shard.index]), f"{label}: {name} {shard.index}"
+
+
+def main(process: int, port: str, folder: str) -> None:
+    jax.distributed.initialize(f"127.0.0.1:{port}", num_processes=2, process_id=process, initialization_timeout=60,
+                               heartbeat_timeout_seconds=20, shutdown_timeout_seconds=20)
+    assert jax.device_count() == 4 and jax.local_device_count() == 2
+    reference = Net(None)
+    init(up.wrap(reference))
+    want = {n: np.asarray(a) for n, a in arrays(reference).items()}
+    meshes = [jax.make_mesh((4,), ("model",)), jax.make_mesh((2, 2), ("data", "model"))]
+    nets = []
+    for mesh, spec in zip(meshes, SPLITS):
+        with jax.set_mesh(mesh):
+            nets.append(Net(spec))
+        before = {n: a.sharding for n, a in arrays(nets[-1]).items()}
+        init(up.wrap(nets[-1]))
+        assert {n: a.sharding for n, a in arrays(nets[-1]).items()} == before, f"{spec}: a sharding changed"
+        same_shards(f"{dict(mesh.shape)} {spec}", nets[-1], want)
+    checkpoint(process, folder, nets[0], meshes[0], want)
+    memory(process, meshes[0])
+    print(f"process {process} ok", flush=True)
+    jax.distributed.shutdown()
+
+
+def checkpoint(process: int, folder: str, net: nnx.Module, mesh: jax.sharding.Mesh,
+               want: dict[str, np.ndarray]) -> None:
+    """Each process writes only the bytes of the blocks its devices are first to hold (a replicated tensor: process
+    0); the checkpoint loads back split the other way."""
+    pm = up.wrap(net)
+    written = [0]
+    real = os.pwrite
+
+    def counted(fd: int, data: object, offset: int) -> int:
+        written[0] += len(data)
+        return real(fd, data, offset)
+
+    os.pwrite = counted
+    try:
+        pm.save(os.path.join(folder, "one.safetensors"))
+        pm.save(os.path.join(folder, "sharded"), max_shard_size=20_000)
+    finally:
+        os.pwrite = real
+    mine = 0
+    for value in arrays(net).values():
+        first = {}
+        for device, index in value.sharding.devices_indices_map(value.shape).items():
+            key = str(index)
+            first[key] = min(first.get(key, device.id), device.id)
+        if value.is_fully_addressable:
+            mine += value.nbytes if process == 0 else 0
+        else:
+            mine += sum(s.data.nbytes for s in value.addressable_shards if first[str(s.index)] == s.device.id)
+    assert written[0] == 2 * mine, (written[0], mine)
+    with jax.set_mesh(mesh):
+        other = Net(SPLITS[1])
+    up.wrap(other).load(os.path.join(folder, "sharded"))
+    same_shards("loaded split the other way", other, want)
+    print(f"process {process} wrote {written[0]} bytes", flush=True)
+
+
+def memory(process: int, mesh: jax.sharding.Mesh) -> None:
+    """A 8 MB kernel split 4 ways: numpy holds this process's 2 shards plus, per fill thread, one chunk and the draws'
+    scratch (rng.py); with set_threads(1), one of each."""
+    with jax.set_mesh(mesh):
+        net = nnx.Linear(1024, 2048, use_bias=False, kernel_init=nnx.with_partitioning(
+            nnx.initializers.zeros_init(), (None, "model")), rngs=nnx.Rngs(0))
+    pm = up.wrap(net)
+    own = sum(s.data.nbytes for s in net.kernel.get_value().addressable_shards)
+    scratch = rng.CHUNK * 4 + draws.scratch_bytes(np.float32)
+    for threads in (None, 1):
+        previous = rng.set_threads(threads)
+        tracemalloc.start()
+        pm.init(up.init.Normal(std=0.02), seed=1)
+        peak = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+        bound = own + rng.threads() * scratch
+        assert peak <= bound, f"numpy peak {peak} beyond {own} of shards + {rng.threads()} x {scratch} of scratch"
+        print(f"process {process}: {rng.threads()} threads, shards {own / 2**20:.1f} MiB, numpy peak "
+              f"{peak / 2**20:.2f} MiB, scratch {(peak - own) / 2**20:.2f} MiB (bound {rng.threads()} x "
+              f"{scratch / 2**20:.2f})", flush=True)
+        rng.set_threads(previous if threads is None else None)
+
+
+if __name__ == "__main__":
+    main(int(sys.argv[1]), sys.argv[2], sys.argv[3])
