@@ -108,7 +108,33 @@ def nnx_checks() -> None:
         assert pm.initialized and arrays["dense.weight"].sharding.spec == jax.sharding.PartitionSpec(None, "model")
         check_same(f"nnx eval_shape {shape}", native_arrays(arrays), want)
         count += 1
+    whole_checks(pm, reference)
     print(f"nnx ok {count}")
+
+
+def whole_checks(pm: up.ParamAPI, reference: up.ParamAPI) -> None:
+    """Orthogonal and a custom initializer on a split kernel warn (WholeTensorWarning, naming it and its size) and
+    give the unsharded values, sharding kept; the chunked built-ins and unsplit parameters do not warn."""
+    import warnings
+
+    def custom(shape: tuple, dtype: object, generator: object, name: str) -> np.ndarray:
+        return np.full(shape, 0.25, dtype)
+
+    for initializer in (up.init.Orthogonal(), custom):
+        before = pm["dense.weight"].native.get_value().sharding
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            pm.init(initializer, pattern="dense.weight", seed=4)
+            reference.init(initializer, pattern="dense.weight", seed=4)
+        assert [w.category for w in caught] == [up.WholeTensorWarning], [str(w.message) for w in caught]
+        assert "'dense.weight' (128 x 64 float32, 0.0312 MiB)" in str(caught[0].message), caught[0].message
+        value = pm["dense.weight"].native.get_value()
+        assert value.sharding == before
+        assert np.array_equal(np.asarray(value), np.asarray(reference["dense.weight"].native.get_value()))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        pm.init(up.init.TruncatedNormal(std=0.1), pattern="dense.weight", seed=4)
+        reference.init(up.init.Orthogonal(), pattern="dense.weight", seed=4)
 
 
 def linen_checks() -> None:

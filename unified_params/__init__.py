@@ -20,6 +20,7 @@ from .errors import (
     UnifiedParamsError,
     UnsupportedError,
     UnsupportedModelError,
+    WholeTensorWarning,
 )
 
 __version__ = "0.1.0"
@@ -33,7 +34,7 @@ _LAZY = {
 __all__ = [
     *_LAZY, "UnifiedParamsError", "ParameterNotFoundError", "SelectionError", "InitializerError",
     "ShapeMismatchError", "DtypeMismatchError", "CheckpointError", "DeferredInitializationError",
-    "UnsupportedModelError", "BackendNotInstalledError", "UnsupportedError",
+    "UnsupportedModelError", "BackendNotInstalledError", "UnsupportedError", "WholeTensorWarning",
 ]
 
 

@@ -47,6 +47,11 @@ class BackendNotInstalledError(UnifiedParamsError, ImportError):
     """The model's framework, or a requested backend, is not installed."""
 
 
+class WholeTensorWarning(UserWarning):
+    """pm.init on a parameter split over devices builds its whole value on the host (Orthogonal, a custom
+    initializer, a layout that reshapes): the memory of sharded init is not bounded for it."""
+
+
 class UnsupportedError(UnifiedParamsError, NotImplementedError):
     """A backend cannot do what was asked; its capabilities say why."""
 

@@ -7,8 +7,13 @@ native dimension 1 is split on canonical dimension 0.
 """
 from __future__ import annotations
 
+import math
+import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
+from .errors import WholeTensorWarning, quote
 from .regions import Region
 
 
@@ -60,3 +65,38 @@ class Sharding:
 def shard_of(device: str, region: Region) -> Shard:
     """The Shard of one device that holds region."""
     return Shard(device, region.start, region.stop)
+
+
+def _chunked(initializer: Any) -> bool:
+    """True for a built-in that fills a shard from the chunks that meet it (or a constant): no whole value made."""
+    from .init import Constant, in_place
+
+    return in_place(initializer) and (getattr(initializer, "chunk_fill", None) is not None
+                                      or isinstance(initializer, Constant))
+
+
+def warn_whole(adapter: Any, initializer: Any, entries: Sequence[Any]) -> None:
+    """Warn, naming them with their size, of the split parameters that pm.init builds whole on the host: Orthogonal
+    and custom initializers need the whole tensor, and a layout that reshapes has no canonical blocks."""
+    from .dtypes import resolve
+    from .layout import axis_map
+
+    chunked = _chunked(initializer)
+    whole = []
+    for e in entries:
+        shape = tuple(e.slot.shape)
+        if None in shape or not shape:
+            continue
+        reshaped = axis_map(e.slot.layout, len(shape)) is None
+        if chunked and not reshaped:
+            continue
+        placed = adapter.sharding(e.slot)
+        if placed is not None and (reshaped or not placed.replicated):
+            size = math.prod(shape) * resolve(e.slot.dtype).itemsize
+            whole.append(f"{quote(e.name)} ({' x '.join(map(str, shape))} {e.slot.dtype}, {size / 2**20:.3g} MiB)")
+    if whole:
+        why = "needs the whole tensor" if not chunked else "cannot fill a block of a tensor stored reshaped"
+        warnings.warn(f"{initializer!r} {why}: pm.init builds {', '.join(whole)} whole in this process's memory, then "
+                      f"keeps its shards (sharded init is bounded by the shards plus one chunk only for the chunked "
+                      f"built-ins: Normal, Uniform, Xavier*, Kaiming*, TruncatedNormal, Constant; see docs/scale.md)",
+                      WholeTensorWarning, stacklevel=4)
