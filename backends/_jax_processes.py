@@ -7,7 +7,7 @@ creates, checksums and commits the files. broadcast and all_ok run over JAX's ow
 """
 from __future__ import annotations
 
-import pickle
+import json
 from collections.abc import Iterable
 from typing import Any
 
@@ -28,14 +28,15 @@ class JaxGroup:
         self.rank, self.size = jax.process_index(), jax.process_count()
 
     def broadcast(self, value: Any) -> Any:
+        """Process 0's value (what JSON carries: collective.save's plans and outcomes; tuples come back as lists)."""
         from jax.experimental import multihost_utils
 
-        data = np.frombuffer(pickle.dumps(value), np.uint8) if self.rank == 0 else np.zeros(0, np.uint8)
+        data = np.frombuffer(json.dumps(value).encode(), np.uint8) if self.rank == 0 else np.zeros(0, np.uint8)
         size = int(multihost_utils.broadcast_one_to_all(np.int32(data.size)))
         buffer = np.zeros(size, np.uint8)
         if self.rank == 0:
             buffer[:] = data
-        return pickle.loads(np.asarray(multihost_utils.broadcast_one_to_all(buffer)).tobytes())
+        return json.loads(np.asarray(multihost_utils.broadcast_one_to_all(buffer)).tobytes())
 
     def all_ok(self, ok: bool) -> bool:
         from jax.experimental import multihost_utils

@@ -14,6 +14,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
+from collective_checks import atomic
 from torch import nn
 
 import unified_params as up
@@ -128,7 +129,7 @@ def checkpoint(rank: int, world: int, model: nn.Module, pm: up.ParamAPI, want: d
     stored_one = load_file(os.path.join(folder, "one.safetensors"))
     for name, value in want.items():
         assert np.array_equal(stored[name], value.numpy()) and np.array_equal(stored_one[name], value.numpy()), name
-    atomic(rank, pm, os.path.join(folder, "sharded"))
+    atomic(rank, dist.get_world_size(), pm, os.path.join(folder, "sharded"), dist.barrier)
     plain = build()
     up.wrap(plain).load(os.path.join(folder, "sharded"))
     assert all(torch.equal(t, want[n]) for n, t in plain.state_dict().items())
@@ -137,29 +138,6 @@ def checkpoint(rank: int, world: int, model: nn.Module, pm: up.ParamAPI, want: d
     same("load into Shard(1)", other, up.wrap(other), want)
     if rank == 0:
         print(f"{world} processes: each wrote its own shard bytes {counts}, {total} in all", flush=True)
-
-
-def atomic(rank: int, pm: up.ParamAPI, folder: str) -> None:
-    """A save that fails on the last process raises on every process and leaves the old checkpoint as it was."""
-    old = {f: open(os.path.join(folder, f), "rb").read() for f in sorted(os.listdir(folder))}
-    dist.barrier()
-    real = os.pwrite
-
-    def full(fd: int, data: object, offset: int) -> int:
-        raise OSError(28, "No space left on device")
-
-    if rank == dist.get_world_size() - 1:
-        os.pwrite = full
-    try:
-        pm.save(folder, max_shard_size=20_000)
-        raise AssertionError("the save did not fail")
-    except (OSError, up.CheckpointError) as e:
-        assert rank == dist.get_world_size() - 1 or "another process failed" in str(e), e
-    finally:
-        os.pwrite = real
-    dist.barrier()
-    now = {f: open(os.path.join(folder, f), "rb").read() for f in sorted(os.listdir(folder))}
-    assert now == old, "a failed save changed the checkpoint folder"
 
 
 def partial(mesh: object) -> None:

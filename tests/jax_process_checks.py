@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import sys
+import traceback
 import tracemalloc
 
 os.environ["XLA_FLAGS"] = "--xla_force_host_platform_device_count=2"
@@ -12,6 +13,7 @@ os.environ["JAX_PLATFORMS"] = "cpu"
 
 import jax  # noqa: E402
 import numpy as np  # noqa: E402
+from collective_checks import atomic  # noqa: E402
 from flax import nnx  # noqa: E402
 
 import unified_params as up  # noqa: E402
@@ -67,6 +69,7 @@ def main(process: int, port: str, folder: str) -> None:
         assert {n: a.sharding for n, a in arrays(nets[-1]).items()} == before, f"{spec}: a sharding changed"
         same_shards(f"{dict(mesh.shape)} {spec}", nets[-1], want)
     checkpoint(process, folder, nets[0], meshes[0], want)
+    linen(folder, meshes[0])
     memory(process, meshes[0])
     print(f"process {process} ok", flush=True)
     jax.distributed.shutdown()
@@ -75,7 +78,7 @@ def main(process: int, port: str, folder: str) -> None:
 def checkpoint(process: int, folder: str, net: nnx.Module, mesh: jax.sharding.Mesh,
                want: dict[str, np.ndarray]) -> None:
     """Each process writes only the bytes of the blocks its devices are first to hold (a replicated tensor: process
-    0); the checkpoint loads back split the other way."""
+    0); a save that fails on one process leaves the old files; the checkpoint loads back split the other way."""
     pm = up.wrap(net)
     written = [0]
     real = os.pwrite
@@ -101,11 +104,59 @@ def checkpoint(process: int, folder: str, net: nnx.Module, mesh: jax.sharding.Me
         else:
             mine += sum(s.data.nbytes for s in value.addressable_shards if first[str(s.index)] == s.device.id)
     assert written[0] == 2 * mine, (written[0], mine)
+    from jax.experimental import multihost_utils
+
+    atomic(process, 2, pm, os.path.join(folder, "sharded"), lambda: multihost_utils.sync_global_devices("atomic"))
     with jax.set_mesh(mesh):
         other = Net(SPLITS[1])
     up.wrap(other).load(os.path.join(folder, "sharded"))
     same_shards("loaded split the other way", other, want)
     print(f"process {process} wrote {written[0]} bytes", flush=True)
+
+
+def linen(folder: str, mesh: jax.sharding.Mesh) -> None:
+    """A linen model made by jax.jit(init, out_shardings=...) over both processes: pm.init fills its shards, each
+    process saves its own blocks, the file loads into the same model split the other way."""
+    import jax.numpy as jnp
+    from flax import linen as nn
+
+    class Net(nn.Module):
+        spec: tuple | None = None
+
+        @nn.compact
+        def __call__(self, x: jax.Array) -> jax.Array:
+            zeros = nn.initializers.zeros_init()
+            kw = {"kernel_init": zeros} if self.spec is None else {
+                "kernel_init": nn.with_partitioning(zeros, self.spec),
+                "bias_init": nn.with_partitioning(zeros, (self.spec[1],))}
+            return nn.Dense(8, kernel_init=zeros)(nn.Dense(128, **kw)(x))
+
+    def build(spec: tuple | None) -> up.ParamAPI:
+        net, x = Net(spec), jnp.ones((2, 64))
+        if spec is None:
+            return up.wrap(net, net.init(jax.random.PRNGKey(0), x))
+        abstract = jax.eval_shape(net.init, jax.random.PRNGKey(0), x)
+        return up.wrap(net, jax.jit(net.init, out_shardings=nn.get_sharding(abstract, mesh))(jax.random.PRNGKey(0), x))
+
+    def check(label: str, pm: up.ParamAPI) -> None:
+        for name, view in pm.items():
+            value = nn.unbox(view.native)
+            assert not value.is_fully_addressable and len(value.addressable_shards) == 2, (label, name)
+            for shard in value.addressable_shards:
+                assert np.array_equal(np.asarray(shard.data), want[name][shard.index]), f"linen {label}: {name}"
+
+    reference = build(None)
+    init(reference)
+    want = {n: np.asarray(nn.unbox(v.native)) for n, v in reference.items()}
+    pm = build(SPLITS[0])
+    before = {n: nn.unbox(v.native).sharding for n, v in pm.items()}
+    init(pm)
+    assert {n: nn.unbox(v.native).sharding for n, v in pm.items()} == before, "linen: a sharding changed"
+    check("init", pm)
+    pm.save(os.path.join(folder, "linen.safetensors"))
+    other = build(SPLITS[1])
+    other.load(os.path.join(folder, "linen.safetensors"))
+    check("loaded split the other way", other)
 
 
 def memory(process: int, mesh: jax.sharding.Mesh) -> None:
@@ -132,4 +183,9 @@ def memory(process: int, mesh: jax.sharding.Mesh) -> None:
 
 
 if __name__ == "__main__":
-    main(int(sys.argv[1]), sys.argv[2], sys.argv[3])
+    try:
+        main(int(sys.argv[1]), sys.argv[2], sys.argv[3])
+    except BaseException:
+        traceback.print_exc()
+        sys.stderr.flush()
+        os._exit(1)  # at once: jax.distributed's exit would wait for the other process at its shutdown barrier

@@ -4,6 +4,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -127,25 +128,31 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def test_nnx_over_two_jax_processes_inits_its_own_shards_and_saves_a_checkpoint_that_loads_on_one(
+def test_nnx_and_linen_over_two_jax_processes_init_their_own_shards_and_save_a_checkpoint_that_loads_on_one(
         tmp_path: Path) -> None:
     """jax.distributed with 2 processes of 2 CPU devices: each process's shards equal the same blocks of the unsharded
     init, placements kept, numpy peak within its shards + one chunk and the draws' scratch per thread; each writes its
-    own blocks of one checkpoint, which loads split the other way there and, here, into an unsharded model."""
+    own blocks of one checkpoint, which loads split the other way there and, here, into an unsharded model. A linen
+    model made by jax.jit(init, out_shardings=...) over both processes: the same, saved and loaded there."""
     from flax import nnx
 
     port, env = _free_port(), {**os.environ, "OMP_NUM_THREADS": "1"}
     procs = [subprocess.Popen([sys.executable, str(HERE / "jax_process_checks.py"), str(i), str(port), str(tmp_path)],
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env) for i in range(2)]
+    deadline = time.monotonic() + 300
     try:
-        outs = [p.communicate(timeout=300) for p in procs]
+        while any(p.poll() is None for p in procs) and time.monotonic() < deadline:
+            if any(p.poll() not in (None, 0) for p in procs):
+                break  # the other one would wait for it at a collective until JAX's heartbeat gives up
+            time.sleep(0.1)
     finally:
         for p in procs:
             if p.poll() is None:
                 p.kill()
-                p.wait()
+    outs = [p.communicate() for p in procs]
     for i, (p, (out, err)) in enumerate(zip(procs, outs)):
-        assert p.returncode == 0 and f"process {i} ok" in out, err[-4000:]
+        assert p.returncode == 0 and f"process {i} ok" in out, "\n".join(f"process {j}: {e[-3000:]}"
+                                                                         for j, (_, e) in enumerate(outs))
 
     class Net(nnx.Module):
         def __init__(self) -> None:
