@@ -1,8 +1,9 @@
-"""Real architectures against their frameworks' own calls: `python benchmarks/real_models.py [gpt2] [resnet50]`.
+"""Real architectures against their frameworks' own calls: `python benchmarks/real_models.py [gpt2] [resnet50] ...`.
 
 GPT-2 small (transformers GPT2Config() defaults: 124 M parameters, randomly initialized, no download) on torch and
 Keras ResNet50 (weights=None, 25.6 M parameters): wrap + first names(), init of every weight, save and load, each as
-a ratio to the native call measured in the same process, sampled alternately (benchmarks/measure.py). Each model
+a ratio to the native call measured in the same process, sampled alternately (benchmarks/measure.py); and
+ResNet-50 moved from transformers (torch) to keras-hub (Keras) by `up.transfer` with a rename list. Each model
 runs in a process of its own (`--model NAME` runs one and prints its rows as JSON).
 """
 from __future__ import annotations
@@ -93,8 +94,45 @@ def resnet50(repeat: int, folder: str) -> list[dict[str, Any]]:
     }, repeat, fast=("wrap + first names()",))
 
 
+RESNET_RENAME = [(r"embedder\.embedder\.convolution\.(.*)", r"conv1_conv.\1"),
+                 (r"embedder\.embedder\.normalization\.(.*)", r"conv1_bn.\1"),
+                 (r"encoder\.stages\.(\d+)\.layers\.(\d+)\.shortcut\.convolution\.(.*)", r"stack\1_block\2_0_conv.\3"),
+                 (r"encoder\.stages\.(\d+)\.layers\.(\d+)\.shortcut\.normalization\.(.*)", r"stack\1_block\2_0_bn.\3"),
+                 *[(rf"encoder\.stages\.(\d+)\.layers\.(\d+)\.layer\.{k}\.{part}\.(.*)",
+                    rf"stack\1_block\2_{k + 1}_{to}.\3")
+                   for k in range(3) for part, to in (("convolution", "conv"), ("normalization", "bn"))]]
+"""transformers ResNet names -> keras-hub ResNetBackbone names (tests/test_resnet_keras_pair.py checks the pairing)."""
+
+
+def resnet50_pair(repeat: int, folder: str) -> list[dict[str, Any]]:
+    """transformers ResNet-50 (torch) -> keras-hub ResNet-50 (Keras): the same architecture in two frameworks."""
+    import keras_hub
+    from transformers import ResNetConfig, ResNetModel
+
+    hf = ResNetModel(ResNetConfig()).eval()
+    hub = keras_hub.models.ResNetBackbone(
+        input_conv_filters=[64], input_conv_kernel_sizes=[7], stackwise_num_filters=[64, 128, 256, 512],
+        stackwise_num_blocks=[3, 4, 6, 3], stackwise_num_strides=[1, 2, 2, 2], block_type="bottleneck_block",
+        use_pre_activation=False, image_shape=(None, None, 3))
+    hub_pm = up.wrap(hub)
+    state = hf.state_dict()
+    pairs = [(state[p.source], hub_pm[p.target].native) for p in up.match(hf, hub, rename=RESNET_RENAME).pairs]
+
+    def naive() -> None:
+        for tensor, variable in pairs:
+            value = tensor.detach().numpy()
+            variable.assign(value.transpose(2, 3, 1, 0) if value.ndim == 4 else value)
+
+    return _rows({
+        "transfer transformers -> keras-hub (rename list)": (
+            lambda: up.transfer(hf, hub, rename=RESNET_RENAME), naive,
+            "numpy views of torch -> transpose conv kernels -> v.assign (mapping prepared beforehand)"),
+    }, repeat, fast=())
+
+
 MODELS = {"gpt2": (gpt2, "torch: transformers GPT-2 small (124 M parameters)"),
-          "resnet50": (resnet50, "keras: ResNet50, weights=None (25.6 M parameters)")}
+          "resnet50": (resnet50, "keras: ResNet50, weights=None (25.6 M parameters)"),
+          "resnet50_pair": (resnet50_pair, "torch -> keras: transformers ResNet-50 -> keras-hub ResNet-50 (25.6 M)")}
 
 
 def _time(x: float) -> str:

@@ -30,6 +30,8 @@ def depthwise_expected(native: np.ndarray) -> np.ndarray:
 
 @pytest.mark.parametrize("layout, native_shape, expected", [
     (CHANNELS_LAST, (3, 3, 2, 5), lambda a: a.transpose(3, 2, 0, 1)),
+    (CHANNELS_LAST, (1, 1, 40, 24), lambda a: a.transpose(3, 2, 0, 1)),
+    (CHANNELS_LAST, (1, 3, 40, 24), lambda a: a.transpose(3, 2, 0, 1)),
     (CHANNELS_LAST, (7, 2, 5), lambda a: a.transpose(2, 1, 0)),
     (DEPTHWISE, (3, 3, 2, 4), depthwise_expected),
 ])
