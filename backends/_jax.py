@@ -1,7 +1,6 @@
 """Helpers shared by the linen and NNX adapters: leaf names, layouts, numpy conversion, linen structure, error locating."""
 from __future__ import annotations
 
-import functools
 import gc
 import math
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -17,7 +16,7 @@ from unified_params.layout import canonical_copy as _canonical_copy
 from unified_params.lazy import lazy
 from unified_params.locate import compare_shapes, failing_layer, input_weight_size, mismatch_from_failure, walk  # noqa: F401
 from unified_params.naming import Group, attribute_paths, group_children
-from unified_params.rules import Leaf, Rule, Unlisted, leaf_of, ordered_leaves
+from unified_params.rules import Leaf, Rule, leaf_of
 
 from .flax_rules import LINEN, by_children, by_signature
 
@@ -201,6 +200,13 @@ def _dtype_of(value: Any) -> str:
     return dtype_name(getattr(inner, "dtype", None) or np.asarray(inner).dtype)
 
 
+def collections(variables: Mapping) -> list[str]:
+    """The collections of a linen variables tree that hold parameters and statistics, params first."""
+    found = [c for c in variables if c not in SKIPPED_COLLECTIONS]
+    found.sort(key=lambda c: (c != "params", c != STATS_COLLECTION))
+    return found
+
+
 class LinenTree:
     """Discovers a linen module's structure: Sequential positions, setup/field children, compact children from variables.
 
@@ -216,8 +222,7 @@ class LinenTree:
         self.make_slot = make_slot
         self.values = values
         self.layers: dict[tuple[str, ...], str] = {}
-        self.collections = [c for c in (variables or {}) if c not in SKIPPED_COLLECTIONS]
-        self.collections.sort(key=lambda c: (c != "params", c != STATS_COLLECTION))
+        self.collections = collections(variables or {})
 
     def build(self, key: str = "") -> Node:
         """The Node tree of the whole module."""
@@ -293,12 +298,12 @@ class LinenTree:
         return sorted(members, key=lambda m: made.get(m[1][1].scope.path[-1], len(made)))
 
     def _subtree_keys(self, path: tuple[str, ...]) -> list[str]:
-        keys: list[str] = []
+        keys: dict[str, None] = {}
         for col in self.collections:
             sub = get_path(self.variables[col], path)
             if isinstance(sub, Mapping):
-                keys += [k for k, v in sub.items() if isinstance(v, Mapping) and k not in keys]
-        return keys
+                keys.update((k, None) for k, v in sub.items() if isinstance(v, Mapping))
+        return list(keys)
 
     def _own_shapes(self, path: tuple[str, ...]) -> dict[str, tuple[int, ...]]:
         """Native name -> shape of the variables directly at path, over every collection."""
@@ -335,105 +340,9 @@ class LinenTree:
             node.children.append(self._vars_node(name, (*path, name), (*canon, name)))
         return node
 
-    def names(self) -> list[str] | None:
-        """The canonical names build() gives, without binding the module (no clone, no setup): for Sequentials and
-        layers without setup() or submodule attributes, whose children come from the variables; else None."""
-        from flax import config
-
-        if self.variables is None or config.flax_preserve_adopted_names:
-            return None
-        self._plain: set[type] = set()
-        self._kinds = (linen.Module, linen.Sequential, linen.Module.setup)
-        out: list[str] = []
-        try:
-            if not self._names(self.module, [self.variables[c] for c in self.collections], "", out):
-                return None
-        except Unlisted:
-            return None
-        return list(dict.fromkeys(out))
-
-    def _names(self, module: Any, subs: list[Any], prefix: str, out: list[str]) -> bool:
-        """subs: the variables at the module's path, one mapping per collection that has any."""
-        module_type, sequential, setup = self._kinds
-        rule = LINEN.for_layer(module)
-        leaves, keys = _level(subs, rule)
-        out.extend([prefix + leaf for leaf in ordered_leaves(rule, leaves, canonical=True)])
-        covered: set[str] = set()
-        if isinstance(module, sequential):
-            if getattr(type(module), "preserve_adopted_names", False):
-                return False
-            seen: set[int] = set()
-            for i, layer in enumerate(module.layers):
-                if not isinstance(layer, module_type):
-                    continue
-                if layer.name is not None or layer.parent is not None or id(layer) in seen:
-                    return False
-                seen.add(id(layer))
-                key = f"layers_{i}"
-                covered.add(key)
-                if not self._names(layer, _below(subs, key), f"{prefix}{i}.", out):
-                    return False
-        elif type(module).setup is not setup or self._submodules(module):
-            return False
-        for name in keys:
-            if name not in covered:
-                self._vars_names(name, _below(subs, name), f"{prefix}{name}.", out)
-        return True
-
-    def _submodules(self, module: Any) -> bool:
-        """True when an attribute of module holds a linen Module (or a list, tuple or dict with one)."""
-        values = vars(module).values()
-        if set(map(type, values)) <= self._plain:
-            return False
-        kinds = (linen.Module, list, tuple, dict, flax_frozen.FrozenDict)
-        self._plain.update(t for t in map(type, values) if not issubclass(t, kinds))
-        return any(_holds_module(v) for v in values if type(v) not in self._plain)
-
-    def _vars_names(self, name: str, subs: list[Any], prefix: str, out: list[str]) -> None:
-        shapes = {k: _shape_of(self.values(v)) for sub in subs for k, v in sub.items() if not _is_mapping(type(v))}
-        rule = LINEN.by_autoname(name) or by_signature(shapes)
-        leaves, keys = _level(subs, rule)
-        out.extend([prefix + leaf for leaf in ordered_leaves(rule, leaves, canonical=True)])
-        for key in keys:
-            self._vars_names(key, _below(subs, key), f"{prefix}{key}.", out)
-
     def _deferred_slot(self, module: Any, path: tuple[str, ...], col: str, leaf: Leaf,
                        shape: tuple[int | None, ...]) -> Slot:
         return self.make_slot(LinenLeaf(col, (*path, leaf.native), None, shape, _param_dtype(module), leaf))
-
-
-@functools.cache
-def _is_mapping(cls: type) -> bool:
-    return issubclass(cls, Mapping)
-
-
-def _level(subs: list[Any], rule: Rule | None) -> tuple[tuple[str, ...], list[str]]:
-    """The canonical leaves _own_slots gives at one path (a repeated leaf keeps its native name) and the keys
-    _subtree_keys gives, from the variables at that path in each collection."""
-    leaves: list[str] = []
-    keys: list[str] = []
-    for sub in subs:
-        for name, raw in sub.items():
-            if _is_mapping(type(raw)):
-                if name not in keys:
-                    keys.append(name)
-            else:
-                leaf = leaf_of(rule, name).name
-                leaves.append(name if leaf in leaves else leaf)
-    return tuple(leaves), keys
-
-
-def _below(subs: list[Any], key: str) -> list[Any]:
-    found = [sub.get(key) for sub in subs]
-    return [sub for sub in found if sub is not None and _is_mapping(type(sub))]
-
-
-def _holds_module(value: Any) -> bool:
-    if isinstance(value, (list, tuple)):
-        return any(map(_holds_module, value))
-    if isinstance(value, Mapping):
-        return any(map(_holds_module, value.values()))
-    return isinstance(value, linen.Module)
 
 
 def _is_module(value: Any) -> bool:

@@ -56,7 +56,7 @@ from unified_params.lazy import lazy
 from unified_params.locate import walk as walk_nodes
 from unified_params.naming import Group, alias_paths, attribute_paths, group_children
 from unified_params.outputs import loss_target
-from unified_params.rules import Leaf, Rule, Unlisted, adopt_ruled_layouts, leaf_of, ordered_leaves
+from unified_params.rules import Leaf, Rule, adopt_ruled_layouts, leaf_of
 from unified_params.sharding import Sharding
 
 from .keras_ops import ops
@@ -227,6 +227,19 @@ class _Stamp:
         self.variables = [v for layer in self.layers for v in _own_variables(layer)] if attributes else None
         self.attributes = list(map(_ATTRIBUTES, self.variables)) if attributes else None
 
+    @classmethod
+    def of_walk(cls, layers: list[Any], states: list[Any], functional: list[Any], keyed: list[Any]) -> _Stamp:
+        """A listing's stamp from what its walk read: each layer's sublayers, trainable and non-trainable variable
+        lists and built flag, one after the other in `states` (the lists in another order than tree()'s stamp)."""
+        stamp = cls.__new__(cls)
+        stamp.layers, stamp.functional, stamp.keyed = layers, functional, keyed
+        stamp.lists = [*states[0::4], *states[1::4], *states[2::4], *(layer._operations for layer in functional)]
+        stamp.contents = Contents(sequences=stamp.lists)
+        stamp.keys = [_keys(layer) for layer in keyed]
+        stamp.built = states[3::4]
+        stamp.variables = stamp.attributes = None
+        return stamp
+
     def changed(self, attributes: bool) -> bool:
         """Listing trusts that Keras keeps each layer's tracker lists (it mutates them); with attributes, that too."""
         if self.contents.changed() or list(map(_BUILT, self.layers)) != self.built:
@@ -314,40 +327,9 @@ class KerasAdapter(Adapter):
     def listing(self) -> tuple[list[str], _Stamp] | None:
         """The names tree() would give, without slots; None for unbuilt ruled layers and variables held twice (there
         the tree decides: deferred slots, a borrowed variable taking its owner's leaf)."""
-        names: list[str] = []
-        seen: set[int] = set()
-        layers: dict[int, Any] = {}
+        from .keras_listing import listing
 
-        rule_of = RULES.resolver()
-
-        def visit(layer: Any, prefix: str) -> bool:
-            layers.setdefault(id(layer), layer)
-            rule = rule_of(layer)
-            if rule is not None and not layer.built:
-                return False
-            own = _own_variables(layer)
-            if own:
-                if not seen.isdisjoint(map(id, own)):
-                    return False
-                seen.update(map(id, own))
-            natives = tuple(map(_NAME, own))
-            leaves = None if _auto_named(natives) else ordered_leaves(rule, natives)
-            if leaves is None or len(leaves) != len(natives):
-                leaves = ordered_leaves(rule, tuple(c for c, *_ in _leaves(layer, own, rule)), canonical=True)
-            names.extend([prefix + leaf for leaf in leaves])
-            for key, child in _children(layer):
-                members = child.members if isinstance(child, Group) else [("", child)]
-                for k, c in members:
-                    if not visit(c, f"{prefix}{key}.{k}." if k else f"{prefix}{key}."):
-                        return False
-            return True
-
-        try:
-            if not visit(self.model, ""):
-                return None
-        except Unlisted:
-            return None
-        return list(dict.fromkeys(names)), _Stamp(list(layers.values()), attributes=False)
+        return listing(self.model)
 
     def changed(self, stamp: _Stamp, attributes: bool = True) -> bool:
         return stamp.changed(attributes)

@@ -128,6 +128,13 @@ class Adapter:
     examples: ClassVar[str] = ""
     structures: ClassVar[str] = ""
     capabilities: ClassVar[dict[str, str]] = {}
+    tells_changes: ClassVar[bool] = False
+    """True when every change changed() would see is a replacement the adapter makes itself and reports through
+    `on_change` (linen: the wrapper holds the only reference to its variables tree): the core then hands out
+    parameters of a current index without asking changed() or current() on every lookup."""
+    on_change: Callable[[], None] | None = None
+    """Set by the core on adapters that tell changes: call it when the model changed (not after the adapter's own
+    writes, which keep the index current)."""
 
     def __init__(self, model: Any, variables: Any = None) -> None:
         self.model = model

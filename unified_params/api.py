@@ -111,11 +111,17 @@ class ParamAPI:
 
     def __getitem__(self, name: str) -> ParamView:
         """The parameter with this canonical name (relative to the view), or with this native name."""
-        if not self._prefix and name.__class__ is str and self._model.entry(name, False) is not None:
-            view = self._views.get(name)
-            if view is None:
-                view = self._views[name] = ParamView(self, self._model.entry(name, False))
-            return view
+        if not self._prefix and name.__class__ is str:
+            views = self._model.views
+            view = None if views is None else views.get(name)
+            if view is not None:
+                return view
+            if self._model.entry(name, False) is not None:
+                view = self._views.get(name)
+                if view is None:
+                    view = self._views[name] = ParamView(self, self._model.entry(name, False))
+                self._model.keep_view(name, view)
+                return view
         entry = self._model.entry(self._lead + name, attributes=False) if isinstance(name, str) else None
         if entry is None or entry.path[: len(self._prefix)] != self._prefix:
             by_native = [e for e in self._entries() if e.slot.native_name == name]
@@ -188,6 +194,12 @@ class ParamAPI:
     def _select(self, selector: selection.Selector, attributes: bool = True, counters: bool = True) -> list[Entry]:
         """One entry per storage (its first name here) when any of its names fits every selector; expect checked."""
         attributes = attributes or selector.trainable is not None or selector.ndims is not None
+        if not self._prefix and counters and selector.names_only:
+            index = self._model.index(attributes=attributes)
+            chosen = selection.by_pattern(index.entries, index.groups, selector.pattern)
+            if selector.expect is not None:
+                selector.check_count([e.name for e in chosen], self._where())
+            return chosen
         layers = selection.nodes(self._model.index(attributes=attributes).root) if selector.layers is not None else {}
         chosen = selection.by_storage(self._entries(attributes), lambda e: e.slot.storage,
                                       lambda e: selector.fits(self._rel(e.name), e.slot, layers.get(e.path)))
@@ -205,7 +217,14 @@ class ParamAPI:
         the native name); expect=N raises SelectionError unless exactly N parameters are selected.
         """
         selector = selection.Selector.of(pattern, kind, trainable, layer, ndim, native, expect)
-        return {self._rel(e.name): ParamView(self, e) for e in self._select(selector, attributes=False)}
+        chosen = self._select(selector, attributes=False)
+        if self._prefix:
+            return {self._rel(e.name): ParamView(self, e) for e in chosen}
+        views, out = self._views, {}
+        for e in chosen:
+            view = views.get(e.name)
+            out[e.name] = view if view is not None else views.setdefault(e.name, ParamView(self, e))
+        return out
 
     @locked
     def init(self, initializer: Initializer | Callable, pattern: str | None = None, kind: str | tuple[str, ...] | None = None,

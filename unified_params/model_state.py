@@ -49,6 +49,11 @@ class ModelState:
         self._listing: tuple[list[str], Any] | None = None
         self._watched = False
         self._current = adapter.current
+        self.views: dict[str, Any] | None = {} if adapter.tells_changes else None
+        """The root views handed out by name while the index is current, for adapters that tell every change (the
+        adapter empties it: `on_change` is the dict's own `clear`, so the adapter holds no reference to this state)."""
+        if self.views is not None:
+            adapter.on_change = self.views.clear
         self.materializing = False
         self.lock = threading.RLock()
 
@@ -59,6 +64,8 @@ class ModelState:
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
         self.lock = threading.RLock()
+        if self.views is not None:
+            self.adapter.inner.on_change = self.views.clear
 
     def index(self, fresh: bool = False, attributes: bool = True) -> Index:
         """The index of the model as it is now; attributes=False when only names and structure matter.
@@ -71,7 +78,15 @@ class ModelState:
             found = self.adapter.tree()
             index = self._index = Index(joins.apply(found))
             self._stamp = None if index.waiting else self.adapter.stamp(found)
+            if self.views is not None:
+                self.views.clear()
         return index
+
+    def keep_view(self, name: str, view: Any) -> None:
+        """Hand out this root view by name without checks until the adapter tells a change or the index is rebuilt."""
+        index = self._index
+        if self.views is not None and index is not None and not index.waiting:
+            self.views[name] = view
 
     def _watch(self) -> None:
         """Let the adapter watch the model's own deferred init, once, before the first index (records need an index)."""

@@ -119,3 +119,13 @@ def unregistered(attrs: Iterable[tuple[str, Any]], is_layer: Callable[[Any], boo
     """`attr[i]` / `attr[key]` of layers held in list or dict attributes that the framework does not know of."""
     return [f"{name}[{key!r}]" for name, value in attrs for key, item in _items(value)
             if is_layer(item) and id(item) not in registered]
+
+
+_POSITIONS: list[str] = []
+
+
+def positions(prefix: str, n: int) -> list[str]:
+    """The canonical prefixes of n children keyed by position: `<prefix>0.`, `<prefix>1.`, ... (made once)."""
+    while len(_POSITIONS) < n:
+        _POSITIONS.append(f"{len(_POSITIONS)}.")
+    return _POSITIONS[:n] if not prefix else list(map(prefix.__add__, _POSITIONS[:n]))

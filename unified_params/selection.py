@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Hashable, Iterable
+from collections.abc import Callable, Hashable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -43,6 +43,14 @@ def by_storage(items: Iterable[T], storage: Callable[[T], Hashable], chosen: Cal
     for item in items:
         groups.setdefault(storage(item), []).append(item)
     return [group[0] for group in groups.values() if any(chosen(item) for item in group)]
+
+
+def by_pattern(entries: Mapping[str, T], groups: Mapping[Hashable, list[str]], pattern: re.Pattern[str]) -> list[T]:
+    """by_storage for a pattern on the names alone, the regex run over the names in C: the first entry of each tied
+    group any of whose names fullmatch it (entries: name -> entry in order; groups: storage -> its names in order)."""
+    if len(groups) == len(entries):
+        return list(map(entries.__getitem__, filter(pattern.fullmatch, entries)))
+    return [entries[names[0]] for names in groups.values() if any(map(pattern.fullmatch, names))]
 
 
 LAYER_TYPES = ("linear", "conv", "conv_transpose", "embedding", "batch_norm", "layer_norm", "group_norm",
@@ -137,6 +145,12 @@ class Selector:
             native = None if node is None else node.native
             return (node is not None and layer_type(node) in types) or (bool(classes) and isinstance(native, classes))
         return True
+
+    @property
+    def names_only(self) -> bool:
+        """True when a pattern is the only selector besides expect (it looks at names alone)."""
+        return self.pattern is not None and self.kinds is None and self.trainable is None and self.layers is None \
+            and self.ndims is None and self.native is None
 
     def check_count(self, names: list[str], where: str) -> None:
         """SelectionError when expect is given and the number of selected parameters differs."""
