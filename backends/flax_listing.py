@@ -17,7 +17,7 @@ from unified_params.naming import positions
 from unified_params.rules import Rule, Unlisted, leaf_of, ordered_leaves
 
 from ._jax import _shape_of, collections, unbox
-from .flax_rules import LINEN, by_signature
+from .flax_rules import LINEN, by_children, by_signature
 
 linen = lazy("flax.linen")
 flax_frozen = lazy("flax.core.frozen_dict")
@@ -93,6 +93,8 @@ class _Walk:
         self.names: list[str] = []
         self.plans: dict[type, tuple[Any, str, dict | None]] = {}
         self.plain: set[type] = set()
+        self.arrays: set[type] = set()
+        """Types of variables met (not mappings): a level of one collection holding only these is keyed by its names."""
         self.kinds = (linen.Module, list, tuple, dict, flax_frozen.FrozenDict)
 
     def plan(self, cls: type) -> tuple[Any, str, dict | None]:
@@ -116,7 +118,10 @@ class _Walk:
         entry, kind, cache = plan
         if kind == "setup":
             raise _GiveUp
-        keys = self.leaves(subs, entry if cache is not None else entry(module), cache, prefix) if subs else ()
+        rule = entry if cache is not None else entry(module)
+        if rule is not None and rule.joins:
+            raise _GiveUp
+        keys = self.leaves(subs, rule, cache, prefix) if subs else ()
         covered: Container[str] = ()
         if kind == "sequential":
             covered = self.layers(module, subs, prefix)
@@ -150,13 +155,13 @@ class _Walk:
         """Add the names of the variables directly at this path; the keys of the scopes below it."""
         if not subs:
             return []
-        if len(subs) == 1:
-            sub = subs[0]
-            key: Any = (tuple(sub), tuple(map(type, sub.values())))
+        if len(subs) == 1 and self.arrays.issuperset(map(type, subs[0].values())):
+            key: Any = tuple(subs[0])
         else:
             key = tuple((tuple(sub), tuple(map(type, sub.values()))) for sub in subs)
         found = None if cache is None else cache.get(key)
         if found is None:
+            self.arrays.update(t for sub in subs for t in map(type, sub.values()) if not _is_mapping(t))
             leaves, below = _level(subs, rule)
             found = (ordered_leaves(rule, leaves, canonical=True), below)
             if cache is not None:
@@ -169,15 +174,21 @@ class _Walk:
     def submodules(self, module: Any) -> bool:
         """True when an attribute of module holds a linen Module (or a list, tuple or dict with one)."""
         values = vars(module).values()
-        types = set(map(type, values))
-        if types <= self.plain:
+        if self.plain.issuperset(map(type, values)):
             return False
-        self.plain.update(t for t in types if not issubclass(t, self.kinds))
+        self.plain.update(t for t in map(type, values) if not issubclass(t, self.kinds))
         return any(_holds_module(v) for v in values if type(v) not in self.plain)
 
     def variables_only(self, name: str, subs: list[Any], prefix: str) -> None:
         """A compact child known from its variables only: its rule from its automatic name or its variables."""
-        shapes = {k: _shape_of(self.values(v)) for sub in subs for k, v in sub.items() if not _is_mapping(type(v))}
-        rule = LINEN.by_autoname(name) or by_signature(shapes)
+        children = list(dict.fromkeys(k for sub in subs for k, v in sub.items() if _is_mapping(type(v))))
+        rule = LINEN.by_autoname(name) or by_signature(self.shapes(subs)) or \
+            by_children(children, lambda key: self.shapes(_below(subs, key)))
+        if rule is not None and rule.joins:
+            raise _GiveUp
         for key in self.leaves(subs, rule, None, prefix):
             self.variables_only(key, _below(subs, key), f"{prefix}{key}.")
+
+    def shapes(self, subs: list[Any]) -> dict[str, tuple[int, ...]]:
+        """Native name -> shape of the variables directly at one path, over every collection (LinenTree._own_shapes)."""
+        return {k: _shape_of(self.values(v)) for sub in subs for k, v in sub.items() if not _is_mapping(type(v))}

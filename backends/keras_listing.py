@@ -2,8 +2,8 @@
 
 One rule and container lookup per layer class, then per layer one read of its tracker lists and built flag and
 one lookup of its leaves by (class, variable names); the stamp is made of what the walk read. Anything this walk
-is not sure of (an unbuilt ruled layer, a variable held twice, automatic variable names, joins) gives None: the
-index decides.
+is not sure of (an unbuilt ruled layer, a variable held twice, a rule that joins tensors) gives None: the index
+decides.
 """
 from __future__ import annotations
 
@@ -80,7 +80,7 @@ class _Walk:
             cls = type(layer)
             entry, kind, cache = plans.get(cls) or self.plan(cls)
             rule = entry if cache is not None else entry(layer)
-            if rule is not None and not built:
+            if rule is not None and (rule.joins or not built):
                 raise _GiveUp
             own = trainable + other if other else trainable
             if own:
@@ -105,11 +105,17 @@ class _Walk:
                 self._children(layer, prefix)
 
     def _children(self, layer: Any, prefix: str) -> None:
+        """A functional model's or subclassed layer's children (a list or dict attribute's members in its place)."""
+        layers: list[Any] = []
+        prefixes: list[str] = []
         for key, child in _children(layer):
             if isinstance(child, Group):
-                self.visit([c for _, c in child.members], [f"{prefix}{key}.{k}." for k, _ in child.members])
+                layers += [c for _, c in child.members]
+                prefixes += [f"{prefix}{key}.{k}." for k, _ in child.members]
             else:
-                self.visit((child,), (f"{prefix}{key}.",))
+                layers.append(child)
+                prefixes.append(f"{prefix}{key}.")
+        self.visit(layers, prefixes)
 
     @staticmethod
     def _ordered(layer: Any, natives: tuple[str, ...], rule: Rule | None) -> tuple[str, ...]:

@@ -157,3 +157,19 @@ def test_linen_copy_is_told_its_own_changes() -> None:
     twin.variables = jax.tree_util.tree_map(lambda a: a * 0, twin.variables)
     assert not twin._model.views and not twin["0.weight"].numpy().any()
     assert pm["0.weight"] is view and view.numpy().any()
+
+
+def test_linen_compact_attention_known_from_its_variables_goes_to_the_index() -> None:
+    jax, _, _ = _linen()
+    import flax.linen as nn
+
+    class Net(nn.Module):
+        @nn.compact
+        def __call__(self, x: Any) -> Any:
+            return nn.Dense(4)(nn.MultiHeadDotProductAttention(num_heads=2)(x))
+
+    net = Net()
+    variables = net.init(jax.random.PRNGKey(0), np.ones((1, 3, 4), np.float32))
+    assert listed(net, variables) is None
+    assert up.wrap(net, variables).names() == indexed(net, variables)
+    assert "MultiHeadDotProductAttention_0.in_proj_weight" in indexed(net, variables)
