@@ -226,7 +226,38 @@ def keras_checks() -> None:
             else:
                 assert all(v.sharding is None for v in pm.values()), "keras on one device: no sharding"
             count += 1
+    depthwise(keras, devices)
     print(f"keras ok {count}")
+
+
+def depthwise(keras: object, devices: list) -> None:
+    """A Keras depthwise kernel (stored reshaped) split by a LayoutMap: pm.init warns that it builds it whole
+    (WholeTensorWarning, even for Normal), gives the unsharded values and keeps the layout."""
+    import warnings
+
+    def build() -> object:
+        layer = keras.layers.DepthwiseConv2D(3, depth_multiplier=2, name="dw")
+        return keras.Sequential([keras.Input((6, 6, 8)), layer])
+
+    reference = up.wrap(build())
+    layouts = keras.distribution.LayoutMap(keras.distribution.DeviceMesh((2,), ["model"], devices[:2]))
+    layouts[".*dw/kernel"] = (None, None, "model", None)
+    keras.distribution.set_distribution(keras.distribution.ModelParallel(layout_map=layouts, batch_dim_name="model"))
+    try:
+        model = build()
+    finally:
+        keras.distribution.set_distribution(None)
+    pm = up.wrap(model)
+    before = model.layers[0].kernel.value.sharding
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        pm.init(up.init.Normal(std=0.5), pattern="0.weight", seed=2)
+    reference.init(up.init.Normal(std=0.5), pattern="0.weight", seed=2)
+    assert [w.category for w in caught] == [up.WholeTensorWarning], [str(w.message) for w in caught]
+    message = str(caught[0].message)
+    assert "stored reshaped" in message and "'0.weight' (16 x 1 x 3 x 3 float32" in message, message
+    assert model.layers[0].kernel.value.sharding == before
+    assert np.array_equal(np.asarray(model.layers[0].kernel.value), np.asarray(reference.model.layers[0].kernel.value))
 
 
 def partition_checks() -> None:

@@ -95,14 +95,16 @@ def _mesh_checks(*which: str) -> str:
 
 def test_jax_models_on_1_2_4_8_devices_init_each_shard_bitwise_and_keep_their_sharding() -> None:
     """NNX and linen, kernels split on either dimension (and conv kernels), eval_shape models materialized; a
-    checkpoint saved from 8 devices loads onto 2, onto 1 and into unsharded NNX and torch models, bitwise."""
+    checkpoint saved from 8 devices loads onto 2, onto 1 and into unsharded NNX and torch models, bitwise; Orthogonal
+    and a custom initializer on a split kernel warn (WholeTensorWarning) and give the unsharded values."""
     out = _mesh_checks("nnx", "linen", "checkpoint")
     assert "nnx ok 15" in out and "linen ok 20" in out and "checkpoint ok" in out
 
 
 def test_keras_on_jax_under_model_parallel_inits_each_shard_bitwise_and_keeps_its_layout() -> None:
     """keras.distribution.ModelParallel + LayoutMap on 1, 2, 4, 8 devices: Dense and Conv2D kernels split either way;
-    up.partition rules on NNX (resharded, values kept; errors move nothing) and as a Keras LayoutMap."""
+    up.partition rules on NNX (resharded, values kept; errors move nothing) and as a Keras LayoutMap; a split depthwise
+    kernel (stored reshaped) warns that it is built whole."""
     out = _mesh_checks("keras", "partition")
     assert "keras ok 10" in out and "partition ok" in out
 
