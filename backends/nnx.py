@@ -10,279 +10,37 @@ and get their variables from `bridge.lazy_init(model, x)` or `pm.materialize(x)`
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Hashable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
 from unified_params.adapter import FREEZE, LOAD_DEFERRED, NATIVE_GRAD, UNALLOCATED, Adapter, DeferredHooks, Node, Slot
 from unified_params.errors import DeferredInitializationError, UnsupportedError
-from unified_params.freshness import Contents
-from unified_params.layout import shape_to_canonical
 from unified_params.lazy import lazy
 from unified_params.outputs import loss_target
-from unified_params.rules import Rule, adopt_ruled_layouts, leaf_of
 from unified_params.sharding import Sharding
 
 from . import _jax_processes as processes
+from . import nnx_graph as graph
 from ._jax import (
-    LinenLeaf,
-    LinenTree,
     as_input,
     canonical_copy,
     canonical_view,
     compare_shapes,
-    dtype_name,
     is_array,
-    linen_slot_fields,
     mismatch_from_failure,
     output_numpy,
     sum_outputs,
     to_numpy,
-    unique_leaves,
     walk,
 )
-from ._jax_sharding import allocate_abstract, describe, filled_like, is_abstract, mesh_axes, named, written_like
-from .flax_rules import NNX
+from ._jax_sharding import allocate_abstract, describe, filled_like, mesh_axes, named, written_like
 
 jax = lazy("jax")
 nnx = lazy("flax.nnx")
 bridge = lazy("flax.nnx.bridge")
 variablelib = lazy("flax.nnx.variablelib")
-
-PRIVATE = ("_pytree__", "to_nnx__")
-
-
-@dataclass(frozen=True)
-class NNXRef:
-    """The Variable behind a slot (None while its ToNNX module is not initialized)."""
-
-    var: Any
-
-
-def _get(var: Any) -> Any:
-    return var.get_value() if hasattr(var, "get_value") else var.value
-
-
-def _set(var: Any, value: Any) -> None:
-    if hasattr(var, "set_value"):
-        var.set_value(value)
-    else:
-        var.value = value
-
-
-def _is_slot(var: Any) -> bool:
-    """Params, batch statistics and user Variable types; RNG state, caches and intermediates are not parameters."""
-    skipped = (nnx.RngState, nnx.Intermediate, nnx.Cache)
-    return isinstance(var, nnx.Variable) and not isinstance(var, skipped)
-
-
-@functools.cache
-def _nnx_types(*names: str) -> tuple[type, ...]:
-    """The nnx classes of these names that this Flax version has (nnx.List and nnx.Dict are recent)."""
-    return tuple(getattr(nnx, n) for n in names if hasattr(nnx, n))
-
-
-def _sequences() -> tuple[type, ...]:
-    return (*_nnx_types("List"), list, tuple)
-
-
-def _mappings() -> tuple[type, ...]:
-    return (*_nnx_types("Dict"), Mapping)
-
-
-def _has_data(value: Any, seen: frozenset[int] = frozenset()) -> bool:
-    """True for modules, Variables, other graph nodes (except RNG streams) and containers holding any."""
-    if isinstance(value, (nnx.Rngs, nnx.RngStream)) or id(value) in seen:
-        return False
-    if isinstance(value, (nnx.Module, nnx.Variable)):
-        return True
-    seen = seen | {id(value)}
-    if isinstance(value, _sequences()):
-        return any(_has_data(v, seen) for v in value)
-    if isinstance(value, _mappings()):
-        return any(_has_data(v, seen) for v in value.values())
-    if isinstance(value, _nnx_types("Pytree", "Object")):
-        return any(_has_data(v, seen) for _, v in _attributes(value))
-    return False
-
-
-def _attributes(obj: Any) -> Iterator[tuple[str, Any]]:
-    """A module's attributes in definition order (NNX's own traversal sorts them)."""
-    for name, value in vars(obj).items():
-        if not name.startswith(PRIVATE):
-            yield name, value
-
-
-def _tonnx_variables(module: Any) -> dict[str, dict] | None:
-    """A ToNNX module's Variables as a linen variables tree (collection first), or None before lazy_init."""
-    tree: dict[str, dict] = {}
-
-    def add(path: tuple[str, ...], value: Any) -> None:
-        if isinstance(value, nnx.Variable):
-            node = tree.setdefault(variablelib.variable_name_from_type(type(value)), {})
-            for key in path[:-1]:
-                node = node.setdefault(key, {})
-            node[path[-1]] = value
-        elif isinstance(value, Mapping):
-            for k, v in value.items():
-                add((*path, str(k)), v)
-
-    for name, value in _attributes(module):
-        add((name,), value)
-    return tree or None
-
-
-def _lazy_modules(model: Any) -> list[Any]:
-    """Every ToNNX module in the graph whose variables are not created yet."""
-    return [m for _, m in nnx.iter_graph(model) if isinstance(m, bridge.ToNNX) and _tonnx_variables(m) is None]
-
-
-def _first_paths(model: Any) -> dict[int, str]:
-    """NNX's own name of each Variable: its path where the graph traversal first meets it."""
-    return {id(v): "/".join(map(str, path)) for path, v in nnx.iter_graph(model) if isinstance(v, nnx.Variable)}
-
-
-def _items(obj: Any, path: tuple) -> tuple[list[tuple[str, Any, tuple]], bool]:
-    """(child key, value, native path) of what an NNX object holds, in order, and whether positions are its keys."""
-    if isinstance(obj, nnx.Sequential):
-        return [(str(i), layer, (*path, "layers", i)) for i, layer in enumerate(obj.layers)], True
-    if isinstance(obj, _sequences()):
-        return [(str(i), v, (*path, i)) for i, v in enumerate(obj)], True
-    if isinstance(obj, _mappings()):
-        return [(str(k), v, (*path, k)) for k, v in obj.items()], False
-    return [(k, v, (*path, k)) for k, v in _attributes(obj)], False
-
-
-class _Tree:
-    """Builds the Node tree of an NNX graph, with ToNNX modules described through their linen module."""
-
-    def __init__(self, model: Any) -> None:
-        self.paths = _first_paths(model)
-        self.layers: dict[int, str] = {}
-        self.active: set[int] = set()
-        self.root = adopt_ruled_layouts(self.node("", model, (), ()))
-
-    def node(self, key: str, obj: Any, path: tuple, canon: tuple[str, ...]) -> Node:
-        if isinstance(obj, nnx.Module):
-            self.layers.setdefault(id(obj), ".".join(canon))
-        if isinstance(obj, bridge.ToNNX):
-            return self.tonnx(key, obj, path, canon)
-        rule = NNX.for_layer(obj) if isinstance(obj, nnx.Module) else None
-        node = Node(key, obj, label=type(obj).__name__, layer_type=rule and rule.layer_type, rule=rule)
-        if id(obj) in self.active:
-            return node
-        self.active.add(id(obj))
-        items, positional = _items(obj, path)
-        for child_key, value, child_path in items:
-            if isinstance(value, nnx.Variable):
-                if _is_slot(value):
-                    node.slots.append(self.slot(child_key, value, rule, child_path))
-            elif isinstance(value, (nnx.Rngs, nnx.RngStream)):
-                continue
-            elif _has_data(value):
-                node.children.append(self.node(child_key, value, child_path, (*canon, child_key)))
-            elif positional:
-                node.children.append(Node(child_key, value, label=getattr(value, "__name__", type(value).__name__)))
-        self.active.discard(id(obj))
-        node.slots = unique_leaves(node.slots)
-        return node
-
-    def slot(self, name: str, var: Any, rule: Rule | None, path: tuple) -> Slot:
-        value = _get(var)
-        leaf = leaf_of(rule, name)
-        return Slot(leaf.name, self.paths.get(id(var), "/".join(map(str, path))), NNXRef(var), id(var),
-                    shape_to_canonical(tuple(np.shape(value)), leaf.layout), dtype_name(value.dtype),
-                    trainable=isinstance(var, nnx.Param), kind=leaf.kind, layout=leaf.layout,
-                    initialized=not is_abstract(value))
-
-    def tonnx(self, key: str, obj: Any, path: tuple, canon: tuple[str, ...]) -> Node:
-        prefix = "/".join(map(str, path))
-
-        def make_slot(leaf: LinenLeaf) -> Slot:
-            var = leaf.value
-            fallback = "/".join(p for p in (prefix, *leaf.path) if p)
-            if var is None:
-                return Slot(native_name=fallback, ref=NNXRef(None), storage=(id(obj), leaf.collection, *leaf.path),
-                            **linen_slot_fields(leaf))
-            return Slot(native_name=self.paths.get(id(var), fallback), ref=NNXRef(var), storage=id(var),
-                        **linen_slot_fields(leaf))
-
-        builder = LinenTree(obj.to_nnx__module, _tonnx_variables(obj), make_slot, values=_get)
-        node = builder.build(key)
-        node.native, node.label = obj, type(obj).__name__
-        return node
-
-
-def _holders(obj: Any) -> Iterator[Any]:
-    """The live containers tree() read obj's children and variables from (a ToNNX module's nested dicts too)."""
-    if isinstance(obj, _nnx_types("Pytree", "Object")):
-        yield vars(obj)
-        if isinstance(obj, nnx.Sequential):
-            yield from _holders(obj.layers)
-        if isinstance(obj, bridge.ToNNX):
-            stack = [v for _, v in _attributes(obj) if isinstance(v, Mapping)]
-            while stack:
-                inner = stack.pop()
-                yield inner
-                stack += [v for v in inner.values() if isinstance(v, Mapping)]
-    elif isinstance(obj, (list, dict)):
-        yield obj
-
-
-def _step(parent: Any, key: str, child: Any) -> list[tuple[Any, Any, Any]] | None:
-    """(container, key, value) steps from parent to child as _Tree reached it, or None when they cannot be told."""
-    if isinstance(parent, nnx.Sequential):
-        rest = _step(parent.layers, key, child)
-        return None if rest is None else [(vars(parent), "layers", parent.layers), *rest]
-    if isinstance(parent, _nnx_types("Pytree", "Object")):
-        holder = vars(parent)
-        found = key if holder.get(key) is child else next((k for k, v in holder.items() if v is child), None)
-        return None if found is None else [(holder, found, child)]
-    if isinstance(parent, (list, tuple)) and key.isdigit() and int(key) < len(parent) and parent[int(key)] is child:
-        return [(parent, int(key), child)]
-    if isinstance(parent, Mapping):
-        found = next((k for k, v in parent.items() if str(k) == key and v is child), None)
-        return None if found is None else [(parent, found, child)]
-    return None
-
-
-def _var_attributes(var: Any) -> tuple[Any, ...]:
-    value = _get(var)
-    return type(var), np.shape(value), getattr(value, "dtype", None)
-
-
-class _Stamp:
-    """The containers an NNX index was built from, the path of native objects to each slot, each Variable's attributes."""
-
-    def __init__(self, root: Node) -> None:
-        holders: dict[int, Any] = {}
-        self.paths: dict[int, list[tuple[Any, Any, Any]] | None] = {}
-        self.variables: dict[int, Any] = {}
-        stack: list[tuple[Node, list | None]] = [(root, [])]
-        while stack:
-            node, steps = stack.pop()
-            for holder in _holders(node.native):
-                holders.setdefault(id(holder), holder)
-            for slot in node.slots:
-                var = slot.ref.var
-                if var is not None:
-                    self.variables.setdefault(id(var), var)
-                    last = None if steps is None else _step(node.native, slot.native_name.rsplit("/", 1)[-1], var)
-                    self.paths[id(slot)] = None if last is None else [*steps, *last]
-            for child in node.children:
-                edge = None if steps is None else _step(node.native, child.key, child.native)
-                stack.append((child, None if edge is None else [*steps, *edge]))
-        self.contents = Contents(mappings=[h for h in holders.values() if isinstance(h, Mapping)],
-                                 sequences=[h for h in holders.values() if not isinstance(h, Mapping)])
-        self.attributes = {k: _var_attributes(v) for k, v in self.variables.items()}
-
-    def changed(self, attributes: bool) -> bool:
-        if self.contents.changed():
-            return True
-        return attributes and any(_var_attributes(v) != self.attributes[k] for k, v in self.variables.items())
-
 
 def _swap_class(obj: Any, cls: type) -> None:
     object.__setattr__(obj, "__class__", cls)
@@ -319,7 +77,7 @@ class NNXAdapter(Adapter):
         return isinstance(model, nnx.Module)
 
     def tree(self) -> Node:
-        return _Tree(self.model).root
+        return graph.Tree(self.model).root
 
     def listing(self) -> tuple[list[str], Any] | None:
         """The names tree() gives, without slots or NNX's own paths (no graph traversal of NNX's)."""
@@ -328,14 +86,15 @@ class NNXAdapter(Adapter):
         found = Listing(self.model)
         return (list(dict.fromkeys(found.names)), Holders(list(found.holders.values()))) if found.ok else None
 
-    def stamp(self, root: Node) -> _Stamp:
-        """Every module's attribute dict (and list, dict, ToNNX dict) contents, each slot's path, Variables' attributes."""
-        return _Stamp(root)
+    def stamp(self, root: Node) -> graph.Stamp:
+        """Every module's attribute dict (and list, dict, ToNNX dict) contents, each slot's path, the Variables'
+        attributes."""
+        return graph.Stamp(root)
 
-    def changed(self, stamp: _Stamp, attributes: bool = True) -> bool:
+    def changed(self, stamp: graph.Stamp, attributes: bool = True) -> bool:
         return stamp.changed(attributes)
 
-    def current(self, stamp: _Stamp, nodes: Sequence[Node], slot: Slot, attributes: bool = True) -> bool:
+    def current(self, stamp: graph.Stamp, nodes: Sequence[Node], slot: Slot, attributes: bool = True) -> bool:
         """The Variable is still reached through the same attributes (one lookup per level), else the whole check."""
         steps = stamp.paths.get(id(slot))
         if steps is None:
@@ -346,7 +105,7 @@ class NNXAdapter(Adapter):
                     return False
         except (KeyError, IndexError, TypeError):
             return False
-        return not attributes or _var_attributes(slot.ref.var) == stamp.attributes[id(slot.ref.var)]
+        return not attributes or graph.var_attributes(slot.ref.var) == stamp.attributes[id(slot.ref.var)]
 
     def native(self, slot: Slot) -> Any:
         """The nnx.Variable (nnx.Param, nnx.BatchStat, ...) itself."""
@@ -354,32 +113,32 @@ class NNXAdapter(Adapter):
 
     def change_token(self, slot: Slot) -> tuple[Any, Hashable] | None:
         """The Variable's array (JAX arrays are immutable: a write sets a new one)."""
-        return _get(slot.ref.var), None
+        return graph.value_of(slot.ref.var), None
 
     def read(self, slot: Slot) -> np.ndarray:
-        return canonical_copy(_get(slot.ref.var), slot.layout)
+        return canonical_copy(graph.value_of(slot.ref.var), slot.layout)
 
     def view(self, slot: Slot) -> np.ndarray:
-        return canonical_view(_get(slot.ref.var), slot.layout)
+        return canonical_view(graph.value_of(slot.ref.var), slot.layout)
 
     def fill(self, slot: Slot, fn: Callable[..., None]) -> None:
         """fn writes the canonical view of one native-layout buffer, which becomes the Variable's value; a sharded
         Variable gets each local shard written on its own (fn(block, region)), its sharding kept."""
         var = slot.ref.var
-        _set(var, filled_like(_get(var), slot.layout, fn))
+        graph.assign(var, filled_like(graph.value_of(var), slot.layout, fn))
 
     def write(self, slot: Slot, value: np.ndarray) -> None:
         var = slot.ref.var
-        _set(var, written_like(_get(var), value, slot.layout))
+        graph.assign(var, written_like(graph.value_of(var), value, slot.layout))
 
     def sharding(self, slot: Slot) -> Sharding | None:
-        return None if slot.ref.var is None else describe(_get(slot.ref.var), slot.layout)
+        return None if slot.ref.var is None else describe(graph.value_of(slot.ref.var), slot.layout)
 
     def group(self) -> Any:
         return processes.group(jax.tree.leaves(nnx.state(self.model)))
 
     def blocks(self, slot: Slot) -> list | None:
-        return None if slot.ref.var is None else processes.blocks(_get(slot.ref.var), slot.layout, slot.native_name)
+        return None if slot.ref.var is None else processes.blocks(graph.value_of(slot.ref.var), slot.layout, slot.native_name)
 
     def mesh_axes(self, mesh: Any) -> dict[str, int]:
         return mesh_axes(mesh)
@@ -389,20 +148,22 @@ class NNXAdapter(Adapter):
 
     def place(self, slot: Slot, placement: Any) -> None:
         """Reshard the Variable's array on its devices (jax.device_put; no host copy)."""
-        _set(slot.ref.var, jax.device_put(_get(slot.ref.var), placement))
+        graph.assign(slot.ref.var, jax.device_put(graph.value_of(slot.ref.var), placement))
 
     def allocate(self, device: str | None, recorded: set[Hashable]) -> bool:
         """Variables of an nnx.eval_shape model get zeros on their devices (sharding kept) for the recorded
         initializers to fill; every one needs a record, checked before any is allocated."""
-        return allocate_abstract(self.tree(), recorded, lambda slot: _get(slot.ref.var) if slot.ref.var is not None
-                                 else None, lambda slot, value: _set(slot.ref.var, value))
+        def value(slot: Slot) -> Any:
+            return None if slot.ref.var is None else graph.value_of(slot.ref.var)
+
+        return allocate_abstract(self.tree(), recorded, value, lambda slot, new: graph.assign(slot.ref.var, new))
 
     def grad(self, slot: Slot) -> np.ndarray | None:
         g = self._grads.get(id(slot.ref.var))
         return None if g is None else canonical_copy(g, slot.layout)
 
     def compute_grads(self, inputs: Sequence[Any], loss: Callable[[Any], Any] | None) -> None:
-        """nnx.grad of an eval-mode clone, in inference mode like forward (as every backend); the model stays as it is."""
+        """nnx.grad of an eval-mode clone, in inference mode like forward (as every backend); the model is untouched."""
         xs = [as_input(x) for x in inputs]
 
         def objective(model: Any) -> Any:
@@ -417,13 +178,14 @@ class NNXAdapter(Adapter):
         for path, g in nnx.to_flat_state(grads):
             var = by_path.get(tuple(path))
             if var is not None:
-                self._grads[id(var)] = to_numpy(_get(g) if isinstance(g, nnx.Variable) else g)
+                self._grads[id(var)] = to_numpy(graph.value_of(g) if isinstance(g, nnx.Variable) else g)
 
     def forward(self, inputs: Sequence[Any]) -> Any:
         """The output of an eval-mode clone: Dropout off, BatchNorm on running statistics, the model untouched."""
-        if _lazy_modules(self.model):
+        if graph.lazy_modules(self.model):
             raise DeferredInitializationError(
-                "ToNNX modules have no variables yet: call pm.materialize(example_input) or nnx.bridge.lazy_init(model, x)")
+                "ToNNX modules have no variables yet: call pm.materialize(example_input) or "
+                "nnx.bridge.lazy_init(model, x)")
         probe = nnx.clone(self.model)
         probe.eval()
         return output_numpy(probe(*[as_input(x) for x in inputs]))
@@ -459,15 +221,15 @@ class NNXAdapter(Adapter):
     def materialize(self, inputs: Sequence[Any]) -> Callable[[], None] | None:
         """Run a clone (lazy_init when ToNNX modules wait for shapes), check shapes, then adopt its new variables."""
         if not inputs:
-            if _lazy_modules(self.model):
+            if graph.lazy_modules(self.model):
                 raise DeferredInitializationError(
                     "ToNNX modules create their variables by running the model: pass example inputs, pm.materialize(x)")
             return None
         xs = [as_input(x) for x in inputs]
         known = self.tree()
         probe = nnx.clone(self.model)
-        pending = bool(_lazy_modules(probe))
-        probe_tree = _Tree(probe)
+        pending = bool(graph.lazy_modules(probe))
+        probe_tree = graph.Tree(probe)
         try:
             if pending:
                 bridge.lazy_init(probe, *xs)
@@ -476,7 +238,7 @@ class NNXAdapter(Adapter):
                 probe(*xs)
         except Exception as e:
             raise mismatch_from_failure(e, inputs, lambda obj: probe_tree.layers.get(id(obj)), dict(walk(known))) from e
-        error = compare_shapes(known, _Tree(probe).root, inputs)
+        error = compare_shapes(known, graph.Tree(probe).root, inputs)
         if error is not None:
             raise error
         return self._adopt(probe) if pending else None
@@ -486,9 +248,9 @@ class NNXAdapter(Adapter):
         created = {path: m for path, m in nnx.iter_graph(probe) if isinstance(m, bridge.ToNNX)}
         cls, saved = type(self.model), []
         for path, module in nnx.iter_graph(self.model):
-            if isinstance(module, bridge.ToNNX) and _tonnx_variables(module) is None and path in created:
+            if isinstance(module, bridge.ToNNX) and graph.tonnx_variables(module) is None and path in created:
                 saved.append((module, dict(vars(module))))
-                for name, value in _attributes(created[path]):
+                for name, value in graph.attributes(created[path]):
                     setattr(module, name, value)
         _release(self.model, skip=self._hooks)
 
@@ -501,7 +263,7 @@ class NNXAdapter(Adapter):
         return undo
 
     def share(self, owner: Any, slot: Slot, source: Slot) -> None:
-        """Point the owner's attribute (or list/dict item) at source's Variable: NNX graphs share a Variable by identity."""
+        """Point the owner's attribute (or list/dict item) at source's Variable: NNX shares a Variable by identity."""
         items = vars(owner).items() if isinstance(owner, nnx.Module) else (
             owner.items() if isinstance(owner, dict) else enumerate(owner))
         for key, value in list(items):
@@ -519,7 +281,7 @@ class NNXAdapter(Adapter):
         The root's class is swapped for a subclass whose `__call__` reports once every ToNNX module
         has its variables, then the original class is put back.
         """
-        if not _lazy_modules(self.model):
+        if not graph.lazy_modules(self.model):
             return
         self._hooks = hooks
         model, cls = self.model, type(self.model)
@@ -529,7 +291,7 @@ class NNXAdapter(Adapter):
 
         def __call__(this: Any, *args: Any, **kwargs: Any) -> Any:
             out = cls.__call__(this, *args, **kwargs)
-            if this is model and not _lazy_modules(model):
+            if this is model and not graph.lazy_modules(model):
                 _release(model)
             return out
 

@@ -7,7 +7,8 @@ from typing import Any
 from unified_params.freshness import Contents
 from unified_params.rules import Unlisted, leaf_of, ordered_leaves
 
-from .nnx import NNX, _has_data, _holders, _is_slot, _items, bridge, nnx
+from .flax_rules import NNX
+from .nnx_graph import bridge, containers, has_data, is_slot, members, nnx
 
 
 class Listing:
@@ -30,20 +31,20 @@ class Listing:
         if id(obj) in self.active:
             return True
         self.active.add(id(obj))
-        for holder in _holders(obj):
+        for holder in containers(obj):
             self.holders.setdefault(id(holder), holder)
         rule = NNX.for_layer(obj) if isinstance(obj, nnx.Module) else None
         leaves: list[str] = []
         children = []
-        for key, value, _ in _items(obj, ())[0]:
+        for key, value, _ in members(obj, ())[0]:
             if isinstance(value, nnx.Variable):
-                if _is_slot(value):
+                if is_slot(value):
                     if id(value) in self.variables:
                         return False
                     self.variables.add(id(value))
                     leaf = leaf_of(rule, key).name
                     leaves.append(key if leaf in leaves else leaf)
-            elif not isinstance(value, (nnx.Rngs, nnx.RngStream)) and _has_data(value):
+            elif not isinstance(value, (nnx.Rngs, nnx.RngStream)) and has_data(value):
                 children.append((key, value))
         self.names.extend([prefix + leaf for leaf in ordered_leaves(rule, tuple(leaves), canonical=True)])
         for key, value in children:
