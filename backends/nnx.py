@@ -138,7 +138,8 @@ class NNXAdapter(Adapter):
         return processes.group(jax.tree.leaves(nnx.state(self.model)))
 
     def blocks(self, slot: Slot) -> list | None:
-        return None if slot.ref.var is None else processes.blocks(graph.value_of(slot.ref.var), slot.layout, slot.native_name)
+        var = slot.ref.var
+        return None if var is None else processes.blocks(graph.value_of(var), slot.layout, slot.native_name)
 
     def mesh_axes(self, mesh: Any) -> dict[str, int]:
         return mesh_axes(mesh)
