@@ -78,8 +78,11 @@ class TensorflowOps(Ops):
 
         if not tf.executing_eagerly():
             return super().buffer(shape, dtype)
-        with tf.device("/CPU:0"):
-            tensor = tf.raw_ops.Empty(shape=shape, dtype=tf.as_dtype(dtype), init=False)
+        try:
+            with tf.device("/CPU:0"):
+                tensor = tf.raw_ops.Empty(shape=shape, dtype=tf.as_dtype(dtype), init=False)
+        except (TypeError, tf.errors.OpError):
+            return super().buffer(shape, dtype)
         memory = np.asarray(tensor)
         if memory.dtype != dtype or memory.shape != tuple(shape):
             return super().buffer(shape, dtype)

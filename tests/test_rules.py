@@ -14,6 +14,7 @@ from unified_params.layout import (
     Reshape,
     Reverse,
     canonical_copy,
+    copy_into,
     fill_native,
     native_copy,
 )
@@ -62,6 +63,27 @@ def test_fill_writes_native_memory_through_a_view_or_one_scratch_array() -> None
     assert flat.writable_view(strided) is None
     fill_native(strided, flat, lambda view: np.copyto(view, np.arange(12)))
     np.testing.assert_array_equal(strided, np.arange(12).reshape(4, 3))
+
+
+@pytest.mark.parametrize("split", [False, True])
+def test_copies_split_over_threads_equal_numpys_own(split: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    """copy_into (tiles or panels for transposes, pieces on several threads above SPLIT_ABOVE) gives numpy's copyto
+    for transposed, Fortran-ordered, reversed, broadcast and cast sources."""
+    import unified_params.layout as layout
+
+    monkeypatch.setattr(layout, "SPLIT_ABOVE", 64 if split else 1 << 40)
+    monkeypatch.setattr(layout, "workers", lambda: 3)
+    a = np.random.default_rng(0).standard_normal((70, 45)).astype(np.float32)
+    wide = np.random.default_rng(1).standard_normal((40, 700)).astype(np.float32)
+    b = np.random.default_rng(2).standard_normal((5, 6, 9, 4)).astype(np.float32)
+    for shape, order, src in [((45, 70), "C", a.T), ((45, 70), "F", a.T), ((70, 45), "F", a), ((70, 45), "C", a[::-1]),
+                              ((70, 45), "C", np.float64(2.5)), ((45, 70), "C", a.T.astype(np.float64)),
+                              ((700, 40), "C", wide.T), ((40, 700), "F", wide), ((45, 70), "C", a[::-1].T),
+                              ((4, 9, 6, 5), "C", b.transpose(3, 2, 1, 0)), ((5, 6, 9, 4), "F", b)]:
+        out, wanted = np.empty(shape, np.float32, order=order), np.empty(shape, np.float32)
+        copy_into(out, src)
+        np.copyto(wanted, src, casting="unsafe")
+        np.testing.assert_array_equal(out, wanted)
 
 
 def test_lookup_follows_the_mro_and_none_stops_it() -> None:
