@@ -138,7 +138,8 @@ def _inference(next_fun: Callable, args: tuple, kwargs: dict, context: Any) -> A
     field of this apply's bound copy is set for the call.
     """
     module = context.module
-    kind = "BatchNorm" if isinstance(module, linen.BatchNorm) else "Dropout" if isinstance(module, linen.Dropout) else None
+    kind = ("BatchNorm" if isinstance(module, linen.BatchNorm)
+            else "Dropout" if isinstance(module, linen.Dropout) else None)
     if context.method_name != "__call__" or kind is None:
         return next_fun(*args, **kwargs)
     flag = INFERENCE[kind]
@@ -402,7 +403,8 @@ class FlaxAdapter(Adapter):
         if not inputs:
             if self._variables is None:
                 raise DeferredInitializationError(
-                    "the linen module has no variables yet and module.init runs the model: pass example inputs, pm.materialize(x)")
+                    "the linen module has no variables yet and module.init runs the model: "
+                    "pass example inputs, pm.materialize(x)")
             return None
         xs = [as_input(x) for x in inputs]
         known, self._layers = self._tree(self._variables)
@@ -448,7 +450,7 @@ def _leaf_info(value: Any) -> tuple[tuple[int, ...], str]:
 
 
 def _ordered_like(new: Mapping, old: Mapping) -> dict:
-    """new with old's key order at every level (jax.tree_util.tree_map sorts keys; canonical order follows the module)."""
+    """new with old's key order at every level (tree_map sorts keys; canonical order follows the module)."""
     return {k: _ordered_like(new[k], old[k]) if isinstance(old[k], Mapping) else new[k] for k in old}
 
 
@@ -464,9 +466,11 @@ def _check_tree(old: Mapping, new: Mapping) -> None:
                                      f"hand back a tree of the same structure; nothing was changed")
     shapes = [f"{p!r}: given {given[p][0]} vs model {have[p][0]}" for p in have if given[p][0] != have[p][0]]
     if shapes:
-        raise ShapeMismatchError(f"the variables tree does not fit the module; shape mismatch: {'; '.join(shapes[:8])}; "
+        raise ShapeMismatchError(f"the variables tree does not fit the module; "
+                                 f"shape mismatch: {'; '.join(shapes[:8])}; "
                                  f"nothing was changed")
     dtypes = [f"{p!r}: given {given[p][1]} vs model {have[p][1]}" for p in have if given[p][1] != have[p][1]]
     if dtypes:
-        raise DtypeMismatchError(f"the variables tree does not fit the module; dtype mismatch: {'; '.join(dtypes[:8])}; "
+        raise DtypeMismatchError(f"the variables tree does not fit the module; "
+                                 f"dtype mismatch: {'; '.join(dtypes[:8])}; "
                                  f"cast the tree first; nothing was changed")

@@ -136,7 +136,8 @@ def native_object(pm: Any, name: str) -> keras.Variable:
 def _canonical(variable: keras.Variable) -> np.ndarray:
     value = keras.ops.convert_to_numpy(variable)
     if variable.name == "kernel" and value.ndim >= 2:
-        value = value.T if value.ndim == 2 else np.transpose(value, (value.ndim - 1, value.ndim - 2, *range(value.ndim - 2)))
+        value = (value.T if value.ndim == 2
+                 else np.transpose(value, (value.ndim - 1, value.ndim - 2, *range(value.ndim - 2))))
     return np.array(value, copy=True)
 
 
@@ -188,7 +189,8 @@ def native_grads(pm: Any, x: np.ndarray) -> dict[str, np.ndarray]:
         import jax
 
         fixed = [v.value for v in model.non_trainable_variables]
-        grads = jax.grad(lambda values: keras.ops.sum(model.stateless_call(values, fixed, x)[0]))([v.value for v in trainable])
+        grads = jax.grad(lambda values: keras.ops.sum(model.stateless_call(values, fixed, x)[0]))(
+            [v.value for v in trainable])
     else:
         import torch
 

@@ -167,7 +167,7 @@ def native_forward(pm: Any, *xs: np.ndarray | tuple[np.ndarray, ...]) -> np.ndar
 
 
 def _canonical(path: tuple) -> str:
-    """The canonical name of an NNX state path of the examples: Sequential's `layers` level dropped, kernel -> weight."""
+    """Canonical name of an NNX state path of the examples: Sequential's `layers` level dropped, kernel -> weight."""
     parts = [str(p) for p in path[:-1] if p != "layers"]
     leaf = {"kernel": "weight", "scale": "weight", "embedding": "weight"}.get(path[-1], path[-1])
     return ".".join((*parts, leaf))

@@ -69,7 +69,7 @@ class Case:
         raise NotImplementedError
 
     def native_export(self, m: Model) -> list[np.ndarray]:
-        """[weight, bias] of every layer as numpy in canonical layout, the way a user would read them (views where possible)."""
+        """[weight, bias] of every layer as numpy in canonical layout, as a user reads them (views where possible)."""
         raise NotImplementedError
 
     def native_import(self, m: Model, arrays: list[np.ndarray]) -> None:
@@ -290,7 +290,8 @@ class FlaxCase(Case):
         init = jax.nn.initializers.normal(std)
         flat = self.tu.flatten_dict(m.variables)
         keys = jax.random.split(jax.random.key(seed), len(flat))
-        new = {path: init(k, v.shape, v.dtype) if path[-1] == "kernel" else v for k, (path, v) in zip(keys, flat.items())}
+        new = {path: init(k, v.shape, v.dtype) if path[-1] == "kernel" else v
+               for k, (path, v) in zip(keys, flat.items())}
         m.variables = jax.block_until_ready(self.tu.unflatten_dict(new))
 
     def native_state(self, m: Model) -> dict[str, np.ndarray]:

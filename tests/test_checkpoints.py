@@ -64,7 +64,8 @@ def assert_all(ex: ModuleType, pm: up.ParamAPI, value: float) -> None:
 
 @pytest.mark.parametrize("failure", ["half-written", "rename", "interrupt"])
 @feature("checkpoints")
-def test_failed_save_leaves_the_old_file_intact(ex: ModuleType, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, failure: str) -> None:
+def test_failed_save_leaves_the_old_file_intact(ex: ModuleType, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                failure: str) -> None:
     pm, path, old = saved(ex, tmp_path, 1.0)
     pm.init(up.init.Constant(2.0))
     error = KeyboardInterrupt if failure == "interrupt" else OSError
@@ -149,8 +150,8 @@ def _lying(data: bytes, how: str) -> bytes:
     raise AssertionError(how)
 
 
-@pytest.mark.parametrize("how", ["length past the end", "huge length", "data past the end", "shape bigger than its data",
-                                 "overlapping offsets", "unknown dtype"])
+@pytest.mark.parametrize("how", ["length past the end", "huge length", "data past the end",
+                                 "shape bigger than its data", "overlapping offsets", "unknown dtype"])
 @feature("checkpoints")
 def test_header_that_claims_more_than_the_file_holds_is_refused(ex: ModuleType, tmp_path: Path, how: str) -> None:
     pm, path, data = saved(ex, tmp_path, 1.0)
@@ -202,7 +203,8 @@ def test_checkpoint_of_another_architecture_is_refused(ex: ModuleType, tmp_path:
     nested, eager = wrapped(ex.nested()), wrapped(ex.eager())
     nested.save(tmp_path / "nested.safetensors")
     eager.save(tmp_path / "eager.safetensors")
-    with pytest.raises(up.ParameterNotFoundError, match="saved from .*missing: 0.weight.*unexpected: .*0.block 0.0.weight"):
+    with pytest.raises(up.ParameterNotFoundError,
+                       match="saved from .*missing: 0.weight.*unexpected: .*0.block 0.0.weight"):
         pm.load(tmp_path / "nested.safetensors")
     with pytest.raises(up.ShapeMismatchError, match=r"0.weight: checkpoint \(256, 20\) vs model \(8, 4\)"):
         pm.load(tmp_path / "eager.safetensors")

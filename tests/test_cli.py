@@ -21,8 +21,9 @@ def test_backends_json(capsys) -> None:  # noqa: ANN001
 
 
 def test_compare_markdown_shows_native_and_unified_names() -> None:
-    out = subprocess.run([sys.executable, "-m", "unified_params.cli", "compare", "--backend", "torch", "--backend", "mxnet",
-                          "--format", "markdown"], capture_output=True, text=True, check=True).stdout
+    out = subprocess.run([sys.executable, "-m", "unified_params.cli", "compare", "--backend", "torch",
+                          "--backend", "mxnet", "--format", "markdown"],
+                         capture_output=True, text=True, check=True).stdout
     assert "dense0_weight (8, 4)" in out and "| 0.weight " in out
     assert "torch vs mxnet" in out and "bitwise equal" in out and "DIFFERENT" not in out
     assert "| attention      | MultiheadAttention | not supported: Gluon 1.9 has no multi-head attention layer |" in out
@@ -92,7 +93,8 @@ def test_plot_to_an_unwritable_place_fails_before_the_work(where: str, tmp_path:
     assert sorted(p.name for p in tmp_path.iterdir()) == ["file", "folder.png"]
 
 
-def test_compare_json_with_plot_keeps_stdout_json_and_names_the_file_written(tmp_path: Path, capsys) -> None:  # noqa: ANN001
+def test_compare_json_with_plot_keeps_stdout_json_and_names_the_file_written(tmp_path: Path,
+                                                                             capsys) -> None:  # noqa: ANN001
     assert main(["compare", "--backend", "torch", "--format", "json", "--plot", str(tmp_path / "hist")]) == 0
     out = capsys.readouterr()
     tables = json.loads(out.out)
@@ -133,11 +135,13 @@ def test_matrix_notes_keep_the_message_blame_the_pair_and_mark_partial_support(t
 
     (tmp_path / "test_reported.py").write_text(REPORTED)
     report = tmp_path / "report.json"
-    subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--rootdir", str(tmp_path), str(tmp_path),
-                    "--backend", "torch", "--backend", "keras", "--up-report", str(report)], capture_output=True, cwd=tmp_path)
+    subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--rootdir", str(tmp_path),
+                    str(tmp_path), "--backend", "torch", "--backend", "keras", "--up-report", str(report)],
+                   capture_output=True, cwd=tmp_path)
     features, cells, notes = matrix([Run("x", [], {}, rows=json.loads(report.read_text()))])
     keras = backend_label("keras")
-    assert "native_grad" in adapter_class("keras").capabilities and "native_grad" not in adapter_class("torch").capabilities
+    assert ("native_grad" in adapter_class("keras").capabilities
+            and "native_grad" not in adapter_class("torch").capabilities)
     assert cells["E3"] == {"torch": "pass", keras: "pass (partial)"}
     assert notes[f"E3/{keras}"] == "not supported: " + adapter_class("keras").capabilities["native_grad"]
     assert cells["cross: transfer"] == {f"torch->{keras}": "pass", f"{keras}->torch": "fail"}

@@ -10,7 +10,9 @@ import unified_params as up
 
 
 def test_import_loads_no_framework_and_no_numpy() -> None:
-    code = "import sys, unified_params; print(sorted(m for m in ('numpy', 'torch', 'mxnet', 'keras', 'tensorflow', 'jax', 'flax') if m in sys.modules))"
+    code = ("import sys, unified_params; "
+            "print(sorted(m for m in ('numpy', 'torch', 'mxnet', 'keras', 'tensorflow', 'jax', 'flax') "
+            "if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
 

@@ -1,4 +1,4 @@
-"""The linen adapter beyond the documents: compact modules, conv layout, batch statistics, boxed and frozen variables."""
+"""The linen adapter beyond the docs: compact modules, conv layout, batch statistics, boxed and frozen variables."""
 from __future__ import annotations
 
 import numpy as np
@@ -82,10 +82,12 @@ def test_grads_in_inference_mode_like_every_backend(cnn: tuple) -> None:
     assert list(grads) == [n for n in pm.names() if "running" not in n]
     np.testing.assert_allclose(grads["Conv_0.weight"], np.asarray(native["Conv_0"]["kernel"]).transpose(3, 2, 0, 1),
                                rtol=1e-4, atol=1e-5)
-    np.testing.assert_allclose(grads["BatchNorm_0.weight"], np.asarray(native["BatchNorm_0"]["scale"]), rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(grads["BatchNorm_0.weight"], np.asarray(native["BatchNorm_0"]["scale"]),
+                               rtol=1e-4, atol=1e-5)
     assert pm["BatchNorm_0.running_mean"].grad is None
     stats = pm.variables["batch_stats"]["BatchNorm_0"]
-    assert stats["mean"] is variables["batch_stats"]["BatchNorm_0"]["mean"], "computing gradients leaves the statistics alone"
+    assert stats["mean"] is variables["batch_stats"]["BatchNorm_0"]["mean"], (
+        "computing gradients leaves the statistics alone")
 
 
 class Named(nn.Module):
@@ -179,8 +181,10 @@ def test_variables_that_do_not_fit_are_refused_and_change_nothing(cnn: tuple) ->
     missing = {**variables, "params": {k: v for k, v in params.items() if k != "Dense_0"}}
     reshaped = {**variables, "params": {**params, "Dense_0": {**params["Dense_0"], "bias": jnp.zeros(3)}}}
     retyped = {**variables, "params": {**params, "Dense_0": {**params["Dense_0"], "bias": jnp.zeros(2, jnp.int32)}}}
-    for tree, error, match in [(missing, up.ParameterNotFoundError, "missing: 'params/Dense_0/kernel', 'params/Dense_0/bias'"),
-                               (reshaped, up.ShapeMismatchError, r"'params/Dense_0/bias': given \(3,\) vs model \(2,\)"),
+    for tree, error, match in [(missing, up.ParameterNotFoundError,
+                                "missing: 'params/Dense_0/kernel', 'params/Dense_0/bias'"),
+                               (reshaped, up.ShapeMismatchError,
+                                r"'params/Dense_0/bias': given \(3,\) vs model \(2,\)"),
                                (retyped, up.DtypeMismatchError, "given int32 vs model float32"),
                                ([1, 2], up.ShapeMismatchError, "'list'")]:
         with pytest.raises(error, match=match):
@@ -189,7 +193,8 @@ def test_variables_that_do_not_fit_are_refused_and_change_nothing(cnn: tuple) ->
     small = up.wrap(nn.Sequential([nn.Dense(3)]), None)
     with pytest.raises(up.ParameterNotFoundError, match="missing: '0.weight', '0.bias'"):
         small.variables = {"params": {}}
-    with pytest.raises(up.ShapeMismatchError, match=r"gives '0.weight' shape \(4, 2\), but the module's configuration says \(3, None\)"):
+    with pytest.raises(up.ShapeMismatchError,
+                       match=r"gives '0.weight' shape \(4, 2\), but the module's configuration says \(3, None\)"):
         small.variables = {"params": {"layers_0": {"kernel": jnp.zeros((2, 4)), "bias": jnp.zeros(4)}}}
     assert small.variables is None and small.pending() == ["0.weight", "0.bias"]
 

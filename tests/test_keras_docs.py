@@ -134,7 +134,8 @@ def test_004_deferred_until_data(capsys: pytest.CaptureFixture) -> None:
 
 
 def test_004_exercise_input_size_given_initializes_at_once() -> None:
-    net = keras.models.Sequential([keras.Input((20,)), keras.layers.Dense(256, activation="relu"), keras.layers.Dense(10)])
+    net = keras.models.Sequential([keras.Input((20,)), keras.layers.Dense(256, activation="relu"),
+                                   keras.layers.Dense(10)])
     assert net.built and len(net.get_weights()) == 4
     pm = up.wrap(net)
     assert pm.initialized and pm.pending() == []

@@ -140,7 +140,8 @@ def test_never_initialized_model() -> None:
     net = nn.Sequential()
     net.add(nn.Dense(5, in_units=3), nn.Dense(2))
     pm = up.wrap(net)
-    assert [(p.shape, p.initialized) for p in pm.values()] == [((5, 3), False), ((5,), False), ((2, None), False), ((2,), False)]
+    assert [(p.shape, p.initialized) for p in pm.values()] == [((5, 3), False), ((5,), False),
+                                                               ((2, None), False), ((2,), False)]
     with pytest.raises(up.DeferredInitializationError):
         pm.forward(onp.ones((1, 3), onp.float32))
     pm.init(up.init.Ones(), kind="weight")

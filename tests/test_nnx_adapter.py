@@ -1,4 +1,4 @@
-"""The NNX adapter beyond the documents: attribute order, batch statistics, containers, shared Variables, bridge lazy modules."""
+"""NNX adapter beyond the docs: attribute order, batch statistics, containers, shared Variables, bridge lazy modules."""
 from __future__ import annotations
 
 import numpy as np
@@ -81,7 +81,8 @@ def test_grads_in_inference_mode_match_nnx_grad(net: Net, x: jax.Array) -> None:
     assert net.bn.use_running_average is False and net.drop.deterministic is False
     net.eval()
     native = nnx.grad(lambda m: m(x).sum())(net)
-    np.testing.assert_allclose(grads["heads.0.weight"], np.asarray(native["heads"][0]["kernel"][...]).T, rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(grads["heads.0.weight"], np.asarray(native["heads"][0]["kernel"][...]).T,
+                               rtol=1e-4, atol=1e-6)
     np.testing.assert_allclose(grads["conv.weight"], np.asarray(native["conv"]["kernel"][...]).transpose(3, 2, 0, 1),
                                rtol=1e-4, atol=1e-6)
     assert "bn.running_mean" not in grads and pm["bn.running_mean"].grad is None

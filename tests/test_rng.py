@@ -17,8 +17,10 @@ def _value(init: up.init.Initializer, shape: tuple[int, ...], dtype: str = "floa
     return out
 
 
-@pytest.mark.parametrize("init", [up.init.Normal(0.5, 2.0), up.init.Uniform(-3, 1), up.init.TruncatedNormal(0, 1), up.init.XavierNormal()])
-def test_values_do_not_depend_on_the_number_of_threads(monkeypatch: pytest.MonkeyPatch, init: up.init.Initializer) -> None:
+@pytest.mark.parametrize("init", [up.init.Normal(0.5, 2.0), up.init.Uniform(-3, 1), up.init.TruncatedNormal(0, 1),
+                                  up.init.XavierNormal()])
+def test_values_do_not_depend_on_the_number_of_threads(monkeypatch: pytest.MonkeyPatch,
+                                                       init: up.init.Initializer) -> None:
     shape = (3 * rng.CHUNK // 1000 + 1, 1000)
     expected = _value(init, shape)
     monkeypatch.setattr(rng, "_pool", ThreadPoolExecutor(max_workers=1))
@@ -52,7 +54,8 @@ def test_normal_and_uniform_have_the_right_distribution(dtype: str) -> None:
 
 def test_values_are_pinned() -> None:
     """Changing the stream design changes every seeded init: it must be deliberate (docs/benchmarks.md)."""
-    values = (_value(up.init.Normal(), (257, 33)), _value(up.init.Uniform(), (3, 5), "float64"), _value(up.init.Normal(), (600, 1000)))
+    values = (_value(up.init.Normal(), (257, 33)), _value(up.init.Uniform(), (3, 5), "float64"),
+              _value(up.init.Normal(), (600, 1000)))
     digest = hashlib.sha256(b"".join(v.tobytes() for v in values))
     assert digest.hexdigest()[:16] == PINNED
 
