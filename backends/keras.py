@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import functools
 import re
-import sys
-import warnings
 from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass
 from itertools import chain
@@ -35,20 +33,17 @@ from unified_params.adapter import (
 from unified_params.dtypes import resolve
 from unified_params.errors import (
     DeferredInitializationError,
-    ShapeMismatchError,
     UnifiedParamsError,
     UnsupportedError,
     deferred,
     quote,
 )
 from unified_params.freshness import Contents, identical
-from unified_params.inputs import describe
 from unified_params.layout import (
     axis_map,
     canonical_copy,
     copy_into,
     fill_native,
-    native_copy,
     shape_to_canonical,
     to_canonical,
 )
@@ -59,19 +54,13 @@ from unified_params.outputs import loss_target
 from unified_params.rules import Leaf, Rule, adopt_ruled_layouts, leaf_of
 from unified_params.sharding import Sharding
 
+from . import keras_builds as builds
 from .keras_ops import ops
 from .keras_rules import RULES
 
 keras = lazy("keras")
 
 AUTO_NAME = re.compile(r"variable(_\d+)?")
-INPUT_SPEC_ERROR = re.compile(
-    r"of layer '(?P<layer>[^']+)' is incompatible with the layer: expected axis (?P<axis>-?\d+) of input shape "
-    r"to have value (?P<expected>\d+), but received input with shape (?P<shape>\([^)]*\))")
-SHAPE_SPEC_ERROR = re.compile(
-    r"of layer '(?P<layer>[^']+)' is incompatible with the layer: expected shape=(?P<expected>\([^)]*\)), "
-    r"found shape=(?P<shape>\([^)]*\))")
-LAYER_IN_MESSAGE = re.compile(r"layer '([^']+)'")
 
 
 @dataclass(eq=False)
@@ -111,7 +100,9 @@ def _container(cls: type) -> str:
     """How a layer class holds its children: "sequential", "functional" or "layer" (tracked sublayers)."""
     from keras.src.models.functional import Functional
 
-    return "sequential" if issubclass(cls, keras.Sequential) else "functional" if issubclass(cls, Functional) else "layer"
+    if issubclass(cls, keras.Sequential):
+        return "sequential"
+    return "functional" if issubclass(cls, Functional) else "layer"
 
 
 def _children(layer: Any) -> list[tuple[str, Any]]:
@@ -192,7 +183,7 @@ _TRACKED = attrgetter("_layers", "_trainable_variables", "_non_trainable_variabl
 _BUILT = attrgetter("built")
 _ATTRIBUTES = attrgetter("trainable", "dtype", "_shape")
 _SHAPE = attrgetter("_shape")
-"""A Keras variable's shape as the tuple Keras keeps (the TensorFlow backend's `shape` builds a TensorShape per call)."""
+"""A Keras variable's shape as the tuple Keras keeps (TensorFlow's `shape` builds a TensorShape per call)."""
 
 
 def _keyed(layers: list[Any]) -> list[Any]:
@@ -278,10 +269,7 @@ class KerasAdapter(Adapter):
     def __init__(self, model: Any, variables: Any = None) -> None:
         super().__init__(model, variables)
         self._grads: dict[int, tuple[Any, np.ndarray]] = {}
-        self._hooks: DeferredHooks | None = None
-        self._depth = 0
-        self._changed = False
-        self._quiet = False
+        self._builds = builds.Builds(_own_variables)
 
     @classmethod
     def recognizes(cls, model: Any) -> bool:
@@ -359,7 +347,7 @@ class KerasAdapter(Adapter):
         variable.assign(value)
 
     def fill(self, slot: Slot, fn: Callable[[np.ndarray], None]) -> None:
-        """fn writes the variable's memory in place where the backend hands it out (torch), else one buffer then assigned."""
+        """fn writes the variable's memory in place where the backend hands it out (torch), else a new buffer."""
         variable = self._variable(slot)
         split = ops().filled(variable.value, slot.layout, fn)
         if split is not None:
@@ -472,49 +460,22 @@ class KerasAdapter(Adapter):
                     f"Keras infers shapes from data: pass example inputs to pm.materialize(x) "
                     f"(layers not built yet: {', '.join(unbuilt)})")
             return None
-        snapshot = _Snapshot.of(self.model)
-        self._quiet = True
+        snapshot = builds.Snapshot.of(self.model)
+        self._builds.quiet = True
         try:
             self._call(inputs)
         except BaseException as e:
             snapshot.restore()
-            if isinstance(e, UnifiedParamsError) or not isinstance(e, Exception) or not _is_shape_error(e):
+            if isinstance(e, UnifiedParamsError) or not isinstance(e, Exception) or not builds.is_shape_error(e):
                 raise
-            raise self._mismatch(inputs, e) from e
+            raise builds.mismatch(self.tree(), inputs, e) from e
         finally:
-            self._quiet = False
-            self._changed = False
+            self._builds.quiet = False
+            self._builds.changed = False
         return snapshot.restore
 
-    def _mismatch(self, inputs: Sequence[Any], error: Exception) -> ShapeMismatchError:
-        """A ShapeMismatchError that names the failing layer by canonical path and both sizes."""
-        paths: dict[str, str] = {}
-
-        def walk(node: Node, path: tuple[str, ...]) -> None:
-            if isinstance(node.native, keras.Layer):
-                paths.setdefault(node.native.name, ".".join(path))
-            for child in node.children:
-                walk(child, (*path, child.key))
-
-        walk(self.tree(), ())
-        message = str(error)
-        shapes = describe(inputs)
-        found = INPUT_SPEC_ERROR.search(message)
-        if found:
-            name, axis, expected = found["layer"], int(found["axis"]), int(found["expected"])
-            got = _parse_shape(found["shape"])
-            return _size_error(_describe(paths.get(name), name), axis, expected, got)
-        found = SHAPE_SPEC_ERROR.search(message)
-        if found:
-            want, got = _parse_shape(found["expected"]), _parse_shape(found["shape"])
-            axis = next((i for i, (w, g) in enumerate(zip(want, got)) if w is not None and w != g), None)
-            if axis is not None and len(want) == len(got):
-                return _size_error(_describe(paths.get(found["layer"]), found["layer"]), axis - len(got), want[axis], got)
-        named = LAYER_IN_MESSAGE.search(message)
-        where = _describe(paths.get(named[1]), named[1]) if named else "(unknown)"
-        first = next((line.strip() for line in message.splitlines() if "incompatible" in line or "shape" in line), message.strip())
-        return ShapeMismatchError(
-            f"the model rejected inputs of shape {shapes} at layer {where}: {first}; the model is unchanged")
+    def watch(self, hooks: DeferredHooks) -> None:
+        self._builds.watch(self.model, hooks)
 
     def set_trainable(self, owner: Any, slot: Slot, trainable: bool) -> bool:
         """The variable's own trainable flag (a layer with trainable=False keeps all its variables out of training)."""
@@ -522,164 +483,7 @@ class KerasAdapter(Adapter):
         variable.trainable = trainable
         return True
 
-    def watch(self, hooks: DeferredHooks) -> None:
-        self._hooks = hooks
-        for layer in self.model._flatten_layers(include_self=True, recursive=True):
-            if not layer.built:
-                self._watch_build(layer)
-
-    def _watch_build(self, layer: Any) -> None:
-        original = vars(layer).get("build")
-        if original is None or getattr(original, "_unified_params", None) is self:
-            return
-        adapter = self
-
-        @functools.wraps(original)
-        def build(*args: Any, **kwargs: Any) -> None:
-            outer = None if adapter._depth or adapter._quiet else _Snapshot.of(layer)
-            adapter._depth += 1
-            try:
-                original(*args, **kwargs)
-            finally:
-                adapter._depth -= 1
-            if layer.built and vars(layer).get("build") is build:
-                object.__setattr__(layer, "build", original)
-            adapter._changed = True
-            try:
-                adapter._notify(layer)
-            except BaseException:
-                if outer is not None:
-                    outer.restore()  # unbuilt again: the next call builds and tries the recorded initializers again
-                raise
-
-        build._unified_params = self  # type: ignore[attr-defined]
-        object.__setattr__(layer, "build", build)
-
-    def _notify(self, layer: Any) -> None:
-        """Tell the core that shapes became known, once the outermost build is done and variables hold values.
-
-        Inside a StatelessScope (symbolic builds by predict/fit) variables get their values when the
-        scope exits: their initializers are bridged to the recorded ones instead.
-        """
-        from keras.src.backend.common.stateless_scope import in_stateless_scope
-
-        if self._quiet or self._hooks is None:
-            return
-        if in_stateless_scope():
-            for sub in layer._flatten_layers(include_self=True, recursive=True):
-                for variable in _own_variables(sub):
-                    self._bridge(sub, variable)
-            return
-        if self._depth or not self._changed:
-            return
-        self._changed = False
-        with ops().eager():
-            self._hooks.shapes_known()
-
-    def _bridge(self, layer: Any, variable: Any) -> None:
-        """Make a variable created in a StatelessScope take the recorded initializers' value when Keras initializes it."""
-        from keras.src.backend.common.stateless_scope import in_stateless_scope
-
-        native = getattr(variable, "_initializer", None)
-        if native is None or getattr(variable, "_value", True) is not None or getattr(native, "_unified_params", None):
-            return
-        hooks = self._hooks
-        layout = leaf_of(RULES.for_layer(layer), variable.name).layout
-
-        def initializer(shape: tuple, dtype: Any = None, **kwargs: Any) -> Any:
-            if not in_stateless_scope() and hooks is not None:
-                canonical = shape_to_canonical(tuple(shape), layout)
-                try:
-                    value = hooks.initial_value(id(variable), canonical, str(variable.dtype))
-                except Exception as e:  # Keras is initializing a batch of variables: a raise would leave some empty
-                    warnings.warn(f"{variable.path}: the recorded initializer failed ({e}); Keras's own initializer was used")
-                    value = None
-                if value is not None:
-                    return native_copy(value, layout)
-            return native(shape, dtype=dtype, **kwargs)
-
-        initializer._unified_params = True  # type: ignore[attr-defined]
-        variable._initializer = initializer
-
-
-def _describe(path: str | None, name: str) -> str:
-    if path == "":
-        return f"'' (the model's input, Keras model {name!r})"
-    return f"{path!r} (Keras layer {name!r})" if path is not None else f"{name!r}"
-
-
-def _parse_shape(text: str) -> tuple[int | None, ...]:
-    return tuple(None if d.strip() == "None" else int(d) for d in text.strip("()").split(",") if d.strip())
-
-
-def _size_error(where: str, axis: int, expected: int, got: tuple[int | None, ...]) -> ShapeMismatchError:
-    return ShapeMismatchError(
-        f"layer {where} expects input size {expected} on axis {axis} but got size {got[axis]} "
-        f"(input shape {got}); the model is unchanged. Give inputs of size {expected}, "
-        f"or build a new model for size {got[axis]}")
-
 
 def _sum_outputs(out: Any) -> Any:
     parts = [keras.ops.sum(o) for o in keras.tree.flatten(out)]
     return functools.reduce(lambda a, b: a + b, parts)
-
-
-def _is_shape_error(error: Exception) -> bool:
-    if isinstance(error, (ValueError, TypeError, RuntimeError)):
-        return True
-    tf = sys.modules.get("tensorflow")
-    return tf is not None and isinstance(error, tf.errors.OpError)
-
-
-class _Snapshot:
-    """The attribute state of Keras objects, to undo a build that failed half-way (materialize)."""
-
-    def __init__(self, objects: Sequence[Any]) -> None:
-        self._saved: list[tuple[Any, dict[str, Any], list[tuple[Any, Any]]]] = []
-        for obj in {id(o): o for o in objects}.values():
-            state = dict(vars(obj))
-            contents: list[tuple[Any, Any]] = []
-            for value in state.values():
-                _save_contents(value, contents, depth=2)
-            self._saved.append((obj, state, contents))
-
-    @classmethod
-    def of(cls, root: Any) -> _Snapshot:
-        """The state of root, its sublayers and their trackers."""
-        layers = root._flatten_layers(include_self=True, recursive=True)
-        return cls([*layers, *(layer._tracker for layer in layers)])
-
-    def restore(self) -> None:
-        """Put every attribute and every container's contents back as they were."""
-        for obj, state, contents in self._saved:
-            attrs = vars(obj)
-            attrs.clear()
-            attrs.update(state)
-            for container, saved in contents:
-                if isinstance(container, list):
-                    list.__delitem__(container, slice(None))
-                    list.extend(container, saved)
-                elif isinstance(container, dict):
-                    dict.clear(container)
-                    dict.update(container, saved)
-                else:
-                    set.clear(container)
-                    set.update(container, saved)
-
-
-def _save_contents(value: Any, out: list[tuple[Any, Any]], depth: int) -> None:
-    if depth == 0 or type(value).__module__.startswith("tensorflow"):
-        return
-    if isinstance(value, list):
-        out.append((value, list(value)))
-        items = list(value)
-    elif isinstance(value, dict):
-        out.append((value, dict(value)))
-        items = list(value.values())
-    elif isinstance(value, set):
-        out.append((value, set(value)))
-        return
-    else:
-        return
-    for item in items:
-        _save_contents(item, out, depth - 1)
