@@ -29,3 +29,21 @@ def atomic(rank: int, size: int, pm: up.ParamAPI, folder: str, barrier: Callable
     barrier()
     now = {f: open(os.path.join(folder, f), "rb").read() for f in sorted(os.listdir(folder))}
     assert now == old, "a failed save changed the checkpoint folder"
+
+
+def saved_bytes(pm: up.ParamAPI, folder: str) -> int:
+    """The bytes this process writes (os.pwrite) while pm saves one file and a sharded folder into folder."""
+    written = [0]
+    real = os.pwrite
+
+    def counted(fd: int, data: object, offset: int) -> int:
+        written[0] += len(data)
+        return real(fd, data, offset)
+
+    os.pwrite = counted
+    try:
+        pm.save(os.path.join(folder, "one.safetensors"))
+        pm.save(os.path.join(folder, "sharded"), max_shard_size=20_000)
+    finally:
+        os.pwrite = real
+    return written[0]

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
-from collective_checks import atomic
+from collective_checks import atomic, saved_bytes
 from torch import nn
 
 import unified_params as up
@@ -105,24 +105,12 @@ def checkpoint(rank: int, world: int, model: nn.Module, pm: up.ParamAPI, want: d
     from torch.distributed.tensor import Shard
 
     folder = sys.argv[2]
-    written = [0]
-    real = os.pwrite
-
-    def counted(fd: int, data: object, offset: int) -> int:
-        written[0] += len(data)
-        return real(fd, data, offset)
-
-    os.pwrite = counted
-    try:
-        pm.save(os.path.join(folder, "one.safetensors"))
-        pm.save(os.path.join(folder, "sharded"), max_shard_size=20_000)
-    finally:
-        os.pwrite = real
+    written = saved_bytes(pm, folder)
     mine = 2 * sum(t.to_local().numel() * 4 for t in model.state_dict().values())
     total = 2 * sum(t.numel() * 4 for t in want.values())
     counts = [None] * world
-    dist.all_gather_object(counts, written[0])
-    assert written[0] == mine and sum(counts) == total, (written[0], mine, counts, total)
+    dist.all_gather_object(counts, written)
+    assert written == mine and sum(counts) == total, (written, mine, counts, total)
     files = sorted(f for f in os.listdir(os.path.join(folder, "sharded")) if f.endswith(".safetensors"))
     assert len(files) > 1, files
     stored = {k: v for f in files for k, v in load_file(os.path.join(folder, "sharded", f)).items()}

@@ -13,7 +13,7 @@ os.environ["JAX_PLATFORMS"] = "cpu"
 
 import jax  # noqa: E402
 import numpy as np  # noqa: E402
-from collective_checks import atomic  # noqa: E402
+from collective_checks import atomic, saved_bytes  # noqa: E402
 from flax import nnx  # noqa: E402
 
 import unified_params as up  # noqa: E402
@@ -80,19 +80,7 @@ def checkpoint(process: int, folder: str, net: nnx.Module, mesh: jax.sharding.Me
     """Each process writes only the bytes of the blocks its devices are first to hold (a replicated tensor: process
     0); a save that fails on one process leaves the old files; the checkpoint loads back split the other way."""
     pm = up.wrap(net)
-    written = [0]
-    real = os.pwrite
-
-    def counted(fd: int, data: object, offset: int) -> int:
-        written[0] += len(data)
-        return real(fd, data, offset)
-
-    os.pwrite = counted
-    try:
-        pm.save(os.path.join(folder, "one.safetensors"))
-        pm.save(os.path.join(folder, "sharded"), max_shard_size=20_000)
-    finally:
-        os.pwrite = real
+    written = saved_bytes(pm, folder)
     mine = 0
     for value in arrays(net).values():
         first = {}
@@ -103,7 +91,7 @@ def checkpoint(process: int, folder: str, net: nnx.Module, mesh: jax.sharding.Me
             mine += value.nbytes if process == 0 else 0
         else:
             mine += sum(s.data.nbytes for s in value.addressable_shards if first[str(s.index)] == s.device.id)
-    assert written[0] == 2 * mine, (written[0], mine)
+    assert written == 2 * mine, (written, mine)
     from jax.experimental import multihost_utils
 
     atomic(process, 2, pm, os.path.join(folder, "sharded"), lambda: multihost_utils.sync_global_devices("atomic"))
@@ -111,7 +99,7 @@ def checkpoint(process: int, folder: str, net: nnx.Module, mesh: jax.sharding.Me
         other = Net(SPLITS[1])
     up.wrap(other).load(os.path.join(folder, "sharded"))
     same_shards("loaded split the other way", other, want)
-    print(f"process {process} wrote {written[0]} bytes", flush=True)
+    print(f"process {process} wrote {written} bytes", flush=True)
 
 
 def linen(folder: str, mesh: jax.sharding.Mesh) -> None:
