@@ -150,9 +150,6 @@ def _own_variables(layer: Any) -> list[Any]:
     return list({id(v): v for v in out}.values())
 
 
-_NAME = attrgetter("name")
-
-
 @functools.lru_cache(maxsize=4096)
 def _auto_named(names: tuple[str, ...]) -> bool:
     """True when a variable name is Keras's automatic `variable_N` (its attribute names it instead)."""

@@ -40,7 +40,6 @@ from ._jax_sharding import allocate_abstract, describe, filled_like, mesh_axes, 
 jax = lazy("jax")
 nnx = lazy("flax.nnx")
 bridge = lazy("flax.nnx.bridge")
-variablelib = lazy("flax.nnx.variablelib")
 
 def _swap_class(obj: Any, cls: type) -> None:
     object.__setattr__(obj, "__class__", cls)
