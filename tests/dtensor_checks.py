@@ -167,10 +167,9 @@ def memory(rank: int, world: int, mesh: object) -> None:
     held = shard.untyped_storage().nbytes()
     chunk, scratch = rng.CHUNK * 4, draws.scratch_bytes(np.float32)
     assert held == shard.numel() * 4 == 2048 * 2048 * 4 // world, held
-    assert peak <= rng.threads() * scratch + (1 << 16), f"numpy peak {peak} beyond the draws' scratch"
+    assert peak <= chunk, f"numpy peak {peak} beyond one chunk ({chunk})"
     print(f"rank {rank}/{world}: torch shard {held / 2**20:.1f} MiB, numpy peak {peak / 2**20:.2f} MiB "
-          f"(draws' scratch {scratch / 2**20:.2f} MiB x {rng.threads()} threads; chunk {chunk / 2**20:.0f} MiB)",
-          flush=True)
+          f"(one chunk: {chunk / 2**20:.0f} MiB; the draws' scratch at most {scratch / 2**20:.2f} MiB)", flush=True)
     dist.barrier()
 
 

@@ -148,26 +148,25 @@ def linen(folder: str, mesh: jax.sharding.Mesh) -> None:
 
 
 def memory(process: int, mesh: jax.sharding.Mesh) -> None:
-    """A 8 MB kernel split 4 ways: numpy holds this process's 2 shards plus, per fill thread, one chunk and the draws'
-    scratch (rng.py); with set_threads(1), one of each."""
+    """A 8 MB kernel split 4 ways: numpy holds this process's 2 shards plus less than one chunk (the draws' scratch
+    of one fill thread, the default for shards); with set_threads(2), two threads' wide scratch (rng.py)."""
     with jax.set_mesh(mesh):
         net = nnx.Linear(1024, 2048, use_bias=False, kernel_init=nnx.with_partitioning(
             nnx.initializers.zeros_init(), (None, "model")), rngs=nnx.Rngs(0))
     pm = up.wrap(net)
     own = sum(s.data.nbytes for s in net.kernel.get_value().addressable_shards)
-    scratch = rng.CHUNK * 4 + draws.scratch_bytes(np.float32)
-    for threads in (None, 1):
-        previous = rng.set_threads(threads)
+    chunk = rng.CHUNK * 4
+    for threads, bound in ((None, own + chunk), (2, own + 2 * draws.scratch_bytes(np.float32, draws.WIDE))):
+        rng.set_threads(threads)
         tracemalloc.start()
         pm.init(up.init.Normal(std=0.02), seed=1)
         peak = tracemalloc.get_traced_memory()[1]
         tracemalloc.stop()
-        bound = own + rng.threads() * scratch
-        assert peak <= bound, f"numpy peak {peak} beyond {own} of shards + {rng.threads()} x {scratch} of scratch"
-        print(f"process {process}: {rng.threads()} threads, shards {own / 2**20:.1f} MiB, numpy peak "
-              f"{peak / 2**20:.2f} MiB, scratch {(peak - own) / 2**20:.2f} MiB (bound {rng.threads()} x "
-              f"{scratch / 2**20:.2f})", flush=True)
-        rng.set_threads(previous if threads is None else None)
+        rng.set_threads(None)
+        assert peak <= bound, f"numpy peak {peak} beyond {bound} ({own} of shards, threads {threads})"
+        print(f"process {process}: threads {threads or 'default'}, shards {own / 2**20:.1f} MiB, numpy peak "
+              f"{peak / 2**20:.2f} MiB, beyond the shards {(peak - own) / 2**20:.2f} MiB (bound "
+              f"{(bound - own) / 2**20:.2f}; one chunk {chunk / 2**20:.0f} MiB)", flush=True)
 
 
 if __name__ == "__main__":

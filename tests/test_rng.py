@@ -2,10 +2,13 @@
 from __future__ import annotations
 
 import hashlib
+import math
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import unified_params as up
 from unified_params import rng
@@ -80,20 +83,69 @@ def test_set_threads_changes_no_value_and_refuses_bad_counts() -> None:
 
 
 @pytest.mark.parametrize("init", [up.init.Normal(), up.init.Uniform(), up.init.TruncatedNormal(0, 1)])
-def test_one_thread_holds_at_most_one_chunk_and_the_draws_scratch(init: up.init.Initializer) -> None:
-    """A C-contiguous float32 tensor is drawn in place (the draws' scratch only); a transposed one through one chunk."""
+def test_shards_and_one_thread_hold_less_than_one_chunk_beyond_their_arrays(init: up.init.Initializer) -> None:
+    """No chunk is held whole: in place (C-contiguous float32, a block split along dimension 0) or in runs (a transposed
+    buffer, float16 drawn in float32, blocks split along dimension 1, several blocks at once), numpy's peak beyond the
+    arrays stays under one float32 chunk. Shards take one thread by default; unsharded tensors with set_threads(1)."""
     import tracemalloc
 
-    from unified_params import draws
+    from unified_params.init import filler
+    from unified_params.regions import Region
 
     shape = (3 * rng.CHUNK // 1000 + 1, 1000)
-    up.init.set_threads(1)
-    try:
-        for out, extra in ((np.empty(shape, np.float32), 0), (np.empty(shape[::-1], np.float32).T, rng.CHUNK * 4)):
+    halves = [Region.of(shape, (slice(None), slice(0, 400))), Region.of(shape, (slice(None), slice(400, None)))]
+    cases = [
+        lambda: init.fill(np.empty(shape, np.float32), 7, "layer.weight"),
+        lambda: init.fill(np.empty(shape[::-1], np.float32).T, 7, "layer.weight"),
+        lambda: init.fill(np.empty(shape, np.float16), 7, "layer.weight"),
+        lambda: init.fill(np.empty((shape[0] // 2, 1000), np.float32), 7, "layer.weight",
+                          Region.of(shape, (slice(0, shape[0] // 2),))),
+        lambda: filler(init, 7, "layer.weight").many([(np.empty(r.block_shape, np.float32), r) for r in halves]),
+        lambda: filler(init, 7, "layer.weight").many([(np.empty(r.block_shape[::-1], np.float32).T, r)
+                                                       for r in halves]),
+    ]
+    arrays = [4 * math.prod(shape), 4 * math.prod(shape), 2 * math.prod(shape), 2 * math.prod(shape),
+              4 * math.prod(shape), 4 * math.prod(shape)]
+    for sharded, case, held in zip([False, False, False, True, True, True], cases, arrays):
+        previous = up.init.set_threads(None if sharded else 1)
+        try:
+            case()
             tracemalloc.start()
-            init.fill(out, 7, "layer.weight")
+            case()
             peak = tracemalloc.get_traced_memory()[1]
             tracemalloc.stop()
-            assert peak <= extra + draws.scratch_bytes(np.float32) + (1 << 14), (peak, extra)
-    finally:
-        up.init.set_threads(None)
+        finally:
+            up.init.set_threads(previous)
+        assert peak - held <= rng.CHUNK * 4, (peak - held, cases.index(case))
+
+
+@st.composite
+def _blocks(draw: st.DrawFn) -> tuple[tuple[int, ...], tuple[slice, ...]]:
+    """A tensor of up to about 2.5 chunks and a block of it, split along any of its dimensions."""
+    ndim = draw(st.integers(1, 3))
+    inner = [draw(st.integers(1, 40)) for _ in range(ndim - 1)]
+    first = draw(st.integers(1, max(1, int(2.5 * rng.CHUNK) // max(1, math.prod(inner)))))
+    shape = (first, *inner)
+    index = []
+    for n in shape:
+        a = draw(st.integers(0, n - 1))
+        index.append(slice(a, draw(st.integers(a + 1, n))))
+    return shape, tuple(index)
+
+
+@settings(max_examples=30, deadline=None)
+@given(block=_blocks(), which=st.sampled_from(["normal", "uniform", "truncated"]),
+       dtype=st.sampled_from(["float32", "float64", "float16"]), transposed=st.booleans())
+def test_a_block_in_any_memory_order_gets_the_same_values_as_the_whole_tensor(
+        block: tuple[tuple[int, ...], tuple[slice, ...]], which: str, dtype: str, transposed: bool) -> None:
+    """Blocks are drawn in runs (never a whole chunk) or in place; either way they equal the whole tensor's block."""
+    from unified_params.regions import Region
+
+    init = {"normal": up.init.Normal(0.5, 2.0), "uniform": up.init.Uniform(-3, 1),
+            "truncated": up.init.TruncatedNormal(0, 1, -0.3, 1.2)}[which]
+    shape, index = block
+    region = Region.of(shape, index)
+    whole = _value(init, shape, dtype)
+    out = np.empty(region.block_shape[::-1], dtype).T if transposed else np.empty(region.block_shape, dtype)
+    init.fill(out, 7, "layer.weight", region)
+    np.testing.assert_array_equal(out, whole[index])

@@ -153,7 +153,7 @@ def _two_jax_processes(folder: Path) -> list[tuple[int, str, str]]:
 def test_nnx_and_linen_over_two_jax_processes_init_their_own_shards_and_save_a_checkpoint_that_loads_on_one(
         tmp_path: Path) -> None:
     """jax.distributed with 2 processes of 2 CPU devices: each process's shards equal the same blocks of the unsharded
-    init, placements kept, numpy peak within its shards + one chunk and the draws' scratch per thread; each writes its
+    init, placements kept, numpy peak within its shards + one chunk (two threads: their scratch); each writes its
     own blocks of one checkpoint, which loads split the other way there and, here, into an unsharded model. A linen
     model made by jax.jit(init, out_shardings=...) over both processes: the same, saved and loaded there."""
     from flax import nnx

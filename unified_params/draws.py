@@ -1,4 +1,4 @@
-"""Values from a stream's raw words, with IEEE-exact operations only, in small pieces (a few KiB of scratch).
+"""Values from a stream's raw words, with IEEE-exact operations only, in pieces of a few hundred KiB.
 
 The built-in initializers turn raw 64-bit words into values with integer bit operations, +, -, *, / and sqrt
 (each rounded once), never with libm or SIMD transcendental functions, whose last bit differs between CPUs and
@@ -10,20 +10,26 @@ numpy builds:
   and a residual in [-pi/4, pi/4), and ln, sin, cos fixed polynomials. Values are within a few ulp
   of the exact transform; float32 values reach 5.6 standard deviations, float64 ones 8.5.
 
-Every operation is elementwise, so the words are drawn and transformed SUB at a time: a block's radius words
-first (r is kept in the output's first half), then its angle words (each gives its value in both halves). The
-only scratch is a few arrays of SUB elements, whatever the output's size (SUB trades that scratch against numpy
-call overhead, which the fill threads pay under one GIL: 2^15 made the 1 GB init 1.6x slower).
+Every operation is elementwise, so the words are drawn and transformed `sub` at a time. In place (normal(),
+uniform()), a block's radius words come first (r is kept in the output's first half), then its angle words (each
+gives its value in both halves). For memory that cannot be written in place (a strided or partial block),
+normal_runs() and uniform_runs() hand the same values out as runs of at most `sub`, from two cursors into the
+stream (radius and angle words of a block), so no whole block is ever held. The only scratch is a few arrays of
+`sub` elements (scratch_bytes), whatever the output's size: SUB keeps them within one chunk of float32 for one
+fill thread, where small pieces are also the fastest (they stay in cache); WIDE suits several fill threads, which
+pay numpy's per-call overhead under one GIL.
 """
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
 
 BLOCK = 1 << 18
-SUB = 1 << 17
+SUB = 1 << 15
+WIDE = 1 << 17
 
 
 @dataclass(frozen=True)
@@ -69,10 +75,10 @@ def spec(dtype: np.dtype) -> _Float:
     raise TypeError(f"random values are drawn in float32 or float64, not {dtype}")
 
 
-def scratch_bytes(dtype: np.dtype) -> int:
-    """The most memory normal() and uniform() hold at once besides their output: four arrays of SUB values (three
-    working arrays and the raw words; a block of odd size needs one more for its last value)."""
-    return 5 * SUB * spec(np.dtype(dtype)).bits // 8
+def scratch_bytes(dtype: np.dtype, sub: int = SUB) -> int:
+    """The most memory the draws hold at once besides their output: seven arrays of sub values (a run's two halves,
+    three working arrays, the raw words and, at an odd word position, their shifted copy)."""
+    return 7 * sub * spec(np.dtype(dtype)).bits // 8
 
 
 def reach(dtype: np.dtype) -> float:
@@ -81,17 +87,18 @@ def reach(dtype: np.dtype) -> float:
 
 
 class _Words:
-    """A stream's raw words of one float's width, read in order, count at a time (two float32 words per draw)."""
+    """A cursor into a stream's raw words of one float's width, read in order, count at a time (two float32 words
+    per 64-bit draw)."""
 
-    def __init__(self, g: np.random.Generator, s: _Float) -> None:
-        self.raw, self.s, self.left = g.bit_generator.random_raw, s, None
+    def __init__(self, bits: np.random.BitGenerator, s: _Float) -> None:
+        self.bits, self.s, self.left = bits, s, None
 
     def read(self, count: int) -> np.ndarray:
         if self.s.bits == 64:
-            return self.raw(count)
+            return self.bits.random_raw(count)
         first, self.left = self.left, None
         need = count - (first is not None)
-        words = self.raw(-(-need // 2)).view(np.uint32)
+        words = self.bits.random_raw(-(-need // 2)).view(np.uint32)
         if need & 1:
             self.left = words[need]
         if first is None:
@@ -99,6 +106,17 @@ class _Words:
         out = np.empty(count, np.uint32)
         out[0], out[1:] = first, words[:need]
         return out
+
+    def ahead(self, count: int) -> _Words:
+        """A second cursor, count words further on (this one must be at a whole draw)."""
+        draws, odd = divmod(count, 64 // self.s.bits)
+        clone = type(self.bits)(0)
+        clone.state = self.bits.state
+        clone.advance(draws)
+        words = _Words(clone, self.s)
+        if odd:
+            words.left = clone.random_raw(1).view(np.uint32)[1]
+        return words
 
 
 def _raw(g: np.random.Generator, count: int, s: _Float) -> np.ndarray:
@@ -174,17 +192,17 @@ def _angle(raw: np.ndarray, r: np.ndarray, b: np.ndarray, s: _Float, sin: tuple,
     np.multiply(r, t2, out=r)
 
 
-def _normal_block(words: _Words, out: np.ndarray, s: _Float, sin: tuple, cos: tuple) -> None:
+def _normal_block(words: _Words, out: np.ndarray, s: _Float, sin: tuple, cos: tuple, sub: int) -> None:
     """One Box-Muller block: out[:h] = r * A, out[h:] = r * B from 2h words (radii first, then angles)."""
     n = out.size
     h = (n + 1) // 2
-    size = min(SUB, h)
+    size = min(sub, h)
     t = [np.empty(size, s.float) for _ in range(3)]
-    for j in range(0, h, SUB):
-        m = min(SUB, h - j)
+    for j in range(0, h, sub):
+        m = min(sub, h - j)
         _radius(words.read(m), out[j : j + m], s, t if m == size else [a[:m] for a in t])
-    for j in range(0, h, SUB):
-        m = min(SUB, h - j)
+    for j in range(0, h, sub):
+        m = min(sub, h - j)
         b = out[h + j : h + j + m]
         short = b.size < m
         if short:
@@ -194,25 +212,74 @@ def _normal_block(words: _Words, out: np.ndarray, s: _Float, sin: tuple, cos: tu
             out[h + j :] = b[: n - h - j]
 
 
-def normal(g: np.random.Generator, out: np.ndarray, mean: float = 0.0, std: float = 1.0) -> None:
+def _scaled(s: _Float, std: float) -> tuple[tuple, tuple]:
+    return tuple(tuple(s.float(c * std) for c in poly) for poly in (s.sin, s.cos))  # type: ignore[return-value]
+
+
+def normal(g: np.random.Generator, out: np.ndarray, mean: float = 0.0, std: float = 1.0, sub: int = SUB) -> None:
     """Fill the contiguous 1-D float32/float64 out with Normal(mean, std) values from g's raw bits."""
     s = spec(out.dtype)
-    f = s.float
-    sin, cos = (tuple(f(c * std) for c in poly) for poly in (s.sin, s.cos))
-    words = _Words(g, s)
+    sin, cos = _scaled(s, std)
+    words = _Words(g.bit_generator, s)
     for start in range(0, out.size, BLOCK):
-        _normal_block(words, out[start : start + BLOCK], s, sin, cos)
+        _normal_block(words, out[start : start + BLOCK], s, sin, cos, sub)
     if mean:
-        out += f(mean)
+        out += s.float(mean)
 
 
-def uniform(g: np.random.Generator, out: np.ndarray, low: float = 0.0, high: float = 1.0) -> None:
+Runs = Iterator[tuple[int, np.ndarray]]
+
+
+def normal_runs(g: np.random.Generator, n: int, dtype: np.dtype, mean: float = 0.0, std: float = 1.0,
+                sub: int = SUB) -> Runs:
+    """The n values normal() would write, as (offset, values) runs of at most sub values each, without holding them
+    all: each run's values are scratch, overwritten by the next. g ends where normal() leaves it."""
+    s = spec(np.dtype(dtype))
+    f = s.float
+    sin, cos = _scaled(s, std)
+    size = min(sub, (min(n, BLOCK) + 1) // 2)
+    r_all, b_all, *t = (np.empty(size, f) for _ in range(5))
+    radius = _Words(g.bit_generator, s)
+    for start in range(0, n, BLOCK):
+        nb = min(BLOCK, n - start)
+        h = (nb + 1) // 2
+        angle = radius.ahead(h)
+        for j in range(0, h, sub):
+            m = min(sub, h - j)
+            r, b = r_all[:m], b_all[:m]
+            _radius(radius.read(m), r, s, t if m == size else [a[:m] for a in t])
+            _angle(angle.read(m), r, b, s, sin, cos, t if m == size else [a[:m] for a in t])
+            if mean:
+                r += f(mean)
+                b += f(mean)
+            yield start + j, r
+            yield start + h + j, b[: min(m, nb - h - j)]
+        radius = angle
+    g.bit_generator.state = radius.bits.state
+
+
+def uniform(g: np.random.Generator, out: np.ndarray, low: float = 0.0, high: float = 1.0, sub: int = SUB) -> None:
     """Fill the contiguous 1-D float32/float64 out with values in [low, high) from g's raw bits."""
-    s = spec(out.dtype)
-    for start in range(0, out.size, BLOCK):
-        block = out[start : start + BLOCK]
-        for j in range(0, block.size, SUB):
-            part = block[j : j + SUB]
-            np.subtract(_unit(_raw(g, part.size, s), s), s.float(1), out=part)
+    for _ in _uniform(g, out.size, out.dtype, low, high, sub, out):
+        pass
+
+
+def uniform_runs(g: np.random.Generator, n: int, dtype: np.dtype, low: float = 0.0, high: float = 1.0,
+                 sub: int = SUB) -> Runs:
+    """The n values uniform() would write, as (offset, values) runs of at most sub values (scratch, as normal_runs)."""
+    return _uniform(g, n, np.dtype(dtype), low, high, sub, np.empty(min(n, sub), dtype))
+
+
+def _uniform(g: np.random.Generator, n: int, dtype: np.dtype, low: float, high: float, sub: int,
+             out: np.ndarray) -> Runs:
+    """Runs of uniform values, each written into out (the whole output, or one reused run of scratch)."""
+    s = spec(np.dtype(dtype))
+    whole = out.size == n
+    for start in range(0, n, BLOCK):
+        for j in range(start, min(n, start + BLOCK), sub):
+            m = min(sub, n - j, start + BLOCK - j)
+            part = out[j : j + m] if whole else out[:m]
+            np.subtract(_unit(_raw(g, m, s), s), s.float(1), out=part)
             part *= s.float(high - low)
             part += s.float(low)
+            yield j, part

@@ -13,8 +13,9 @@ from typing import Any
 
 import numpy as np
 
-from . import draws, dtypes
+from . import chunk_fills, dtypes
 from . import rng as _rng
+from .chunk_fills import ChunkFill
 from .dtypes import is_float, resolve
 from .errors import InitializerError, quote
 from .fit import fit_one
@@ -27,7 +28,6 @@ __all__ = [
 ]
 
 CustomInit = Callable[[tuple, np.dtype, np.random.Generator, str], Any]
-ChunkFill = Callable[[np.random.Generator, np.ndarray], None]
 
 
 def _work_dtype(dtype: np.dtype) -> np.dtype:
@@ -168,8 +168,7 @@ class Normal(Initializer):
 
     def chunk_fill(self, shape: tuple[int, ...], name: str, dtype: np.dtype) -> ChunkFill:
         """What one chunk of the tensor of this shape gets (in _work_dtype(dtype)): its own values from its own stream."""
-        mean, std = self.mean, self._std(shape, name)
-        return lambda g, z: _rng.normal(g, z, mean, std)
+        return chunk_fills.normal(self.mean, self._std(shape, name))
 
     def fill(self, out: np.ndarray, seed: int, name: str, region: Region | None = None) -> None:
         if out.size:
@@ -195,8 +194,7 @@ class Uniform(Initializer):
 
     def chunk_fill(self, shape: tuple[int, ...], name: str, dtype: np.dtype) -> ChunkFill:
         """What one chunk of the tensor of this shape gets (in _work_dtype(dtype)): its own values from its own stream."""
-        low, high = self._bounds(shape, name)
-        return lambda g, u: _rng.uniform(g, u, low, high)
+        return chunk_fills.uniform(*self._bounds(shape, name))
 
     def fill(self, out: np.ndarray, seed: int, name: str, region: Region | None = None) -> None:
         if out.size:
@@ -301,20 +299,7 @@ class TruncatedNormal(Initializer):
 
     def chunk_fill(self, shape: tuple[int, ...], name: str, dtype: np.dtype) -> ChunkFill:
         """What one chunk gets: normal draws, those outside [a, b] redrawn from the chunk's own stream (in order)."""
-        mean, std, lo, hi = self.mean, self.std, self.a, self.b
-
-        def chunk(g: np.random.Generator, z: np.ndarray) -> None:
-            _rng.normal(g, z, mean, std)
-            step = draws.SUB
-            bad = np.concatenate([np.flatnonzero((z[j : j + step] < lo) | (z[j : j + step] > hi)) + j
-                                  for j in range(0, z.size, step)])
-            while bad.size:
-                redraw = np.empty(bad.size, z.dtype)
-                _rng.normal(g, redraw, mean, std)
-                z[bad] = redraw
-                bad = bad[(redraw < lo) | (redraw > hi)]
-
-        return chunk
+        return chunk_fills.truncated(self.mean, self.std, self.a, self.b)
 
 
 class Orthogonal(Initializer):

@@ -166,6 +166,21 @@ def copy_piece(values: np.ndarray, offset: int, piece: Piece, out: np.ndarray, b
         put(out, piece.dst + r * piece.width, rows[r : r + step].reshape(-1))
 
 
+def scatter(out: np.ndarray, region: Region, flat: np.ndarray, values: np.ndarray, batch: int = 1 << 12) -> None:
+    """Write values at the full tensor's C-order flat positions into the block out, where they lie inside region
+    (a batch of positions at a time, so the index arrays stay small)."""
+    if not region.shape:
+        if flat.size:
+            out[...] = values[-1]
+        return
+    for j in range(0, flat.size, batch):
+        coords = np.unravel_index(flat[j : j + batch], region.shape)
+        inside = np.ones(coords[0].size, bool)
+        for c, s, e in zip(coords, region.start, region.stop):
+            inside &= (c >= s) & (c < e)
+        out[tuple(c[inside] - s for c, s in zip(coords, region.start))] = values[j : j + batch][inside]
+
+
 def put(out: np.ndarray, start: int, values: np.ndarray) -> None:
     """Write the 1-D values at C-order flat position start of out, whatever out's strides."""
     if out.ndim <= 1 or out.flags.c_contiguous:

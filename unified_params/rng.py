@@ -8,32 +8,41 @@ Generator keyed the same way without the chunk. draws.py turns a stream's raw wo
 
 Memory: a chunk that lands in one contiguous run of the output (a C-contiguous tensor, a shard split along its
 first dimension) is drawn in place. Any other chunk (a strided native buffer, a shard split along a later
-dimension, a dtype drawn wider) is drawn into a buffer of one chunk, then copied out and freed. The draws need a few
-arrays of draws.SUB elements besides (draws.scratch_bytes). So while it fills, a process holds its shards plus, per
-fill thread, at most one chunk and draws.scratch_bytes(dtype); set_threads(1) bounds it to one of each.
+dimension, a dtype drawn wider) is drawn as runs of a few hundred KiB, each copied to its place: no chunk is held
+whole. Shards are filled on one thread, whose scratch (draws.scratch_bytes) stays under one chunk of float32, so a
+process holds its shards plus less than one chunk; with small pieces one thread is nearly as fast as two (they stay
+in cache, and two threads of them lose to the GIL). Unsharded tensors are filled on every CPU in wide pieces,
+3.5 MiB of scratch per thread. set_threads(n) sets both.
 """
 from __future__ import annotations
 
 import hashlib
+import heapq
 import math
 import operator
 import os
 import secrets
 import threading
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from functools import lru_cache, partial
+from itertools import chain, groupby, islice
+from operator import itemgetter
 
 import numpy as np
 
+from . import draws
+from .chunk_fills import ChunkFill
 from .draws import BLOCK, normal, reach, uniform
 from .errors import InitializerError, quote
-from .regions import Piece, Region, chunks, copy_piece, put
+from .regions import Piece, Region, chunks, copy_piece, pieces, put, scatter
 
 __all__ = ["BLOCK", "CHUNK", "normal", "reach", "uniform", "stream", "generator", "fill_chunks", "fill_blocks",
-           "threads", "set_threads"]
+           "threads", "set_threads", "cpus"]
 
 CHUNK = 1 << 18
+Target = tuple[np.ndarray, Region, list[Piece]]
 _pool: ThreadPoolExecutor | None = None
 _pool_lock = threading.Lock()
 _threads: int | None = None
@@ -75,25 +84,36 @@ def stream(seed: int, name: str, chunk: int) -> np.random.Generator:
     return np.random.Generator(np.random.PCG64DXSM(np.random.SeedSequence(seed, spawn_key=(*_name_words(name), chunk))))
 
 
-def workers() -> int:
-    """Threads that fill chunks: set_threads(n), else the CPUs this process may run on."""
-    if _threads is not None:
-        return _threads
+def cpus() -> int:
+    """The CPUs this process may run on."""
     try:
         return max(1, len(os.sched_getaffinity(0)))
     except AttributeError:
         return os.cpu_count() or 1
 
 
+def workers(sharded: bool = False) -> int:
+    """Threads that fill chunks: set_threads(n), else one for shards (their memory bound), the CPUs otherwise."""
+    if _threads is not None:
+        return _threads
+    return 1 if sharded else cpus()
+
+
 def threads() -> int:
-    """The number of threads that fill one tensor's chunks (each holds at most one chunk of scratch)."""
+    """The number of threads that fill an unsharded tensor's chunks (each with its own draws' scratch)."""
     return workers()
 
 
-def set_threads(n: int | None) -> int:
-    """Fill chunks on n threads (None: the CPUs this process may run on); returns the previous number.
+def piece(threads: int) -> int:
+    """The values the draws transform at a time: small on one thread (cache, memory), wide on several (the GIL)."""
+    return draws.SUB if threads == 1 else draws.WIDE
 
-    n=1 holds a process to one chunk buffer and the draws' scratch while it fills; values never depend on n.
+
+def set_threads(n: int | None) -> int:
+    """Fill chunks on n threads (None: the default, the CPUs, and one for shards); returns the previous number.
+
+    One thread holds a process to its arrays plus draws.scratch_bytes() (under one chunk) while it fills; n threads
+    hold n x draws.scratch_bytes(dtype, draws.WIDE) (3.5 MiB of float32 each). Values never depend on n.
     """
     global _pool, _threads
     if n is not None and (isinstance(n, (bool, np.bool_)) or not isinstance(n, (int, np.integer)) or n < 1):
@@ -116,79 +136,106 @@ def _executor() -> ThreadPoolExecutor:
     return _pool
 
 
-def _run(jobs: list[Callable[[], None]]) -> None:
-    """Run the jobs: on this thread when there is one, else on the fill threads."""
-    if len(jobs) == 1 or workers() == 1:
-        for job in jobs:
+def _run(jobs: Iterable[Callable[[], None]], threads: int) -> None:
+    """Run the jobs in order: on this thread when there is one (or one job), else on the fill threads with at most
+    two per thread queued, so jobs are made as they run. A failure cancels the queued ones and waits for the rest."""
+    jobs = iter(jobs)
+    head = list(islice(jobs, 2))
+    if threads == 1 or len(head) < 2:
+        for job in chain(head, jobs):
             job()
         return
-    for result in [_executor().submit(job) for job in jobs]:
-        result.result()
+    pending: deque[Future[None]] = deque()
+    try:
+        for job in chain(head, jobs):
+            pending.append(_executor().submit(job))
+            if len(pending) >= 2 * threads:
+                pending.popleft().result()
+        while pending:
+            pending.popleft().result()
+    finally:
+        for future in pending:
+            future.cancel()
+        wait(pending)
 
 
-def fill_chunks(out: np.ndarray, seed: int, name: str, fill: Callable[[np.random.Generator, np.ndarray], None],
-                region: Region | None = None, work: np.dtype | None = None) -> None:
-    """Call fill(rng_k, chunk_k) on each fixed chunk of out's C-order elements, in parallel when there are several.
+def fill_chunks(out: np.ndarray, seed: int, name: str, fill: ChunkFill, region: Region | None = None,
+                work: np.dtype | None = None) -> None:
+    """Fill each fixed chunk of out's C-order elements from its own stream, in parallel when there are several.
 
-    chunk_k is 1-D, contiguous and of dtype work (default out's): a view of out when out is C-contiguous and of that
-    dtype, else a chunk buffer copied into out's strided memory (a transposed native buffer, say). With a region, out
-    is that block of the tensor: only the chunks that meet it are drawn, and only their pieces inside it kept.
+    A chunk is written in place (fill.into) when out is C-contiguous and of dtype work (default out's), else its
+    values are copied to their places in out's strided memory run by run (fill.runs). With a region, out is that
+    block of the tensor: only the chunks that meet it are drawn, and only their values inside it kept.
     """
     work = np.dtype(work or out.dtype)
     if region is not None and not region.whole:
         fill_blocks([(out, region)], seed, name, fill, work)
         return
-    size = out.size
+    size, count = out.size, workers(sharded=region is not None)
+    sub = piece(count)
     flat = out.reshape(-1) if out.flags.c_contiguous and out.dtype == work else None
+    whole = Region(out.shape, (0,) * out.ndim, out.shape)
 
     def job(k: int) -> None:
         start, stop = k * CHUNK, min(size, (k + 1) * CHUNK)
         if flat is not None:
-            fill(stream(seed, name, k), flat[start:stop])
+            fill.into(stream(seed, name, k), flat[start:stop], sub)
             return
-        values = np.empty(stop - start, work)
-        fill(stream(seed, name, k), values)
-        put(out, start, values)
+        for where, values in fill.runs(stream(seed, name, k), stop - start, work, sub):
+            if isinstance(where, np.ndarray):
+                scatter(out, whole, start + where, values)
+            else:
+                put(out, start + where, values)
 
-    _run([partial(job, k) for k in range(-(-size // CHUNK))])
+    _run((partial(job, k) for k in range(-(-size // CHUNK))), count)
 
 
-def _in_place(targets: list[tuple[np.ndarray, list[Piece]]], size: int, work: np.dtype) -> np.ndarray | None:
+def _in_place(targets: list[Target], size: int, work: np.dtype) -> np.ndarray | None:
     """The block memory a whole chunk of size values is one contiguous run of, if it is (else None)."""
-    if len(targets) != 1 or len(targets[0][1]) != 1:
+    if len(targets) != 1 or len(targets[0][2]) != 1:
         return None
-    out, (piece,) = targets[0]
-    if piece.rows * piece.width != size or (piece.rows > 1 and piece.width != piece.stride):
+    out, _, (run,) = targets[0]
+    if run.rows * run.width != size or (run.rows > 1 and run.width != run.stride):
         return None
     if not out.flags.c_contiguous or out.dtype != work:
         return None
-    return out.reshape(-1)[piece.dst : piece.dst + size]
+    return out.reshape(-1)[run.dst : run.dst + size]
 
 
-def fill_blocks(blocks: list[tuple[np.ndarray, Region]], seed: int, name: str,
-                fill: Callable[[np.random.Generator, np.ndarray], None], work: np.dtype | None = None) -> None:
+def fill_blocks(blocks: list[tuple[np.ndarray, Region]], seed: int, name: str, fill: ChunkFill,
+                work: np.dtype | None = None) -> None:
     """fill_chunks for several blocks of one tensor (the shards one process holds): each chunk that meets any block
-    is drawn once, whole, and its pieces copied into every block it meets (a split along any dimension costs one
+    is drawn once, run by run, and each run copied into every block it meets (a split along any dimension costs one
     pass over the chunks the blocks meet, not one per block); a chunk inside one block's contiguous run is drawn there."""
     if not blocks:
         return
-    size = math.prod(blocks[0][1].shape)
+    size, count = math.prod(blocks[0][1].shape), workers(sharded=True)
+    sub = piece(count)
     work = np.dtype(work or blocks[0][0].dtype)
-    todo: dict[int, list[tuple[np.ndarray, list[Piece]]]] = {}
-    for out, region in blocks:
-        for k, found in chunks(region, CHUNK):
-            todo.setdefault(k, []).append((out, found))
 
-    def job(k: int, targets: list[tuple[np.ndarray, list[Piece]]]) -> None:
+    def job(k: int, targets: list[Target]) -> None:
         start, stop = k * CHUNK, min(size, (k + 1) * CHUNK)
         direct = _in_place(targets, stop - start, work)
         if direct is not None:
-            fill(stream(seed, name, k), direct)
+            fill.into(stream(seed, name, k), direct, sub)
             return
-        values = np.empty(stop - start, work)
-        fill(stream(seed, name, k), values)
-        for out, found in targets:
-            for piece in found:
-                copy_piece(values, start, piece, out)
+        for where, values in fill.runs(stream(seed, name, k), stop - start, work, sub):
+            for out, region, _ in targets:
+                if isinstance(where, np.ndarray):
+                    scatter(out, region, start + where, values)
+                    continue
+                first = start + where
+                for found in pieces(region, first, first + values.size):
+                    copy_piece(values, first, found, out)
 
-    _run([partial(job, k, targets) for k, targets in sorted(todo.items())])
+    _run((partial(job, k, targets) for k, targets in _meetings(blocks)), count)
+
+
+def _meetings(blocks: list[tuple[np.ndarray, Region]]) -> Iterator[tuple[int, list[Target]]]:
+    """(k, the blocks chunk k meets with their pieces) in the order of k, made as they are asked for."""
+    def tagged(i: int, out: np.ndarray, region: Region) -> Iterator[tuple[int, int, np.ndarray, Region, list[Piece]]]:
+        return ((k, i, out, region, found) for k, found in chunks(region, CHUNK))
+
+    met = [tagged(i, out, region) for i, (out, region) in enumerate(blocks)]
+    for k, group in groupby(heapq.merge(*met, key=itemgetter(0, 1)), key=itemgetter(0)):
+        yield k, [(out, region, found) for _, _, out, region, found in group]
