@@ -149,14 +149,15 @@ def linen(folder: str, mesh: jax.sharding.Mesh) -> None:
 
 def memory(process: int, mesh: jax.sharding.Mesh) -> None:
     """A 8 MB kernel split 4 ways: numpy holds this process's 2 shards plus less than one chunk (the draws' scratch
-    of one fill thread, the default for shards); with set_threads(2), two threads' wide scratch (rng.py)."""
+    of one fill thread, the default for shards); with set_threads(2), two threads' wide scratch and numpy's ufunc
+    buffers (rng.py)."""
     with jax.set_mesh(mesh):
         net = nnx.Linear(1024, 2048, use_bias=False, kernel_init=nnx.with_partitioning(
             nnx.initializers.zeros_init(), (None, "model")), rngs=nnx.Rngs(0))
     pm = up.wrap(net)
     own = sum(s.data.nbytes for s in net.kernel.get_value().addressable_shards)
     chunk = rng.CHUNK * 4
-    for threads, bound in ((None, own + chunk), (2, own + 2 * draws.scratch_bytes(np.float32, draws.WIDE))):
+    for threads, bound in ((None, own + chunk), (2, own + 2 * (draws.scratch_bytes(np.float32, draws.WIDE) + (1 << 16)))):
         rng.set_threads(threads)
         tracemalloc.start()
         pm.init(up.init.Normal(std=0.02), seed=1)

@@ -75,10 +75,14 @@ def spec(dtype: np.dtype) -> _Float:
     raise TypeError(f"random values are drawn in float32 or float64, not {dtype}")
 
 
-def scratch_bytes(dtype: np.dtype, sub: int = SUB) -> int:
-    """The most memory the draws hold at once besides their output: seven arrays of sub values (a run's two halves,
-    three working arrays, the raw words and, at an odd word position, their shifted copy)."""
-    return 7 * sub * spec(np.dtype(dtype)).bits // 8
+IN_PLACE, RUNS = 4, 5
+
+
+def scratch_bytes(dtype: np.dtype, sub: int = SUB, arrays: int = RUNS) -> int:
+    """The most memory the draws hold at once besides their output: arrays of sub values. In place: the raw words
+    and two working arrays, plus one for the last values of a block of odd size (IN_PLACE); in runs, the run's two
+    halves besides (RUNS, the default)."""
+    return arrays * sub * spec(np.dtype(dtype)).bits // 8
 
 
 def reach(dtype: np.dtype) -> float:
@@ -88,35 +92,30 @@ def reach(dtype: np.dtype) -> float:
 
 class _Words:
     """A cursor into a stream's raw words of one float's width, read in order, count at a time (two float32 words
-    per 64-bit draw)."""
+    per 64-bit draw). After an odd number of float32 words it stands inside a draw: the next read steps back one
+    draw (PCG advances by any delta mod 2^128) and returns a view past its first word, so no read copies."""
 
-    def __init__(self, bits: np.random.BitGenerator, s: _Float) -> None:
-        self.bits, self.s, self.left = bits, s, None
+    BACK = (1 << 128) - 1
+
+    def __init__(self, bits: np.random.BitGenerator, s: _Float, odd: bool = False) -> None:
+        self.bits, self.s, self.odd = bits, s, odd
 
     def read(self, count: int) -> np.ndarray:
         if self.s.bits == 64:
             return self.bits.random_raw(count)
-        first, self.left = self.left, None
-        need = count - (first is not None)
-        words = self.bits.random_raw(-(-need // 2)).view(np.uint32)
-        if need & 1:
-            self.left = words[need]
-        if first is None:
-            return words[:need]
-        out = np.empty(count, np.uint32)
-        out[0], out[1:] = first, words[:need]
-        return out
+        skip = int(self.odd)
+        if skip:
+            self.bits.advance(self.BACK)
+        self.odd = bool((count + skip) & 1)
+        return self.bits.random_raw((count + skip + 1) // 2).view(np.uint32)[skip : skip + count]
 
     def ahead(self, count: int) -> _Words:
         """A second cursor, count words further on (this one must be at a whole draw)."""
         draws, odd = divmod(count, 64 // self.s.bits)
         clone = type(self.bits)(0)
         clone.state = self.bits.state
-        clone.advance(draws)
-        words = _Words(clone, self.s)
-        if odd:
-            words.left = clone.random_raw(1).view(np.uint32)[1]
-        return words
+        clone.advance(draws + odd)
+        return _Words(clone, self.s, bool(odd))
 
 
 def _raw(g: np.random.Generator, count: int, s: _Float) -> np.ndarray:
@@ -141,10 +140,11 @@ def _horner(z: np.ndarray, coefficients: tuple, out: np.ndarray) -> np.ndarray:
 
 
 def _radius(raw: np.ndarray, r: np.ndarray, s: _Float, t: list[np.ndarray]) -> None:
-    """r = sqrt(-2 ln y) of the uniforms y in (0, 1] that raw's words give (as 2 - [1, 2))."""
+    """r = sqrt(-2 ln y) of the uniforms y in (0, 1] that raw's words give (as 2 - [1, 2)); raw is scratch after."""
     f, i = s.float, s.int
-    t1, t2, k = t[0], t[1], t[2].view(i)
+    t1, t2 = t
     np.subtract(f(2), _unit(raw, s), out=r)
+    k = raw.view(i)
     ri = r.view(i)
     ri -= i(s.sqrt_half)
     np.right_shift(ri, i(s.fraction), out=k)
@@ -163,32 +163,32 @@ def _radius(raw: np.ndarray, r: np.ndarray, s: _Float, t: list[np.ndarray]) -> N
 
 def _angle(raw: np.ndarray, r: np.ndarray, b: np.ndarray, s: _Float, sin: tuple, cos: tuple,
            t: list[np.ndarray]) -> None:
-    """r <- r * A, b <- r * B for the angles raw's words give (sin and cos carry std).
+    """r <- r * A, b <- r * B for the angles raw's words give (sin and cos carry std); raw is scratch after.
 
     Of an angle word, bit 0 is the common sign, bit 1 swaps A and B, the top bits give x.
     """
     f, u, i = s.float, s.uint, s.int
-    t1, t2, t3 = t
+    t1, t2 = t
     bu = b.view(u)
     np.right_shift(raw, u(s.bits - s.fraction), out=bu)
     bu |= u(s.one)
     b -= f(1.5)
     b *= f(math.pi / 2)
     np.multiply(b, b, out=t1)
+    _horner(t1, sin, t2)
+    b *= t2
     _horner(t1, cos, t2)
-    _horner(t1, sin, t3)
-    t3 *= b
-    mask, c, sn = t1.view(u), t2.view(u), t3.view(u)
+    mask = t1.view(u)
+    np.left_shift(raw, u(s.bits - 1), out=mask)
+    r.view(u)[...] ^= mask
     np.left_shift(raw, u(s.bits - 2), out=mask)
     np.right_shift(mask.view(i), i(s.bits - 1), out=mask.view(i))
-    np.bitwise_xor(c, sn, out=bu)
-    bu &= mask
-    c ^= bu
-    sn ^= bu
-    np.left_shift(raw, u(s.bits - 1), out=mask)
-    ru = r.view(u)
-    ru ^= mask
-    np.multiply(r, t3, out=b)
+    c = t2.view(u)
+    np.bitwise_xor(c, bu, out=raw)
+    raw &= mask
+    c ^= raw
+    bu ^= raw
+    np.multiply(r, b, out=b)
     np.multiply(r, t2, out=r)
 
 
@@ -197,7 +197,7 @@ def _normal_block(words: _Words, out: np.ndarray, s: _Float, sin: tuple, cos: tu
     n = out.size
     h = (n + 1) // 2
     size = min(sub, h)
-    t = [np.empty(size, s.float) for _ in range(3)]
+    t = [np.empty(size, s.float) for _ in range(2)]
     for j in range(0, h, sub):
         m = min(sub, h - j)
         _radius(words.read(m), out[j : j + m], s, t if m == size else [a[:m] for a in t])
@@ -238,7 +238,7 @@ def normal_runs(g: np.random.Generator, n: int, dtype: np.dtype, mean: float = 0
     f = s.float
     sin, cos = _scaled(s, std)
     size = min(sub, (min(n, BLOCK) + 1) // 2)
-    r_all, b_all, *t = (np.empty(size, f) for _ in range(5))
+    r_all, b_all, *t = (np.empty(size, f) for _ in range(4))
     radius = _Words(g.bit_generator, s)
     for start in range(0, n, BLOCK):
         nb = min(BLOCK, n - start)

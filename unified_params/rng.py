@@ -12,7 +12,7 @@ dimension, a dtype drawn wider) is drawn as runs of a few hundred KiB, each copi
 whole. Shards are filled on one thread, whose scratch (draws.scratch_bytes) stays under one chunk of float32, so a
 process holds its shards plus less than one chunk; with small pieces one thread is nearly as fast as two (they stay
 in cache, and two threads of them lose to the GIL). Unsharded tensors are filled on every CPU in wide pieces,
-3.5 MiB of scratch per thread. set_threads(n) sets both.
+2.5 MiB of scratch per thread. set_threads(n) sets both.
 """
 from __future__ import annotations
 
@@ -113,7 +113,7 @@ def set_threads(n: int | None) -> int:
     """Fill chunks on n threads (None: the default, the CPUs, and one for shards); returns the previous number.
 
     One thread holds a process to its arrays plus draws.scratch_bytes() (under one chunk) while it fills; n threads
-    hold n x draws.scratch_bytes(dtype, draws.WIDE) (3.5 MiB of float32 each). Values never depend on n.
+    hold n x draws.scratch_bytes(dtype, draws.WIDE) (2.5 MiB of float32 each). Values never depend on n.
     """
     global _pool, _threads
     if n is not None and (isinstance(n, (bool, np.bool_)) or not isinstance(n, (int, np.integer)) or n < 1):
