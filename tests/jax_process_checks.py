@@ -157,7 +157,8 @@ def memory(process: int, mesh: jax.sharding.Mesh) -> None:
     pm = up.wrap(net)
     own = sum(s.data.nbytes for s in net.kernel.get_value().addressable_shards)
     chunk = rng.CHUNK * 4
-    for threads, bound in ((None, own + chunk), (2, own + 2 * (draws.scratch_bytes(np.float32, draws.WIDE) + (1 << 16)))):
+    wide = draws.scratch_bytes(np.float32, draws.WIDE) + (1 << 16)
+    for threads, bound in ((None, own + chunk), (2, own + 2 * wide)):
         rng.set_threads(threads)
         tracemalloc.start()
         pm.init(up.init.Normal(std=0.02), seed=1)
