@@ -109,7 +109,41 @@ def nnx_checks() -> None:
         check_same(f"nnx eval_shape {shape}", native_arrays(arrays), want)
         count += 1
     whole_checks(pm, reference)
+    joined_checks()
     print(f"nnx ok {count}")
+
+
+def joined_checks() -> None:
+    """An NNX LSTMCell whose per-gate kernels are split: its joined weights (torch's weight_ih, weight_hh) have no
+    one placement, so pm.init warns that it builds them whole (even for Normal), naming them and not the unsplit
+    biases; the values equal the unsharded cell's, and every gate kernel keeps its sharding."""
+    import warnings
+
+    import jax
+    from flax import nnx
+
+    def cell(split: bool) -> nnx.LSTMCell:
+        part = (lambda init: nnx.with_partitioning(init, (None, "model"))) if split else (lambda init: init)
+        return nnx.LSTMCell(8, 16, kernel_init=part(nnx.initializers.lecun_normal()),
+                            recurrent_kernel_init=part(nnx.initializers.lecun_normal()), rngs=nnx.Rngs(0))
+
+    with jax.set_mesh(jax.make_mesh((2,), ("model",), devices=jax.devices()[:2])):
+        split = cell(True)
+    reference = cell(False)
+    before = {n: g.kernel.get_value().sharding for n, g in vars(split).items() if isinstance(g, nnx.Linear)}
+    assert before and all(s.spec == jax.sharding.PartitionSpec(None, "model") for s in before.values()), before
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        up.wrap(split).init(up.init.Normal(std=0.5), seed=3)
+    up.wrap(reference).init(up.init.Normal(std=0.5), seed=3)
+    assert [w.category for w in caught] == [up.WholeTensorWarning], [str(w.message) for w in caught]
+    message = str(caught[0].message)
+    assert "'weight_ih' (64 x 8 float32" in message and "'weight_hh' (64 x 16 float32" in message, message
+    assert "joined from several native arrays" in message and "bias" not in message, message
+    for n, sharding in before.items():
+        assert getattr(split, n).kernel.get_value().sharding == sharding, n
+        assert np.array_equal(np.asarray(getattr(split, n).kernel.get_value()),
+                              np.asarray(getattr(reference, n).kernel.get_value())), n
 
 
 def whole_checks(pm: up.ParamAPI, reference: up.ParamAPI) -> None:

@@ -253,7 +253,7 @@ class ParamAPI:
                 initializer.check(tuple(1 if d is None else d for d in e.slot.shape), e.name, e.slot.dtype)
         for e in ready:
             self._model.adapter.writable(e.slot)
-        warn_whole(self._model.adapter, initializer, [e for e in selected if not isinstance(e.slot, Joined)])
+        warn_whole(self._model.adapter, initializer, selected)
         make = [e for e in ready if not in_place or isinstance(e.slot, Joined)]
         values = [(e.slot, make_value(initializer, seed, e.name, e.slot.shape, e.slot.dtype)) for e in make]
         with hold_interrupts():

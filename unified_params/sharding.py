@@ -75,28 +75,50 @@ def _chunked(initializer: Any) -> bool:
                                       or isinstance(initializer, Constant))
 
 
-def warn_whole(adapter: Any, initializer: Any, entries: Sequence[Any]) -> None:
-    """Warn, naming them with their size, of the split parameters that pm.init builds whole on the host: Orthogonal
-    and custom initializers need the whole tensor, and a layout that reshapes has no canonical blocks."""
-    from .dtypes import resolve
+def _split(adapter: Any, slot: Any) -> bool:
+    placed = adapter.sharding(slot)
+    return placed is not None and not placed.replicated
+
+
+def _whole_reason(adapter: Any, slot: Any, chunked: bool) -> str | None:
+    """Why pm.init must build this parameter whole on the host although (part of) it is split, or None."""
     from .layout import axis_map
 
+    parts = getattr(slot, "bounds", None)
+    if parts is not None:
+        split = any(b.slot is not None and _split(adapter, b.slot) for b in parts)
+        return "is joined from several native arrays (no one placement)" if split else None
+    reshaped = axis_map(slot.layout, len(slot.shape)) is None
+    if chunked and not reshaped:
+        return None
+    placed = adapter.sharding(slot)
+    if placed is None or not (reshaped or not placed.replicated):
+        return None
+    return "is stored reshaped (no block of it is a block of the native array)" if reshaped else \
+        "needs the whole tensor"
+
+
+def warn_whole(adapter: Any, initializer: Any, entries: Sequence[Any]) -> None:
+    """Warn, naming them with their size, of the split parameters that pm.init builds whole on the host: Orthogonal
+    and custom initializers need the whole tensor, a layout that reshapes has no canonical blocks, and a joined
+    tensor has no one placement (its split parts are cut from the whole value)."""
+    from .dtypes import resolve
+
     chunked = _chunked(initializer)
-    whole = []
+    whole: dict[str, list[str]] = {}
     for e in entries:
         shape = tuple(e.slot.shape)
         if None in shape or not shape:
             continue
-        reshaped = axis_map(e.slot.layout, len(shape)) is None
-        if chunked and not reshaped:
-            continue
-        placed = adapter.sharding(e.slot)
-        if placed is not None and (reshaped or not placed.replicated):
+        why = _whole_reason(adapter, e.slot, chunked)
+        if why is not None:
             size = math.prod(shape) * resolve(e.slot.dtype).itemsize
-            whole.append(f"{quote(e.name)} ({' x '.join(map(str, shape))} {e.slot.dtype}, {size / 2**20:.3g} MiB)")
+            whole.setdefault(why, []).append(
+                f"{quote(e.name)} ({' x '.join(map(str, shape))} {e.slot.dtype}, {size / 2**20:.3g} MiB)")
     if whole:
-        why = "needs the whole tensor" if not chunked else "cannot fill a block of a tensor stored reshaped"
-        warnings.warn(f"{initializer!r} {why}: pm.init builds {', '.join(whole)} whole in this process's memory, then "
-                      f"keeps its shards (sharded init is bounded by the shards plus one chunk only for the chunked "
-                      f"built-ins: Normal, Uniform, Xavier*, Kaiming*, TruncatedNormal, Constant; see docs/scale.md)",
+        text = "; ".join(f"{', '.join(names)} {why}" for why, names in whole.items())
+        warnings.warn(f"{initializer!r}: pm.init builds split parameters whole in this process's memory, then keeps "
+                      f"their shards: {text} (sharded init is bounded by the shards plus one chunk only for the "
+                      f"chunked built-ins: Normal, Uniform, Xavier*, Kaiming*, TruncatedNormal, Constant, on "
+                      f"parameters that are not joined; see docs/scale.md)",
                       WholeTensorWarning, stacklevel=4)
