@@ -361,6 +361,14 @@ class KerasAdapter(Adapter):
         variable = slot.ref.variable
         return None if variable is None else ops().sharding(variable.value, slot.layout)
 
+    def group(self) -> Any:
+        """The processes of jax.distributed that hold the model's variables together (Keras on JAX), else None."""
+        return ops().group([v.value for v in self.model.weights])
+
+    def blocks(self, slot: Slot) -> list | None:
+        variable = slot.ref.variable
+        return None if variable is None else ops().blocks(variable.value, slot.layout, slot.native_name)
+
     def mesh_axes(self, mesh: Any) -> dict[str, int]:
         """A keras.distribution.DeviceMesh's axis names and sizes."""
         if not isinstance(mesh, keras.distribution.DeviceMesh):

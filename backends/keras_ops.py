@@ -60,6 +60,14 @@ class Ops:
         """value's placement over devices (a keras.distribution layout), None on one device."""
         return None
 
+    def group(self, values: Sequence[Any]) -> Any:
+        """The processes that hold these variable values together (collective.Group), None within one process."""
+        return None
+
+    def blocks(self, value: Any, layout: Layout | None, name: str) -> list | None:
+        """The canonical blocks of value this process writes to a checkpoint, None when process 0 writes it whole."""
+        return None
+
 
 class TensorflowOps(Ops):
     name = "tensorflow"
@@ -122,6 +130,16 @@ class JaxOps(Ops):
         from ._jax_sharding import describe
 
         return describe(value, layout)
+
+    def group(self, values: Sequence[Any]) -> Any:
+        from . import _jax_processes
+
+        return _jax_processes.group(values)
+
+    def blocks(self, value: Any, layout: Layout | None, name: str) -> list | None:
+        from . import _jax_processes
+
+        return _jax_processes.blocks(value, layout, name)
 
     def token(self, value: Any) -> tuple[Any, Any] | None:
         """A JAX array is immutable: every assign makes a new one."""

@@ -7,9 +7,11 @@ import os
 import sys
 import traceback
 import tracemalloc
+from collections.abc import Iterable
 
 os.environ["XLA_FLAGS"] = "--xla_force_host_platform_device_count=2"
 os.environ["JAX_PLATFORMS"] = "cpu"
+os.environ["KERAS_BACKEND"] = "jax"
 
 import jax  # noqa: E402
 import numpy as np  # noqa: E402
@@ -70,6 +72,7 @@ def main(process: int, port: str, folder: str) -> None:
         same_shards(f"{dict(mesh.shape)} {spec}", nets[-1], want)
     checkpoint(process, folder, nets[0], meshes[0], want)
     linen(folder, meshes[0])
+    keras_model(process, folder)
     memory(process, meshes[0])
     print(f"process {process} ok", flush=True)
     jax.distributed.shutdown()
@@ -81,17 +84,7 @@ def checkpoint(process: int, folder: str, net: nnx.Module, mesh: jax.sharding.Me
     0); a save that fails on one process leaves the old files; the checkpoint loads back split the other way."""
     pm = up.wrap(net)
     written = saved_bytes(pm, folder)
-    mine = 0
-    for value in arrays(net).values():
-        first = {}
-        for device, index in value.sharding.devices_indices_map(value.shape).items():
-            key = str(index)
-            first[key] = min(first.get(key, device.id), device.id)
-        if value.is_fully_addressable:
-            mine += value.nbytes if process == 0 else 0
-        else:
-            mine += sum(s.data.nbytes for s in value.addressable_shards if first[str(s.index)] == s.device.id)
-    assert written == 2 * mine, (written, mine)
+    assert written == 2 * own_bytes(process, arrays(net).values()), written
     from jax.experimental import multihost_utils
 
     atomic(process, 2, pm, os.path.join(folder, "sharded"), lambda: multihost_utils.sync_global_devices("atomic"))
@@ -100,6 +93,20 @@ def checkpoint(process: int, folder: str, net: nnx.Module, mesh: jax.sharding.Me
     up.wrap(other).load(os.path.join(folder, "sharded"))
     same_shards("loaded split the other way", other, want)
     print(f"process {process} wrote {written} bytes", flush=True)
+
+
+def own_bytes(process: int, values: Iterable[jax.Array]) -> int:
+    """The bytes of the blocks this process's devices are first (lowest id) to hold; process 0 writes unsplit ones."""
+    mine = 0
+    for value in values:
+        first: dict[str, int] = {}
+        for device, index in value.sharding.devices_indices_map(value.shape).items():
+            first[str(index)] = min(first.get(str(index), device.id), device.id)
+        if value.is_fully_addressable:
+            mine += value.nbytes if process == 0 else 0
+        else:
+            mine += sum(s.data.nbytes for s in value.addressable_shards if first[str(s.index)] == s.device.id)
+    return mine
 
 
 def linen(folder: str, mesh: jax.sharding.Mesh) -> None:
@@ -144,6 +151,52 @@ def linen(folder: str, mesh: jax.sharding.Mesh) -> None:
     pm.save(os.path.join(folder, "linen.safetensors"))
     other = build(SPLITS[1])
     other.load(os.path.join(folder, "linen.safetensors"))
+    check("loaded split the other way", other)
+
+
+def keras_model(process: int, folder: str) -> None:
+    """Keras on JAX under ModelParallel over both processes: pm.init fills each process's shards (the same blocks as
+    the unsharded model's), each process writes its own blocks of one checkpoint (the kernel split over processes),
+    and the file loads into the model split the other way; test_sharded.py loads it into an unsharded NNX model."""
+    import keras
+
+    def build(spec: tuple | None) -> keras.Model:
+        if spec is None:
+            dense = keras.layers.Dense(128, kernel_initializer="zeros", name="dense")
+            out = keras.layers.Dense(8, kernel_initializer="zeros", name="out")
+            return keras.Sequential([keras.Input((64,)), dense, out], name="net")
+        layouts = keras.distribution.LayoutMap(keras.distribution.DeviceMesh((4,), ["model"], jax.devices()))
+        layouts["net/dense/kernel"], layouts["net/dense/bias"] = spec, (spec[1],)
+        keras.distribution.set_distribution(keras.distribution.ModelParallel(layout_map=layouts,
+                                                                             batch_dim_name="model"))
+        try:
+            return build(None)
+        finally:
+            keras.distribution.set_distribution(None)
+
+    def check(label: str, model: keras.Model) -> None:
+        kernel = model.get_layer("dense").kernel.value
+        assert not kernel.is_fully_addressable and len(kernel.addressable_shards) == 2, label
+        for variable in model.weights:
+            value = variable.value
+            for shard in value.addressable_shards:
+                assert np.array_equal(np.asarray(shard.data), want[variable.path][shard.index]), (label, variable.path)
+
+    reference = build(None)
+    init(up.wrap(reference))
+    want = {v.path: np.asarray(v.value) for v in reference.weights}
+    model = build((None, "model"))
+    before = {v.path: v.value.sharding for v in model.weights}
+    pm = up.wrap(model)
+    init(pm)
+    assert {v.path: v.value.sharding for v in model.weights} == before, "keras: a sharding changed"
+    check("init", model)
+    os.makedirs(os.path.join(folder, "keras"), exist_ok=True)
+    written = saved_bytes(pm, os.path.join(folder, "keras"))
+    assert written == 2 * own_bytes(process, [v.value for v in model.weights]), written
+    print(f"process {process}: keras wrote {written} bytes", flush=True)
+    other = build(("model", None))
+    up.wrap(other).load(os.path.join(folder, "keras", "one.safetensors"))
     check("loaded split the other way", other)
 
 

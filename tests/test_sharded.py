@@ -155,7 +155,8 @@ def test_nnx_and_linen_over_two_jax_processes_init_their_own_shards_and_save_a_c
     """jax.distributed with 2 processes of 2 CPU devices: each process's shards equal the same blocks of the unsharded
     init, placements kept, numpy peak within its shards + one chunk (two threads: their scratch); each writes its
     own blocks of one checkpoint, which loads split the other way there and, here, into an unsharded model. A linen
-    model made by jax.jit(init, out_shardings=...) over both processes: the same, saved and loaded there."""
+    model made by jax.jit(init, out_shardings=...) over both processes: the same, saved and loaded there. Keras on
+    JAX under ModelParallel over both processes: the same; its checkpoints load here into the unsharded NNX model."""
     from flax import nnx
 
     for attempt in range(3):
@@ -170,15 +171,19 @@ def test_nnx_and_linen_over_two_jax_processes_init_their_own_shards_and_save_a_c
         def __init__(self) -> None:
             self.dense, self.out = nnx.Linear(64, 128, rngs=nnx.Rngs(0)), nnx.Linear(128, 8, rngs=nnx.Rngs(0))
 
-    loaded, reference = Net(), Net()
-    up.wrap(loaded).load(tmp_path / "one.safetensors")
-    pm = up.wrap(reference)
-    pm.init(up.init.XavierUniform(), layer="linear", kind="weight", seed=5)
-    pm.init(up.init.Normal(std=0.5), kind="bias", seed=5)
-    for layer in ("dense", "out"):
-        for leaf in ("kernel", "bias"):
-            got, want = (np.asarray(getattr(getattr(m, layer), leaf).get_value()) for m in (loaded, reference))
-            assert np.array_equal(got, want), (layer, leaf)
+    def sequential() -> nnx.Sequential:
+        return nnx.Sequential(nnx.Linear(64, 128, rngs=nnx.Rngs(0)), nnx.Linear(128, 8, rngs=nnx.Rngs(0)))
+
+    for saved, build in (("one.safetensors", Net), ("keras/one.safetensors", sequential),
+                         ("keras/sharded", sequential)):
+        loaded, reference = build(), build()
+        up.wrap(loaded).load(tmp_path / saved)
+        pm = up.wrap(reference)
+        pm.init(up.init.XavierUniform(), layer="linear", kind="weight", seed=5)
+        pm.init(up.init.Normal(std=0.5), kind="bias", seed=5)
+        for name, view in pm.items():
+            got = np.asarray(up.wrap(loaded)[name].native.get_value())
+            assert np.array_equal(got, np.asarray(view.native.get_value())), (saved, name)
 
 
 def test_an_nnx_eval_shape_model_is_pending_storage_until_materialize_applies_its_records() -> None:
