@@ -2,8 +2,9 @@
 jax.distributed): each runs them in every process of its group."""
 from __future__ import annotations
 
+import json
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 import unified_params as up
 
@@ -47,3 +48,20 @@ def saved_bytes(pm: up.ParamAPI, folder: str) -> int:
     finally:
         os.pwrite = real
     return written[0]
+
+
+def check_provenance(folder: str, names: Iterable[str], seed: int) -> None:
+    """The files saved_bytes wrote record, for every tensor, the pm.init that made it (the scripts' init: XavierUniform
+    on weights, Normal(std=0.5) on biases, both with seed): every process knew the same, so process 0 wrote it."""
+    from safetensors import safe_open
+
+    want = {n: {"initializer": repr(up.init.XavierUniform() if n.endswith("weight") else up.init.Normal(std=0.5)),
+                "seed": seed} for n in names}
+    sharded = os.path.join(folder, "sharded")
+    files = [os.path.join(folder, "one.safetensors")]
+    files += [os.path.join(sharded, f) for f in sorted(os.listdir(sharded)) if f.endswith(".safetensors")]
+    merged: dict = {}
+    for file in files:
+        with safe_open(file, "np") as f:
+            merged.setdefault(file == files[0], {}).update(json.loads(f.metadata().get("provenance", "{}")))
+    assert merged == {True: want, False: want}, (merged, want)

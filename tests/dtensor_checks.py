@@ -14,7 +14,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
-from collective_checks import atomic, saved_bytes
+from collective_checks import atomic, check_provenance, saved_bytes
 from torch import nn
 
 import unified_params as up
@@ -111,6 +111,7 @@ def checkpoint(rank: int, world: int, model: nn.Module, pm: up.ParamAPI, want: d
     counts = [None] * world
     dist.all_gather_object(counts, written)
     assert written == mine and sum(counts) == total, (written, mine, counts, total)
+    check_provenance(folder, want, 7)
     files = sorted(f for f in os.listdir(os.path.join(folder, "sharded")) if f.endswith(".safetensors"))
     assert len(files) > 1, files
     stored = {k: v for f in files for k, v in load_file(os.path.join(folder, "sharded", f)).items()}

@@ -15,7 +15,7 @@ os.environ["KERAS_BACKEND"] = "jax"
 
 import jax  # noqa: E402
 import numpy as np  # noqa: E402
-from collective_checks import atomic, saved_bytes  # noqa: E402
+from collective_checks import atomic, check_provenance, saved_bytes  # noqa: E402
 from flax import nnx  # noqa: E402
 
 import unified_params as up  # noqa: E402
@@ -85,6 +85,7 @@ def checkpoint(process: int, folder: str, net: nnx.Module, mesh: jax.sharding.Me
     pm = up.wrap(net)
     written = saved_bytes(pm, folder)
     assert written == 2 * own_bytes(process, arrays(net).values()), written
+    check_provenance(folder, want, 5)
     from jax.experimental import multihost_utils
 
     atomic(process, 2, pm, os.path.join(folder, "sharded"), lambda: multihost_utils.sync_global_devices("atomic"))
@@ -194,6 +195,7 @@ def keras_model(process: int, folder: str) -> None:
     os.makedirs(os.path.join(folder, "keras"), exist_ok=True)
     written = saved_bytes(pm, os.path.join(folder, "keras"))
     assert written == 2 * own_bytes(process, [v.value for v in model.weights]), written
+    check_provenance(os.path.join(folder, "keras"), pm.names(), 5)
     print(f"process {process}: keras wrote {written} bytes", flush=True)
     other = build(("model", None))
     up.wrap(other).load(os.path.join(folder, "keras", "one.safetensors"))
@@ -210,7 +212,7 @@ def memory(process: int, mesh: jax.sharding.Mesh) -> None:
     pm = up.wrap(net)
     own = sum(s.data.nbytes for s in net.kernel.get_value().addressable_shards)
     chunk = rng.CHUNK * 4
-    wide = draws.scratch_bytes(np.float32, draws.WIDE) + (1 << 16)
+    wide = draws.scratch_bytes(np.float32, draws.WIDE) + (1 << 17)
     for threads, bound in ((None, own + chunk), (2, own + 2 * wide)):
         rng.set_threads(threads)
         tracemalloc.start()

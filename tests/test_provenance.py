@@ -94,3 +94,28 @@ def test_mxnet_has_no_change_token_so_nothing_is_claimed() -> None:
     net.initialize()
     pm = up.wrap(net).init(up.init.Normal(std=0.1), kind="weight", seed=3)
     assert pm.provenance() == {"weight": None, "bias": None}
+
+
+def test_a_save_across_processes_records_provenance_only_when_every_process_knows_the_same() -> None:
+    """collective.save records process 0's provenance when every process reports the same (the gloo and
+    jax.distributed runs check the files), and none when one process differs: a process that wrote a value another
+    way must not be covered by process 0's claim."""
+    from unified_params import collective
+
+    class Group:
+        """Process `rank` of a group whose process 0 saw `first` and whose other processes agree or not."""
+
+        def __init__(self, rank: int, first: dict, others_agree: bool) -> None:
+            self.rank, self.size, self.first, self.others_agree = rank, 2, first, others_agree
+
+        def broadcast(self, value: object) -> object:
+            return self.first
+
+        def all_ok(self, ok: bool) -> bool:
+            return ok and self.others_agree
+
+    seen = {"0.weight": {"initializer": "Normal(mean=0.0, std=0.01)", "seed": 3}}
+    assert collective.agreed(Group(0, seen, True), seen) == seen
+    assert collective.agreed(Group(1, seen, True), seen) == seen
+    assert collective.agreed(Group(0, seen, False), seen) == {}
+    assert collective.agreed(Group(1, seen, True), {**seen, "0.bias": {"initializer": "Zeros()", "seed": 1}}) == {}

@@ -503,15 +503,15 @@ class ParamAPI:
         entries = self._ready_unique()
         specs = [(self._rel(e.name), resolve(e.slot.dtype), tuple(e.slot.shape)) for e in entries]
         adapter = self._model.adapter
+        origins = {n: o for n, o in self.provenance().items() if o is not None}
         group = adapter.group()
         if group is not None:
             from . import collective
 
             collective.save(path, specs, [e.slot for e in entries], adapter.blocks, adapter.view, group, self.backend,
-                            self.tied(), metadata, max_shard_size)
+                            self.tied(), metadata, max_shard_size, origins)
             return
         values = (adapter.view(e.slot) for e in entries)
-        origins = {n: o for n, o in self.provenance().items() if o is not None}
         if max_shard_size is None:
             checkpoint.save(path, specs, values, self.backend, self.tied(), metadata, origins)
         else:

@@ -9,6 +9,7 @@ process fails, process 0 removes the new files and every process raises: the old
 """
 from __future__ import annotations
 
+import json
 import math
 import os
 import zlib
@@ -19,7 +20,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from . import errors, safetensors_io, shards
-from .checkpoint import Spec, check_metadata, crc_table, own_metadata, replacing, user_path
+from .checkpoint import Origins, Spec, check_metadata, crc_table, own_metadata, replacing, user_path
 from .regions import Region, pieces
 
 READ = 1 << 20
@@ -42,11 +43,11 @@ Blocks = Callable[[Any], "list[tuple[Region, np.ndarray]] | None"]
 
 
 def _create(stack: ExitStack, files: list[str], groups: list[list[Spec]], metadata: dict[str, str],
-            backend: str, tied: list[list[str]]) -> dict[str, tuple[str, int]]:
+            backend: str, tied: list[list[str]], origins: Origins) -> dict[str, tuple[str, int]]:
     """Process 0: each file made at its final size under a temporary name; name -> (temporary file, data offset)."""
     where = {}
     for file, group in zip(files, groups):
-        meta = {**metadata, **own_metadata([s[0] for s in group], backend, tied)}
+        meta = {**metadata, **own_metadata([s[0] for s in group], backend, tied, origins)}
         tmp = stack.enter_context(replacing(file))
         head = safetensors_io.header_bytes(group, {**meta, "crc32": crc_table({s[0]: 0 for s in group})})
         with open(tmp, "wb") as f:
@@ -85,12 +86,21 @@ def _checksums(f: Any, specs: list[Spec], where: dict[str, tuple[str, int]]) -> 
     return sums
 
 
+def agreed(group: Group, origins: Origins) -> Origins:
+    """The provenance to record: process 0's when every process sees the same, else none (a checkpoint never claims
+    an origin that one of its writers does not know)."""
+    mine = json.loads(json.dumps(origins))
+    first = group.broadcast(mine if group.rank == 0 else None)
+    return first if group.all_ok(first == mine) else {}
+
+
 def save(path: Any, specs: list[Spec], items: Sequence[Any], blocks: Blocks, whole: Callable[[Any], np.ndarray],
          group: Group, backend: str, tied: list[list[str]], metadata: dict[str, str] | None,
-         max_shard_size: int | str | None) -> None:
+         max_shard_size: int | str | None, origins: Origins | None = None) -> None:
     """Every process of group calls this with the same specs; items[i] is the slot of specs[i]."""
     shown = user_path(path)
     extra = check_metadata(metadata)
+    origins = agreed(group, origins or {})
     with ExitStack() as stack:
         plan: Any = None
         if group.rank == 0:
@@ -100,7 +110,7 @@ def save(path: Any, specs: list[Spec], items: Sequence[Any], blocks: Blocks, who
                 else:
                     folder, names, groups = shards.plan(shown, specs, max_shard_size)
                     files = [os.path.join(shown, n) for n in names]
-                plan = _create(stack, files, groups, extra, backend, tied)
+                plan = _create(stack, files, groups, extra, backend, tied, origins)
             except Exception as e:
                 plan = f"{type(e).__name__}: {e}"
         plan = group.broadcast(plan)
@@ -115,7 +125,7 @@ def save(path: Any, specs: list[Spec], items: Sequence[Any], blocks: Blocks, who
         done: Any = None
         if group.rank == 0 and ok:
             try:
-                _finish(plan, specs, extra, backend, tied)
+                _finish(plan, specs, extra, backend, tied, origins)
                 stack.close()
                 if folder is not None:
                     shards.commit(shown, folder, names, groups, extra, backend)
@@ -149,13 +159,13 @@ def _write_own(where: dict[str, tuple[str, int]], specs: list[Spec], items: Sequ
 
 
 def _finish(where: dict[str, tuple[str, int]], specs: list[Spec], extra: dict[str, str], backend: str,
-            tied: list[list[str]]) -> None:
+            tied: list[list[str]], origins: Origins) -> None:
     """Process 0: the checksums into each file's header (same size: fixed-width numbers), written in place."""
     by_file: dict[str, list[Spec]] = {}
     for spec in specs:
         by_file.setdefault(where[spec[0]][0], []).append(spec)
     for tmp, group in by_file.items():
-        meta = {**extra, **own_metadata([s[0] for s in group], backend, tied)}
+        meta = {**extra, **own_metadata([s[0] for s in group], backend, tied, origins)}
         with open(tmp, "r+b") as f:
             sums = _checksums(f, group, where)
             head = safetensors_io.header_bytes(group, {**meta, "crc32": crc_table(sums)})
