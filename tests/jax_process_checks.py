@@ -203,14 +203,31 @@ def keras_model(process: int, folder: str) -> None:
 
 
 def memory(process: int, mesh: jax.sharding.Mesh) -> None:
-    """A 8 MB kernel split 4 ways: numpy holds this process's 2 shards plus less than one chunk (the draws' scratch
-    of one fill thread, the default for shards); with set_threads(2), two threads' wide scratch and numpy's ufunc
-    buffers (rng.py)."""
+    """A 8 MB kernel split 4 ways, in NNX and in Keras under ModelParallel: numpy holds this process's 2 shards plus
+    less than one chunk (the draws' scratch of one fill thread, the default for shards); with set_threads(2), two
+    threads' wide scratch and numpy's ufunc buffers (rng.py)."""
+    import keras
+
     with jax.set_mesh(mesh):
         net = nnx.Linear(1024, 2048, use_bias=False, kernel_init=nnx.with_partitioning(
             nnx.initializers.zeros_init(), (None, "model")), rngs=nnx.Rngs(0))
-    pm = up.wrap(net)
-    own = sum(s.data.nbytes for s in net.kernel.get_value().addressable_shards)
+    layouts = keras.distribution.LayoutMap(keras.distribution.DeviceMesh((4,), ["model"], jax.devices()))
+    layouts["big/dense/kernel"] = (None, "model")
+    keras.distribution.set_distribution(keras.distribution.ModelParallel(layout_map=layouts, batch_dim_name="model"))
+    try:
+        big = keras.Sequential([keras.Input((1024,)), keras.layers.Dense(2048, use_bias=False, name="dense",
+                                                                         kernel_initializer="zeros")], name="big")
+    finally:
+        keras.distribution.set_distribution(None)
+    for label, model, kernel in (("nnx", net, lambda: net.kernel.get_value()),
+                                 ("keras", big, lambda: big.get_layer("dense").kernel.value)):
+        pm = up.wrap(model)
+        own = sum(s.data.nbytes for s in kernel().addressable_shards)
+        assert own == 1024 * 2048 * 4 // 2, (label, own)
+        peaks(process, label, pm, own)
+
+
+def peaks(process: int, label: str, pm: up.ParamAPI, own: int) -> None:
     chunk = rng.CHUNK * 4
     wide = draws.scratch_bytes(np.float32, draws.WIDE) + (1 << 17)
     for threads, bound in ((None, own + chunk), (2, own + 2 * wide)):
@@ -220,8 +237,8 @@ def memory(process: int, mesh: jax.sharding.Mesh) -> None:
         peak = tracemalloc.get_traced_memory()[1]
         tracemalloc.stop()
         rng.set_threads(None)
-        assert peak <= bound, f"numpy peak {peak} beyond {bound} ({own} of shards, threads {threads})"
-        print(f"process {process}: threads {threads or 'default'}, shards {own / 2**20:.1f} MiB, numpy peak "
+        assert peak <= bound, f"{label}: numpy peak {peak} beyond {bound} ({own} of shards, threads {threads})"
+        print(f"process {process}: {label}, threads {threads or 'default'}, shards {own / 2**20:.1f} MiB, numpy peak "
               f"{peak / 2**20:.2f} MiB, beyond the shards {(peak - own) / 2**20:.2f} MiB (bound "
               f"{(bound - own) / 2**20:.2f}; one chunk {chunk / 2**20:.0f} MiB)", flush=True)
 
