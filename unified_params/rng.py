@@ -36,7 +36,7 @@ from . import draws
 from .chunk_fills import ChunkFill
 from .draws import BLOCK, normal, reach, uniform
 from .errors import InitializerError, quote
-from .regions import Piece, Region, chunks, copy_piece, pieces, put, scatter
+from .regions import Piece, Region, chunks, copy_piece, pieces, scatter
 
 __all__ = ["BLOCK", "CHUNK", "normal", "reach", "uniform", "stream", "generator", "fill_chunks", "fill_blocks",
            "threads", "set_threads", "cpus"]
@@ -161,33 +161,10 @@ def _run(jobs: Iterable[Callable[[], None]], threads: int) -> None:
 
 def fill_chunks(out: np.ndarray, seed: int, name: str, fill: ChunkFill, region: Region | None = None,
                 work: np.dtype | None = None) -> None:
-    """Fill each fixed chunk of out's C-order elements from its own stream, in parallel when there are several.
-
-    A chunk is written in place (fill.into) when out is C-contiguous and of dtype work (default out's), else its
-    values are copied to their places in out's strided memory run by run (fill.runs). With a region, out is that
-    block of the tensor: only the chunks that meet it are drawn, and only their values inside it kept.
-    """
-    work = np.dtype(work or out.dtype)
-    if region is not None and not region.whole:
-        fill_blocks([(out, region)], seed, name, fill, work)
-        return
-    size, count = out.size, workers(sharded=region is not None)
-    sub = piece(count)
-    flat = out.reshape(-1) if out.flags.c_contiguous and out.dtype == work else None
+    """Fill each fixed chunk of out's C-order elements from its own stream (fill_blocks with one block: out, the whole
+    tensor, or with a region that block of it, a shard), in parallel when there are several and out is no shard."""
     whole = Region(out.shape, (0,) * out.ndim, out.shape)
-
-    def job(k: int) -> None:
-        start, stop = k * CHUNK, min(size, (k + 1) * CHUNK)
-        if flat is not None:
-            fill.into(stream(seed, name, k), flat[start:stop], sub)
-            return
-        for where, values in fill.runs(stream(seed, name, k), stop - start, work, sub):
-            if isinstance(where, np.ndarray):
-                scatter(out, whole, start + where, values)
-            else:
-                put(out, start + where, values)
-
-    _run((partial(job, k) for k in range(-(-size // CHUNK))), count)
+    fill_blocks([(out, region or whole)], seed, name, fill, work, workers(sharded=region is not None))
 
 
 def _in_place(targets: list[Target], size: int, work: np.dtype) -> np.ndarray | None:
@@ -203,13 +180,14 @@ def _in_place(targets: list[Target], size: int, work: np.dtype) -> np.ndarray | 
 
 
 def fill_blocks(blocks: list[tuple[np.ndarray, Region]], seed: int, name: str, fill: ChunkFill,
-                work: np.dtype | None = None) -> None:
-    """fill_chunks for several blocks of one tensor (the shards one process holds): each chunk that meets any block
+                work: np.dtype | None = None, threads: int | None = None) -> None:
+    """Fill blocks of one tensor (the shards one process holds, or the whole tensor): each chunk that meets any block
     is drawn once, run by run, and each run copied into every block it meets (a split along any dimension costs one
-    pass over the chunks the blocks meet, not one per block); a chunk inside one block's contiguous run is drawn there."""
+    pass over the chunks the blocks meet, not one per block); a chunk inside one block's contiguous run is drawn there.
+    On `threads` threads (default: set_threads, else one, the shards' memory bound)."""
     if not blocks:
         return
-    size, count = math.prod(blocks[0][1].shape), workers(sharded=True)
+    size, count = math.prod(blocks[0][1].shape), threads or workers(sharded=True)
     sub = piece(count)
     work = np.dtype(work or blocks[0][0].dtype)
 
