@@ -7,7 +7,8 @@ import os
 import sys
 import traceback
 import tracemalloc
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from typing import Any
 
 os.environ["XLA_FLAGS"] = "--xla_force_host_platform_device_count=2"
 os.environ["JAX_PLATFORMS"] = "cpu"
@@ -155,6 +156,21 @@ def linen(folder: str, mesh: jax.sharding.Mesh) -> None:
     check("loaded split the other way", other)
 
 
+def keras_split(specs: dict[str, tuple], build: Callable[[], Any]) -> Any:
+    """What build() makes under keras.distribution.ModelParallel, each variable path of specs laid out over the 4
+    devices of both processes."""
+    import keras
+
+    layouts = keras.distribution.LayoutMap(keras.distribution.DeviceMesh((4,), ["model"], jax.devices()))
+    for path, spec in specs.items():
+        layouts[path] = spec
+    keras.distribution.set_distribution(keras.distribution.ModelParallel(layout_map=layouts, batch_dim_name="model"))
+    try:
+        return build()
+    finally:
+        keras.distribution.set_distribution(None)
+
+
 def keras_model(process: int, folder: str) -> None:
     """Keras on JAX under ModelParallel over both processes: pm.init fills each process's shards (the same blocks as
     the unsharded model's), each process writes its own blocks of one checkpoint (the kernel split over processes),
@@ -166,14 +182,7 @@ def keras_model(process: int, folder: str) -> None:
             dense = keras.layers.Dense(128, kernel_initializer="zeros", name="dense")
             out = keras.layers.Dense(8, kernel_initializer="zeros", name="out")
             return keras.Sequential([keras.Input((64,)), dense, out], name="net")
-        layouts = keras.distribution.LayoutMap(keras.distribution.DeviceMesh((4,), ["model"], jax.devices()))
-        layouts["net/dense/kernel"], layouts["net/dense/bias"] = spec, (spec[1],)
-        keras.distribution.set_distribution(keras.distribution.ModelParallel(layout_map=layouts,
-                                                                             batch_dim_name="model"))
-        try:
-            return build(None)
-        finally:
-            keras.distribution.set_distribution(None)
+        return keras_split({"net/dense/kernel": spec, "net/dense/bias": (spec[1],)}, lambda: build(None))
 
     def check(label: str, model: keras.Model) -> None:
         kernel = model.get_layer("dense").kernel.value
@@ -211,14 +220,9 @@ def memory(process: int, mesh: jax.sharding.Mesh) -> None:
     with jax.set_mesh(mesh):
         net = nnx.Linear(1024, 2048, use_bias=False, kernel_init=nnx.with_partitioning(
             nnx.initializers.zeros_init(), (None, "model")), rngs=nnx.Rngs(0))
-    layouts = keras.distribution.LayoutMap(keras.distribution.DeviceMesh((4,), ["model"], jax.devices()))
-    layouts["big/dense/kernel"] = (None, "model")
-    keras.distribution.set_distribution(keras.distribution.ModelParallel(layout_map=layouts, batch_dim_name="model"))
-    try:
-        big = keras.Sequential([keras.Input((1024,)), keras.layers.Dense(2048, use_bias=False, name="dense",
-                                                                         kernel_initializer="zeros")], name="big")
-    finally:
-        keras.distribution.set_distribution(None)
+    dense = keras.layers.Dense(2048, use_bias=False, name="dense", kernel_initializer="zeros")
+    big = keras_split({"big/dense/kernel": (None, "model")},
+                      lambda: keras.Sequential([keras.Input((1024,)), dense], name="big"))
     for label, model, kernel in (("nnx", net, lambda: net.kernel.get_value()),
                                  ("keras", big, lambda: big.get_layer("dense").kernel.value)):
         pm = up.wrap(model)

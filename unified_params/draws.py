@@ -75,14 +75,10 @@ def spec(dtype: np.dtype) -> _Float:
     raise TypeError(f"random values are drawn in float32 or float64, not {dtype}")
 
 
-IN_PLACE, RUNS = 4, 5
-
-
-def scratch_bytes(dtype: np.dtype, sub: int = SUB, arrays: int = RUNS) -> int:
-    """The most memory the draws hold at once besides their output: arrays of sub values. In place: the raw words
-    and two working arrays, plus one for the last values of a block of odd size (IN_PLACE); in runs, the run's two
-    halves besides (RUNS, the default)."""
-    return arrays * sub * spec(np.dtype(dtype)).bits // 8
+def scratch_bytes(dtype: np.dtype, sub: int = SUB) -> int:
+    """The most memory the draws hold at once besides their output: five arrays of sub values in runs (the run's two
+    halves, the raw words, two working arrays); in place three, four for the last values of a block of odd size."""
+    return 5 * sub * spec(np.dtype(dtype)).bits // 8
 
 
 def reach(dtype: np.dtype) -> float:
